@@ -1,0 +1,197 @@
+"""Settings for every sagaflow process, read once from the environment.
+
+Every setting is an environment variable; `SETTINGS` below is the one table of them (the
+deploy docs are generated from it, and a test keeps the two in step). The object built from
+the environment is frozen and passed down explicitly: there are no globals.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+
+class ConfigError(ValueError):
+    """A setting is missing or malformed; the message names the variable and the fix."""
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    default: str
+    help: str
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("SAGAFLOW_KAFKA_BOOTSTRAP", "127.0.0.1:19092", "Kafka bootstrap servers."),
+    Setting("SAGAFLOW_KAFKA_SECURITY_PROTOCOL", "PLAINTEXT",
+            "PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL."),
+    Setting("SAGAFLOW_KAFKA_SASL_MECHANISM", "SCRAM-SHA-512", "SASL mechanism when SASL is used."),
+    Setting("SAGAFLOW_KAFKA_SASL_USERNAME", "", "SASL user name (from a Secret)."),
+    Setting("SAGAFLOW_KAFKA_SASL_PASSWORD", "", "SASL password (from a Secret)."),
+    Setting("SAGAFLOW_KAFKA_SSL_CA_LOCATION", "", "CA bundle for TLS to Kafka."),
+    Setting("SAGAFLOW_TOPIC_PREFIX", "sagaflow.", "Prefix of every topic name."),
+    Setting("SAGAFLOW_PARTITIONS", "6", "Partitions of commands/events (topics create)."),
+    Setting("SAGAFLOW_REPLICATION_FACTOR", "1", "Replication factor (topics create)."),
+    Setting("SAGAFLOW_DATABASE_URL", "postgresql://sagaflow:sagaflow@127.0.0.1:15432/sagaflow",
+            "Postgres URL for idempotency, the demo services and the read model."),
+    Setting("SAGAFLOW_APP", "sagaflow.examples.checkout:registry",
+            "module:attribute of the Registry holding the workflows and activities."),
+    Setting("SAGAFLOW_INSTANCE_ID", "",
+            "Stable id of this orchestrator (transactional id suffix); default: host name."),
+    Setting("SAGAFLOW_ORCHESTRATOR_GROUP", "sagaflow-orchestrator",
+            "Consumer group of the orchestrators."),
+    Setting("SAGAFLOW_BATCH_MAX", "500", "Most commands decided in one Kafka transaction."),
+    Setting("SAGAFLOW_COMMIT_INTERVAL_MS", "20",
+            "How long the orchestrator gathers a batch before committing it."),
+    Setting("SAGAFLOW_TRANSACTION_TIMEOUT_MS", "10000",
+            "transaction.timeout.ms of the orchestrator's producer."),
+    Setting("SAGAFLOW_CHECKPOINT_INTERVAL_MS", "5000",
+            "How often the orchestrator records its recovery low-water marks."),
+    Setting("SAGAFLOW_MAX_PAYLOAD_BYTES", "262144",
+            "Largest input, signal or result payload accepted."),
+    Setting("SAGAFLOW_HTTP_HOST", "127.0.0.1", "Address of the HTTP server (API, health, metrics)."),
+    Setting("SAGAFLOW_HTTP_PORT", "8080", "Port of the orchestrator's HTTP server."),
+    Setting("SAGAFLOW_WORKER_HTTP_PORT", "8081", "Port of the worker's health and metrics server."),
+    Setting("SAGAFLOW_API_TOKEN", "", "Bearer token the API requires; empty: no auth."),
+    Setting("SAGAFLOW_WORKER_QUEUES", "", "Task queues this worker serves; empty: all in the app."),
+    Setting("SAGAFLOW_WORKER_CONCURRENCY", "8", "Activities a worker runs at once."),
+    Setting("SAGAFLOW_WORKER_LEASE_MS", "30000",
+            "Idempotency lease; after it a stalled attempt may be taken over."),
+    Setting("SAGAFLOW_WORKER_GROUP_PREFIX", "sagaflow-worker-",
+            "Consumer group of a task queue = prefix + queue."),
+    Setting("SAGAFLOW_LOG_LEVEL", "INFO", "Python log level."),
+)
+
+_DEFAULTS = {s.name: s.default for s in SETTINGS}
+
+
+def _get(env: Mapping[str, str], name: str) -> str:
+    return env.get(name, _DEFAULTS[name])
+
+
+def _int(env: Mapping[str, str], name: str, minimum: int = 0) -> int:
+    raw = _get(env, name)
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a whole number; set it to e.g. "
+                          f"{_DEFAULTS[name]!r} or unset it for the default") from None
+    if value < minimum:
+        raise ConfigError(f"{name}={value} is below {minimum}; set it to at least {minimum}")
+    return value
+
+
+@dataclass(frozen=True)
+class Topics:
+    """Topic names, all under one prefix."""
+
+    prefix: str
+
+    @property
+    def commands(self) -> str:
+        return f"{self.prefix}commands"
+
+    @property
+    def events(self) -> str:
+        return f"{self.prefix}events"
+
+    @property
+    def dlq(self) -> str:
+        return f"{self.prefix}dlq"
+
+    @property
+    def checkpoints(self) -> str:
+        return f"{self.prefix}checkpoints"
+
+    def tasks(self, queue: str) -> str:
+        return f"{self.prefix}tasks.{queue}"
+
+
+@dataclass(frozen=True)
+class Config:
+    kafka_bootstrap: str
+    kafka_security_protocol: str
+    kafka_sasl_mechanism: str
+    kafka_sasl_username: str
+    kafka_sasl_password: str = field(repr=False)
+    kafka_ssl_ca_location: str
+    topics: Topics
+    partitions: int
+    replication_factor: int
+    database_url: str = field(repr=False)
+    app: str
+    instance_id: str
+    orchestrator_group: str
+    batch_max: int
+    commit_interval_ms: int
+    transaction_timeout_ms: int
+    checkpoint_interval_ms: int
+    max_payload_bytes: int
+    http_host: str
+    http_port: int
+    worker_http_port: int
+    api_token: str = field(repr=False)
+    worker_queues: tuple[str, ...]
+    worker_concurrency: int
+    worker_lease_ms: int
+    worker_group_prefix: str
+    log_level: str
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Config:
+        e = os.environ if env is None else env
+        protocol = _get(e, "SAGAFLOW_KAFKA_SECURITY_PROTOCOL").upper()
+        if protocol not in {"PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"}:
+            raise ConfigError(f"SAGAFLOW_KAFKA_SECURITY_PROTOCOL={protocol!r} is not one of "
+                              "PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL")
+        app = _get(e, "SAGAFLOW_APP")
+        if ":" not in app:
+            raise ConfigError(f"SAGAFLOW_APP={app!r} must be 'module:attribute', e.g. "
+                              "'sagaflow.examples.checkout:registry'")
+        queues = tuple(q.strip() for q in _get(e, "SAGAFLOW_WORKER_QUEUES").split(",") if q.strip())
+        return cls(
+            kafka_bootstrap=_get(e, "SAGAFLOW_KAFKA_BOOTSTRAP"),
+            kafka_security_protocol=protocol,
+            kafka_sasl_mechanism=_get(e, "SAGAFLOW_KAFKA_SASL_MECHANISM"),
+            kafka_sasl_username=_get(e, "SAGAFLOW_KAFKA_SASL_USERNAME"),
+            kafka_sasl_password=_get(e, "SAGAFLOW_KAFKA_SASL_PASSWORD"),
+            kafka_ssl_ca_location=_get(e, "SAGAFLOW_KAFKA_SSL_CA_LOCATION"),
+            topics=Topics(_get(e, "SAGAFLOW_TOPIC_PREFIX")),
+            partitions=_int(e, "SAGAFLOW_PARTITIONS", 1),
+            replication_factor=_int(e, "SAGAFLOW_REPLICATION_FACTOR", 1),
+            database_url=_get(e, "SAGAFLOW_DATABASE_URL"),
+            app=app,
+            instance_id=_get(e, "SAGAFLOW_INSTANCE_ID") or socket.gethostname(),
+            orchestrator_group=_get(e, "SAGAFLOW_ORCHESTRATOR_GROUP"),
+            batch_max=_int(e, "SAGAFLOW_BATCH_MAX", 1),
+            commit_interval_ms=_int(e, "SAGAFLOW_COMMIT_INTERVAL_MS"),
+            transaction_timeout_ms=_int(e, "SAGAFLOW_TRANSACTION_TIMEOUT_MS", 1000),
+            checkpoint_interval_ms=_int(e, "SAGAFLOW_CHECKPOINT_INTERVAL_MS", 100),
+            max_payload_bytes=_int(e, "SAGAFLOW_MAX_PAYLOAD_BYTES", 1024),
+            http_host=_get(e, "SAGAFLOW_HTTP_HOST"),
+            http_port=_int(e, "SAGAFLOW_HTTP_PORT"),
+            worker_http_port=_int(e, "SAGAFLOW_WORKER_HTTP_PORT"),
+            api_token=_get(e, "SAGAFLOW_API_TOKEN"),
+            worker_queues=queues,
+            worker_concurrency=_int(e, "SAGAFLOW_WORKER_CONCURRENCY", 1),
+            worker_lease_ms=_int(e, "SAGAFLOW_WORKER_LEASE_MS", 100),
+            worker_group_prefix=_get(e, "SAGAFLOW_WORKER_GROUP_PREFIX"),
+            log_level=_get(e, "SAGAFLOW_LOG_LEVEL").upper(),
+        )
+
+    def kafka_common(self) -> dict[str, str | int]:
+        """librdkafka settings every client of this deployment shares."""
+        conf: dict[str, str | int] = {
+            "bootstrap.servers": self.kafka_bootstrap,
+            "security.protocol": self.kafka_security_protocol,
+        }
+        if self.kafka_security_protocol.startswith("SASL"):
+            conf["sasl.mechanism"] = self.kafka_sasl_mechanism
+            conf["sasl.username"] = self.kafka_sasl_username
+            conf["sasl.password"] = self.kafka_sasl_password
+        if self.kafka_ssl_ca_location:
+            conf["ssl.ca.location"] = self.kafka_ssl_ca_location
+        return conf

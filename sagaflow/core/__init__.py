@@ -1,0 +1,1 @@
+"""The deterministic core: pure, no I/O, no clock, no randomness."""

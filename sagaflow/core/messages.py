@@ -1,0 +1,328 @@
+"""The records that cross the core's boundary: commands in, events and activity tasks out.
+
+Commands are imperative and come from outside (clients, the API, the CLI, workers). Events are
+past tense and written only by the orchestrator; a workflow's state is the fold of its events.
+Activity tasks are effects: the orchestrator produces them in the same transaction as the events
+that caused them. Payloads (`input`, `result`, `payload`, `details`) are JSON encoded as UTF-8
+bytes and stay bytes inside the core, so what was received is exactly what is recorded.
+
+Every record here has exactly one Avro schema in schemas/avro/ (see sagaflow.codec).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TypeAlias
+
+# --------------------------------------------------------------------------- commands
+
+
+@dataclass(frozen=True)
+class StartWorkflow:
+    workflow_id: str
+    workflow_type: str
+    input: bytes
+    """JSON payload handed to the workflow function."""
+    version: int | None = None
+    """None starts the newest registered version of the type."""
+    command_id: str = ""
+    """Chosen by the sender; echoed in a rejection so callers can match it."""
+
+
+@dataclass(frozen=True)
+class SignalWorkflow:
+    workflow_id: str
+    name: str
+    payload: bytes
+    command_id: str = ""
+
+
+@dataclass(frozen=True)
+class CancelWorkflow:
+    workflow_id: str
+    reason: str = ""
+    command_id: str = ""
+
+
+@dataclass(frozen=True)
+class CompleteActivity:
+    workflow_id: str
+    run_id: str
+    activity_seq: int
+    attempt: int
+    result: bytes
+    command_id: str = ""
+
+
+@dataclass(frozen=True)
+class FailActivity:
+    workflow_id: str
+    run_id: str
+    activity_seq: int
+    attempt: int
+    error_type: str
+    message: str
+    retryable: bool
+    details: bytes = b"null"
+    command_id: str = ""
+
+
+@dataclass(frozen=True)
+class HeartbeatActivity:
+    workflow_id: str
+    run_id: str
+    activity_seq: int
+    attempt: int
+    details: bytes = b"null"
+    command_id: str = ""
+
+
+Command: TypeAlias = (
+    StartWorkflow
+    | SignalWorkflow
+    | CancelWorkflow
+    | CompleteActivity
+    | FailActivity
+    | HeartbeatActivity
+)
+
+# --------------------------------------------------------------------------- events
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    initial_interval_ms: int = 1_000
+    backoff_coefficient: float = 2.0
+    maximum_interval_ms: int = 100_000
+    maximum_attempts: int = 0
+    """0 means unlimited (bounded by schedule_to_close)."""
+    non_retryable_error_types: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class WorkflowStarted:
+    workflow_type: str
+    version: int
+    input: bytes
+    random_seed: int
+    """Derived from (workflow_id, run_id) by the shell; feeds ctx.random() and ctx.uuid4()."""
+    command_id: str = ""
+    continued_from_run_id: str = ""
+
+
+@dataclass(frozen=True)
+class ActivityScheduled:
+    activity_seq: int
+    activity_name: str
+    task_queue: str
+    input: bytes
+    retry_policy: RetryPolicy
+    start_to_close_ms: int
+    """Per-attempt deadline; 0 = none."""
+    schedule_to_close_ms: int
+    """Deadline over all attempts; 0 = none."""
+    compensation: bool = False
+    """True when a saga runs this activity to undo an earlier step."""
+
+
+@dataclass(frozen=True)
+class ActivityAttemptFailed:
+    activity_seq: int
+    attempt: int
+    error_type: str
+    message: str
+    timed_out: bool
+    retry_at_ms: int
+    """When the next attempt is dispatched (a durable timer)."""
+
+
+@dataclass(frozen=True)
+class ActivityRetried:
+    """The next attempt was dispatched (its task produced in the same transaction)."""
+
+    activity_seq: int
+    attempt: int
+
+
+@dataclass(frozen=True)
+class ActivityCompleted:
+    activity_seq: int
+    attempt: int
+    result: bytes
+
+
+@dataclass(frozen=True)
+class ActivityFailed:
+    """Final: no more attempts. The workflow's await raises ActivityError."""
+
+    activity_seq: int
+    attempt: int
+    error_type: str
+    message: str
+    details: bytes
+    reason: str
+    """'non_retryable', 'attempts_exhausted', 'schedule_to_close_timeout' or 'cancelled'."""
+
+
+@dataclass(frozen=True)
+class TimerStarted:
+    timer_seq: int
+    fire_at_ms: int
+
+
+@dataclass(frozen=True)
+class TimerFired:
+    timer_seq: int
+
+
+@dataclass(frozen=True)
+class TimerCancelled:
+    timer_seq: int
+
+
+@dataclass(frozen=True)
+class SignalReceived:
+    name: str
+    payload: bytes
+    command_id: str = ""
+
+
+@dataclass(frozen=True)
+class CancelRequested:
+    reason: str
+
+
+@dataclass(frozen=True)
+class MarkerRecorded:
+    """A `patched(change_id)` decision, so replay takes the same branch forever."""
+
+    change_id: str
+
+
+@dataclass(frozen=True)
+class WorkflowCompleted:
+    result: bytes
+
+
+@dataclass(frozen=True)
+class WorkflowFailed:
+    error_type: str
+    message: str
+    details: bytes
+
+
+@dataclass(frozen=True)
+class WorkflowCancelled:
+    reason: str
+
+
+@dataclass(frozen=True)
+class WorkflowContinuedAsNew:
+    new_run_id: str
+    input: bytes
+
+
+@dataclass(frozen=True)
+class WorkflowParked:
+    """Workflow code hit a bug or a nondeterminism; the workflow waits for fixed code."""
+
+    kind: str
+    """'nondeterminism' or 'workflow_error'."""
+    message: str
+
+
+@dataclass(frozen=True)
+class WorkflowUnparked:
+    """Newly deployed code got a parked workflow moving again."""
+
+
+@dataclass(frozen=True)
+class CommandRejected:
+    """A command that made no sense. Recorded with seq 0: it is not part of any history."""
+
+    command_id: str
+    command_type: str
+    reason: str
+    """A stable code: 'unknown_workflow_type', 'duplicate_workflow_id', 'workflow_not_found',
+    'workflow_closed', 'payload_too_large', 'unknown_version', 'workflow_quarantined', ..."""
+    message: str
+
+
+EventBody: TypeAlias = (
+    WorkflowStarted
+    | ActivityScheduled
+    | ActivityAttemptFailed
+    | ActivityRetried
+    | ActivityCompleted
+    | ActivityFailed
+    | TimerStarted
+    | TimerFired
+    | TimerCancelled
+    | SignalReceived
+    | CancelRequested
+    | MarkerRecorded
+    | WorkflowCompleted
+    | WorkflowFailed
+    | WorkflowCancelled
+    | WorkflowContinuedAsNew
+    | WorkflowParked
+    | WorkflowUnparked
+    | CommandRejected
+)
+
+CLOSING_EVENTS = (WorkflowCompleted, WorkflowFailed, WorkflowCancelled, WorkflowContinuedAsNew)
+
+
+@dataclass(frozen=True)
+class Event:
+    """One entry of a workflow's history. Identity is (workflow_id, seq)."""
+
+    workflow_id: str
+    seq: int
+    """1, 2, 3, ... per workflow id, continuing across continue-as-new runs; 0 for rejections."""
+    run_id: str
+    recorded_at_ms: int
+    body: EventBody
+
+
+# --------------------------------------------------------------------------- effects
+
+
+@dataclass(frozen=True)
+class ActivityTask:
+    """Run one attempt of an activity. Produced to tasks.<task_queue>, keyed by workflow_id."""
+
+    workflow_id: str
+    run_id: str
+    workflow_type: str
+    activity_seq: int
+    attempt: int
+    activity_name: str
+    task_queue: str
+    input: bytes
+    idempotency_key: str
+    """'{workflow_id}/{activity_seq}': the logical step, never the attempt."""
+    scheduled_at_ms: int
+    start_to_close_ms: int
+
+
+def idempotency_key(workflow_id: str, activity_seq: int) -> str:
+    return f"{workflow_id}/{activity_seq}"
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What one input to the core decided: events to append and tasks to produce."""
+
+    events: tuple[Event, ...] = ()
+    tasks: tuple[ActivityTask, ...] = ()
+
+    @property
+    def rejection(self) -> CommandRejected | None:
+        for e in self.events:
+            if isinstance(e.body, CommandRejected):
+                return e.body
+        return None
+
+    def __add__(self, other: Decision) -> Decision:
+        return Decision(self.events + other.events, self.tasks + other.tasks)

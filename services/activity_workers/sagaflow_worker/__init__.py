@@ -1,0 +1,1 @@
+"""The activity worker service: runs activity tasks once per logical step."""

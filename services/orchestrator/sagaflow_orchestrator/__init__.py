@@ -1,0 +1,1 @@
+"""The orchestrator service: owns command partitions, decides with the core, appends events."""
