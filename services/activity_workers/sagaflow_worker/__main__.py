@@ -1,11 +1,94 @@
-"""Entry point: `python -m sagaflow_worker` / `sagaflow-worker`."""
+"""Entry point: `python -m sagaflow_worker` / `sagaflow-worker`.
 
+Opens the app's resources and the idempotency store (migrating the schema under an advisory
+lock), serves /healthz, /readyz and /metrics, and runs the task consumers until SIGTERM, when
+in-flight activities finish and their offsets are committed before the process leaves its
+consumer groups.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
 import sys
+import threading
+from typing import Any
+
+from aiohttp import web
+from psycopg_pool import AsyncConnectionPool
+
+from sagaflow.app import load_registry
+from sagaflow.config import Config, ConfigError
+from sagaflow.db.migrate import migrate
+from sagaflow.logs import setup
+from sagaflow_worker.idempotency import IdempotencyStore
+from sagaflow_worker.runner import Worker
+
+log = logging.getLogger("sagaflow_worker")
+WORKER = web.AppKey("worker", Worker)
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "alive"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    status = request.app[WORKER].status
+    return web.json_response({"ready": status.ready, "queues": list(status.queues)},
+                             status=200 if status.ready else 503)
+
+
+def make_app(worker: Worker) -> web.Application:
+    app = web.Application()
+    app[WORKER] = worker
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    return app
+
+
+async def serve(config: Config) -> int:
+    registry = load_registry(config.app)
+    owner = f"{socket.gethostname()}-{os.getpid()}"
+    stop = threading.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await migrate(config.database_url)
+    async with contextlib.AsyncExitStack() as stack:
+        pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
+            config.database_url, min_size=1, max_size=max(4, config.worker_concurrency + 2),
+            open=False)
+        await pool.open(wait=True, timeout=30)
+        stack.push_async_callback(pool.close)
+        resources: dict[str, Any] = {}
+        for name, factory in registry.resource_factories().items():
+            resources[name] = await stack.enter_async_context(factory(config))
+        worker = Worker(config, registry, IdempotencyStore(pool), resources, owner=owner)
+        runner = web.AppRunner(make_app(worker), access_log=None)
+        await runner.setup()
+        stack.push_async_callback(runner.cleanup)
+        await web.TCPSite(runner, config.http_host, config.worker_http_port).start()
+        log.info("worker %s serving queues %s", owner, ", ".join(worker.status.queues))
+        await worker.run(stop)
+    return 0
 
 
 def main() -> int:
-    print("sagaflow-worker: not built yet", file=sys.stderr)  # noqa: T201
-    return 2
+    try:
+        config = Config.from_env()
+    except ConfigError as exc:
+        print(f"sagaflow-worker: {exc}", file=sys.stderr)  # noqa: T201
+        return 2
+    setup(config.log_level)
+    try:
+        return asyncio.run(serve(config))
+    except ConfigError as exc:
+        print(f"sagaflow-worker: {exc}", file=sys.stderr)  # noqa: T201
+        return 2
 
 
 if __name__ == "__main__":

@@ -1,11 +1,68 @@
-"""Entry point: `python -m sagaflow_orchestrator` / `sagaflow-orchestrator`."""
+"""Entry point: `python -m sagaflow_orchestrator` / `sagaflow-orchestrator`.
 
+The Kafka loop runs in its own thread (confluent-kafka calls block); the asyncio main thread
+serves HTTP and turns SIGTERM/SIGINT into a clean stop: the loop finishes its batch's
+transaction, leaves the consumer group and the process exits 0. A fatal Kafka error exits 3
+so the platform restarts the process with fresh clients.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
 import sys
+import threading
+
+from aiohttp import web
+
+from sagaflow.app import load_registry
+from sagaflow.config import Config, ConfigError
+from sagaflow.kafka.triage import FatalKafkaError
+from sagaflow.logs import setup
+from sagaflow_orchestrator.loop import Orchestrator
+from sagaflow_orchestrator.rebuild import RebuildError
+from sagaflow_orchestrator.web import make_app
+
+log = logging.getLogger("sagaflow_orchestrator")
+
+EXIT_FATAL = 3
+
+
+async def serve(config: Config) -> int:
+    registry = load_registry(config.app)
+    orchestrator = Orchestrator(config, registry)
+    stop = threading.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    runner = web.AppRunner(make_app(config, orchestrator), access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, config.http_host, config.http_port).start()
+    log.info("http on %s:%d", config.http_host, config.http_port)
+    try:
+        await asyncio.to_thread(orchestrator.run, stop)
+        return 0
+    except (FatalKafkaError, RebuildError) as exc:
+        log.error("%s", exc)
+        return EXIT_FATAL
+    finally:
+        stop.set()
+        await runner.cleanup()
 
 
 def main() -> int:
-    print("sagaflow-orchestrator: not built yet", file=sys.stderr)  # noqa: T201
-    return 2
+    try:
+        config = Config.from_env()
+    except ConfigError as exc:
+        print(f"sagaflow-orchestrator: {exc}", file=sys.stderr)  # noqa: T201
+        return 2
+    setup(config.log_level)
+    try:
+        return asyncio.run(serve(config))
+    except ConfigError as exc:
+        print(f"sagaflow-orchestrator: {exc}", file=sys.stderr)  # noqa: T201
+        return 2
 
 
 if __name__ == "__main__":

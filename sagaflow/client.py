@@ -1,0 +1,138 @@
+"""A Kafka client for applications: send commands, follow what the engine recorded.
+
+Commands go to the commands topic keyed by workflow id (murmur2, like every sagaflow
+producer). Events are read back with read_committed, so only what the orchestrator committed
+is ever seen.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from confluent_kafka import KafkaError, Producer, TopicPartition
+
+from sagaflow import codec
+from sagaflow.config import Config
+from sagaflow.core.messages import (
+    CLOSING_EVENTS,
+    CancelWorkflow,
+    Command,
+    Event,
+    SignalWorkflow,
+    StartWorkflow,
+)
+from sagaflow.kafka.clients import command_producer, reader
+
+HeaderFactory = Callable[[Command], list[tuple[str, bytes]]]
+
+
+class DeliveryError(RuntimeError):
+    """Kafka did not take the command; nothing was sent. Check the broker and retry."""
+
+
+def payload(value: Any) -> bytes:
+    return json.dumps(value, separators=(",", ":"), sort_keys=True).encode()
+
+
+class Client:
+    def __init__(self, config: Config, *, headers: HeaderFactory | None = None,
+                 producer: Producer | None = None) -> None:
+        self.config = config
+        self._headers = headers
+        self._producer = producer or command_producer(config)
+
+    def send(self, command: Command, timeout_s: float = 30.0) -> None:
+        """Produce one command and wait until Kafka has it (acks=all)."""
+        errors: list[Any] = []
+        headers = self._headers(command) if self._headers else []
+        self._producer.produce(self.config.topics.commands, codec.encode_command(command),
+                               command.workflow_id.encode(), headers=headers,
+                               on_delivery=lambda err, _m: errors.append(err))
+        remaining = self._producer.flush(timeout_s)
+        if remaining or (errors and errors[0] is not None):
+            raise DeliveryError(
+                f"command for {command.workflow_id} not delivered to "
+                f"{self.config.topics.commands} at {self.config.kafka_bootstrap}: "
+                f"{errors[0] if errors else 'timed out'}; is the broker up?")
+
+    def start(self, workflow_type: str, input: Any, *, workflow_id: str,
+              version: int | None = None, command_id: str = "") -> str:
+        self.send(StartWorkflow(workflow_id, workflow_type, payload(input), version,
+                                command_id or f"start:{workflow_id}"))
+        return workflow_id
+
+    def signal(self, workflow_id: str, name: str, value: Any = None, command_id: str = "") -> None:
+        self.send(SignalWorkflow(workflow_id, name, payload(value), command_id))
+
+    def cancel(self, workflow_id: str, reason: str = "", command_id: str = "") -> None:
+        self.send(CancelWorkflow(workflow_id, reason, command_id))
+
+
+@dataclass(frozen=True)
+class Recorded:
+    event: Event
+    partition: int
+    offset: int
+    headers: list[tuple[str, bytes]]
+
+
+def follow(config: Config, *, from_beginning: bool = True, poll_s: float = 0.2,
+           stop: Callable[[], bool] = lambda: False) -> Iterator[Recorded]:
+    """Every committed event, in partition order, until `stop()` is true (checked when idle)."""
+    consumer = reader(config, **{"enable.partition.eof": False})
+    try:
+        md = consumer.list_topics(config.topics.events, timeout=10)
+        tmeta = md.topics.get(config.topics.events)
+        if tmeta is None or tmeta.error is not None:
+            raise RuntimeError(f"topic {config.topics.events} is missing; "
+                               "run 'sagaflow topics create'")
+        start = 0 if from_beginning else -1  # OFFSET_END
+        consumer.assign([TopicPartition(config.topics.events, p, start if start == 0 else -1)
+                         for p in tmeta.partitions])
+        while True:
+            msg = consumer.poll(poll_s)
+            if msg is None:
+                if stop():
+                    return
+                continue
+            err = msg.error()
+            if err is not None:
+                if err.code() == KafkaError._PARTITION_EOF:
+                    continue
+                raise RuntimeError(f"reading {config.topics.events} failed: {err}")
+            try:
+                event = codec.decode_event(msg.value() or b"")
+            except codec.DecodeError:
+                continue  # the orchestrator quarantines the workflow; a reader just moves on
+            yield Recorded(event, msg.partition(), msg.offset(), list(msg.headers() or []))
+    finally:
+        consumer.close()
+
+
+def wait_closed(config: Config, workflow_ids: Iterable[str], timeout_s: float,
+                on_event: Callable[[Recorded], None] | None = None) -> dict[str, Event]:
+    """Follow the events until every workflow has closed; {id: closing event}."""
+    pending = set(workflow_ids)
+    closed: dict[str, Event] = {}
+    deadline = time.monotonic() + timeout_s
+    for rec in follow(config, stop=lambda: time.monotonic() > deadline):
+        wid = rec.event.workflow_id
+        if wid not in pending and wid not in closed:
+            continue
+        if on_event is not None:
+            on_event(rec)
+        if isinstance(rec.event.body, CLOSING_EVENTS) and wid in pending:
+            pending.discard(wid)
+            closed[wid] = rec.event
+            if not pending:
+                break
+        if time.monotonic() > deadline:
+            break
+    if pending:
+        raise TimeoutError(f"{len(pending)} workflow(s) still open after {timeout_s:.0f}s: "
+                           f"{sorted(pending)[:5]}")
+    return closed

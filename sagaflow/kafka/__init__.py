@@ -1,0 +1,1 @@
+"""Everything sagaflow says to Kafka: clients, topic admin, dead letters, error triage."""

@@ -1,0 +1,92 @@
+"""Topic administration. sagaflow never relies on broker auto-creation."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from sagaflow.config import Config
+
+
+class TopicError(RuntimeError):
+    """A topic could not be created or does not match what sagaflow needs."""
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    partitions: int
+    config: dict[str, str]
+
+
+def wanted_topics(config: Config, queues: Iterable[str], *, partitions: int | None = None,
+                  ) -> list[TopicSpec]:
+    """Every topic a deployment needs. commands and events share one partition count: a
+    workflow's events go to the partition number of its commands."""
+    t = config.topics
+    n = partitions or config.partitions
+    specs = [
+        TopicSpec(t.commands, n, {}),
+        TopicSpec(t.events, n, {"retention.ms": "-1"}),
+        TopicSpec(t.dlq, 1, {}),
+        TopicSpec(t.checkpoints, 1, {"cleanup.policy": "compact"}),
+    ]
+    specs += [TopicSpec(t.tasks(q), n, {}) for q in sorted(set(queues))]
+    return specs
+
+
+def admin_client(config: Config) -> AdminClient:
+    return AdminClient(dict(config.kafka_common()))
+
+
+def create_topics(config: Config, queues: Iterable[str], *, partitions: int | None = None,
+                  replication_factor: int | None = None, timeout_s: float = 30.0,
+                  ) -> dict[str, str]:
+    """Create what is missing; returns {topic: 'created' | 'exists'}. Idempotent.
+
+    An existing commands/events pair whose partition counts differ is an error: the
+    orchestrator's partition mapping would break.
+    """
+    admin = admin_client(config)
+    rf = replication_factor or config.replication_factor
+    specs = wanted_topics(config, queues, partitions=partitions)
+    new = [NewTopic(s.name, num_partitions=s.partitions, replication_factor=rf, config=s.config)
+           for s in specs]
+    outcome: dict[str, str] = {}
+    for name, fut in admin.create_topics(new, request_timeout=timeout_s).items():
+        try:
+            fut.result(timeout=timeout_s)
+            outcome[name] = "created"
+        except KafkaException as exc:
+            err = exc.args[0]
+            if isinstance(err, KafkaError) and err.code() == KafkaError.TOPIC_ALREADY_EXISTS:
+                outcome[name] = "exists"
+                continue
+            raise TopicError(f"could not create topic {name}: {err}; check the broker at "
+                             f"{config.kafka_bootstrap} and the client's ACLs") from exc
+    counts = partition_counts(config, [config.topics.commands, config.topics.events], timeout_s)
+    if len(set(counts.values())) != 1:
+        raise TopicError(f"commands and events must have the same partition count, found "
+                         f"{counts}; recreate or alter them to match")
+    return outcome
+
+
+def partition_counts(config: Config, topics: list[str], timeout_s: float = 10.0) -> dict[str, int]:
+    md = admin_client(config).list_topics(timeout=timeout_s)
+    out: dict[str, int] = {}
+    for name in topics:
+        tm = md.topics.get(name)
+        if tm is None or tm.error is not None:
+            raise TopicError(f"topic {name} does not exist; run 'sagaflow topics create'")
+        out[name] = len(tm.partitions)
+    return out
+
+
+def describe_topics(config: Config, timeout_s: float = 10.0) -> dict[str, int]:
+    """{topic: partitions} for every topic under the configured prefix."""
+    md = admin_client(config).list_topics(timeout=timeout_s)
+    return {name: len(tm.partitions) for name, tm in sorted(md.topics.items())
+            if name.startswith(config.topics.prefix)}

@@ -1,0 +1,93 @@
+"""The one place where Kafka client errors are triaged.
+
+librdkafka classifies every error it raises; we map that to exactly three outcomes:
+
+* retriable      -> call again after a short backoff (bounded by a deadline);
+* abortable      -> the transaction in flight must be aborted and the batch rewound;
+* fatal          -> the process cannot continue safely (fenced, unrecoverable producer state):
+                    exit non-zero so the platform restarts it with fresh clients.
+
+Nothing else in sagaflow catches `KafkaException`; callers catch the two exception types
+below and act on them.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from enum import Enum
+from typing import TypeVar
+
+from confluent_kafka import KafkaError, KafkaException
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class Verdict(Enum):
+    RETRY = "retry"
+    ABORT = "abort"
+    FATAL = "fatal"
+
+
+class AbortRequired(Exception):
+    """The current transaction must be aborted; the batch is rewound and decided again."""
+
+
+class FatalKafkaError(Exception):
+    """Kafka says this client can't go on (fenced or unrecoverable). Exit and be restarted."""
+
+
+def _error_of(exc: KafkaException) -> KafkaError | None:
+    err = exc.args[0] if exc.args else None
+    return err if isinstance(err, KafkaError) else None
+
+
+def classify(exc: KafkaException) -> Verdict:
+    err = _error_of(exc)
+    if err is None:
+        return Verdict.FATAL
+    if err.fatal():
+        return Verdict.FATAL
+    if err.txn_requires_abort():
+        return Verdict.ABORT
+    if err.retriable():
+        return Verdict.RETRY
+    # Producer fencing and invalid transaction state are not flagged fatal by every librdkafka
+    # path, but continuing after them could duplicate events: treat them as fatal.
+    if err.code() in (KafkaError._FENCED, KafkaError.INVALID_PRODUCER_EPOCH,
+                      KafkaError.PRODUCER_FENCED, KafkaError._STATE):
+        return Verdict.FATAL
+    return Verdict.ABORT
+
+
+def describe(exc: KafkaException) -> str:
+    err = _error_of(exc)
+    return f"{err.name()}: {err.str()}" if err is not None else repr(exc)
+
+
+def call(fn: Callable[[], T], what: str, *, deadline_s: float = 30.0) -> T:
+    """Run one Kafka client call, retrying retriable errors until the deadline.
+
+    Raises AbortRequired or FatalKafkaError; never a bare KafkaException.
+    """
+    deadline = time.monotonic() + deadline_s
+    backoff = 0.05
+    while True:
+        try:
+            return fn()
+        except KafkaException as exc:
+            verdict = classify(exc)
+            if verdict is Verdict.RETRY and time.monotonic() < deadline:
+                log.warning("kafka %s failed (%s); retrying in %.2fs", what, describe(exc), backoff)
+                time.sleep(backoff)  # backoff between client retries, not synchronisation
+                backoff = min(backoff * 2, 1.0)
+                continue
+            if verdict is Verdict.FATAL:
+                raise FatalKafkaError(
+                    f"kafka {what} failed fatally ({describe(exc)}); the process must restart "
+                    "with fresh clients (another instance with the same transactional id may "
+                    "have fenced this one)"
+                ) from exc
+            raise AbortRequired(f"kafka {what} failed ({describe(exc)}); aborting the batch") from exc

@@ -1,0 +1,308 @@
+"""The orchestrator's loop: commands in, one Kafka transaction per batch out.
+
+Per batch: decode each command (undecodable -> dlq), let the partition's engine decide, fire
+due timers, then in ONE transaction append the events to events-p, produce the activity tasks,
+write a checkpoint now and then, and commit the consumed command offsets (KIP-447: the
+consumer's group metadata fences a zombie that lost the partition). An abortable error aborts
+the transaction, drops the batch's state by rebuilding the owned partitions from the log, and
+rewinds the consumer to the committed offsets. A fatal error leaves the loop with an exception
+so the process exits non-zero and is restarted.
+
+No transaction is ever open while the consumer runs its rebalance callbacks: the loop commits
+before it polls again, so on revocation there is nothing in flight to finish.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, Producer, TopicPartition
+
+from sagaflow import codec
+from sagaflow.config import Config
+from sagaflow.core.messages import ActivityTask, Decision, Event
+from sagaflow.core.registry import Registry
+from sagaflow.kafka import triage
+from sagaflow.kafka.clients import group_consumer, transactional_producer
+from sagaflow.kafka.dlq import dead_letter
+from sagaflow_orchestrator import checkpoints
+from sagaflow_orchestrator.hooks import Hooks
+from sagaflow_orchestrator.rebuild import OwnedPartition, rebuild_partition
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], float]
+
+
+@dataclass
+class _Outgoing:
+    """What one batch will produce, gathered before the transaction opens."""
+
+    events: list[tuple[int, Event, bytes]] = field(default_factory=list)
+    tasks: list[tuple[ActivityTask, bytes]] = field(default_factory=list)
+    dead: list[tuple[Message, str]] = field(default_factory=list)
+    offsets: dict[int, int] = field(default_factory=dict)
+    commands: int = 0
+
+    def empty(self) -> bool:
+        return not (self.events or self.tasks or self.dead or self.offsets)
+
+
+@dataclass
+class Status:
+    """What /readyz and the metrics read; written only by the loop's thread."""
+
+    assigned: frozenset[int] = frozenset()
+    rebuilding: frozenset[int] = frozenset()
+    ready: bool = False
+    last_commit_ms: int = 0
+    commits: int = 0
+    aborts: int = 0
+
+
+class Orchestrator:
+    def __init__(self, config: Config, registry: Registry, *, clock: Clock = time.time,
+                 hooks: Hooks | None = None) -> None:
+        self.config = config
+        self.registry = registry
+        self.clock = clock
+        self.hooks = hooks or Hooks()
+        self.status = Status()
+        self.transactional_id = f"sagaflow-orchestrator-{config.instance_id}"
+        self._owned: dict[int, OwnedPartition] = {}
+        self._consumer: Consumer | None = None
+        self._producer: Producer | None = None
+        self._last_checkpoint = 0.0
+        self._pending_resume: set[int] = set()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def run(self, stop: threading.Event) -> None:
+        """Run until `stop` is set. Raises FatalKafkaError (or RebuildError) on fatal trouble."""
+        topics = self.config.topics
+        self._producer = transactional_producer(self.config, self.transactional_id)
+        triage.call(lambda: self._producer_or_die().init_transactions(30), "init_transactions",
+                    deadline_s=120)
+        self._consumer = group_consumer(self.config, self.config.orchestrator_group)
+        self._consumer.subscribe([topics.commands], on_assign=self._on_assign,
+                                 on_revoke=self._on_revoke, on_lost=self._on_revoke)
+        log.info("orchestrator %s consuming %s", self.transactional_id, topics.commands)
+        try:
+            while not stop.is_set():
+                self._iterate()
+        finally:
+            # Leaving the group hands the partitions over at once instead of after the session
+            # timeout; no transaction is open between iterations.
+            self.status.ready = False
+            self._consumer.close()
+            self._producer.flush(10)
+            log.info("orchestrator %s stopped", self.transactional_id)
+
+    def _producer_or_die(self) -> Producer:
+        assert self._producer is not None
+        return self._producer
+
+    def _consumer_or_die(self) -> Consumer:
+        assert self._consumer is not None
+        return self._consumer
+
+    # ------------------------------------------------------------------ rebalance
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        new = sorted(tp.partition for tp in partitions)
+        if not new:
+            return
+        self.status.rebuilding = frozenset(new)
+        self.status.ready = False
+        lows = checkpoints.read_all(self.config)
+        now_ms = int(self.clock() * 1000)
+        for p in new:
+            low = lows.get(checkpoints.key(self.config.topics.events, p))
+            owned = rebuild_partition(self.config, self.registry, p,
+                                      low.low_water if low is not None else 0)
+            self._owned[p] = owned
+            self.hooks.rebuilt(p, owned.rebuilt_events, owned.rebuild_seconds)
+            # Parked workflows get another go under this process's (possibly newer) code.
+            self._pending_resume.add(p)
+        self.status.assigned = frozenset(self._owned)
+        self.status.rebuilding = frozenset()
+        self.status.ready = True
+        log.info("assigned commands partitions %s (now own %s) at %d", new, sorted(self._owned),
+                 now_ms)
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        for tp in partitions:
+            self._owned.pop(tp.partition, None)
+            self._pending_resume.discard(tp.partition)
+        self.status.assigned = frozenset(self._owned)
+        log.info("revoked commands partitions %s", sorted(tp.partition for tp in partitions))
+
+    # ------------------------------------------------------------------ the batch
+
+    def _iterate(self) -> None:
+        consumer = self._consumer_or_die()
+        timeout = self.config.commit_interval_ms / 1000
+        due = self._next_due_ms()
+        if due is not None:
+            timeout = max(0.0, min(timeout, due / 1000 - self.clock()))
+        msgs = consumer.consume(self.config.batch_max, timeout=max(timeout, 0.001))
+        out = _Outgoing()
+        now_ms = int(self.clock() * 1000)
+        for msg in msgs:
+            self._take(msg, out, now_ms)
+        for p in sorted(self._pending_resume):
+            owned = self._owned.get(p)
+            if owned is not None:
+                self._emit(p, owned.engine.resume_parked(now_ms), out)
+        self._pending_resume.clear()
+        for p, owned in sorted(self._owned.items()):
+            nd = owned.engine.next_due_ms()
+            if nd is not None and nd <= now_ms:
+                self._emit(p, owned.engine.fire_due(now_ms), out)
+        checkpoint_due = (self.clock() - self._last_checkpoint) * 1000 >= \
+            self.config.checkpoint_interval_ms
+        if out.empty() and not (checkpoint_due and self._owned):
+            return
+        self._commit(out, with_checkpoint=checkpoint_due)
+
+    def _take(self, msg: Message, out: _Outgoing, now_ms: int) -> None:
+        err = msg.error()
+        if err is not None:
+            if err.code() != KafkaError._PARTITION_EOF:
+                log.warning("consumer error: %s", err)
+            return
+        p = msg.partition()
+        owned = self._owned.get(p)
+        if owned is None:
+            return  # fetched just before a revocation; the new owner will read it
+        out.offsets[p] = msg.offset() + 1
+        out.commands += 1
+        try:
+            command = codec.decode_command(msg.value() or b"")
+        except codec.DecodeError as exc:
+            out.dead.append((msg, f"undecodable command: {exc}"))
+            self.hooks.dead_lettered("orchestrator.decode")
+            return
+        started = time.perf_counter()
+        decision = owned.engine.handle(command, now_ms)
+        self.hooks.decided(command, decision, time.perf_counter() - started)
+        self._emit(p, decision, out, source=msg)
+
+    def _emit(self, p: int, decision: Decision, out: _Outgoing,
+              source: Message | None = None) -> None:
+        for event in decision.events:
+            out.events.append((p, event, codec.encode_event(event)))
+        for task in decision.tasks:
+            out.tasks.append((task, codec.encode_task(task)))
+        self.hooks.emitted(decision, source)
+
+    def _next_due_ms(self) -> int | None:
+        dues = [d for o in self._owned.values() if (d := o.engine.next_due_ms()) is not None]
+        return min(dues) if dues else None
+
+    # ------------------------------------------------------------------ the transaction
+
+    def _commit(self, out: _Outgoing, *, with_checkpoint: bool) -> None:
+        producer = self._producer_or_die()
+        consumer = self._consumer_or_die()
+        topics = self.config.topics
+        appended: list[tuple[int, Event, int]] = []
+        started = time.perf_counter()
+        try:
+            triage.call(producer.begin_transaction, "begin_transaction")
+            for p, event, data in out.events:
+                self._produce(producer, topics.events, data, event.workflow_id, p,
+                              self.hooks.event_headers(event),
+                              _recorder(appended, p, event))
+            for task, data in out.tasks:
+                self._produce(producer, topics.tasks(task.task_queue), data, task.workflow_id,
+                              None, self.hooks.task_headers(task), None)
+            for msg, reason in out.dead:
+                dl = dead_letter(msg, reason, "orchestrator")
+                producer.produce(topics.dlq, dl.value, dl.key, headers=dl.headers)
+            if with_checkpoint:
+                self._produce_checkpoints(producer)
+            if out.offsets:
+                offsets = [TopicPartition(topics.commands, p, o) for p, o in out.offsets.items()]
+                meta = consumer.consumer_group_metadata()
+                triage.call(lambda: producer.send_offsets_to_transaction(offsets, meta, 30),
+                            "send_offsets_to_transaction")
+            # flush serves the delivery reports that carry the events' offsets
+            producer.flush(30)
+            triage.call(lambda: producer.commit_transaction(30), "commit_transaction")
+        except triage.AbortRequired as exc:
+            log.warning("%s; rewinding partitions %s", exc, sorted(self._owned))
+            self._abort_and_rewind()
+            return
+        elapsed = time.perf_counter() - started
+        for p, event, offset in appended:
+            owned = self._owned.get(p)
+            if owned is not None:
+                owned.note_appended(event, offset)
+        if with_checkpoint:
+            self._last_checkpoint = self.clock()
+        self.status.commits += 1
+        self.status.last_commit_ms = int(self.clock() * 1000)
+        self.hooks.committed(out.commands, len(out.events), len(out.tasks), len(out.dead),
+                             elapsed)
+
+    def _produce(self, producer: Producer, topic: str, value: bytes, key: str,
+                 partition: int | None, headers: list[tuple[str, bytes]],
+                 on_delivery: Callable[[Any, Message], None] | None) -> None:
+        kwargs: dict[str, Any] = {"headers": headers}
+        if partition is not None:
+            kwargs["partition"] = partition
+        if on_delivery is not None:
+            kwargs["on_delivery"] = on_delivery
+        while True:
+            try:
+                producer.produce(topic, value, key.encode(), **kwargs)
+                return
+            except BufferError:
+                producer.poll(0.05)  # local queue full: let librdkafka drain it
+
+    def _produce_checkpoints(self, producer: Producer) -> None:
+        now_ms = int(self.clock() * 1000)
+        for p, owned in self._owned.items():
+            cp = checkpoints.Checkpoint(self.config.topics.events, p, owned.low_water(),
+                                        owned.end_offset, len(owned.engine.open_workflow_ids()),
+                                        now_ms)
+            producer.produce(self.config.topics.checkpoints, checkpoints.encode(cp),
+                             checkpoints.key(self.config.topics.events, p))
+
+    def _abort_and_rewind(self) -> None:
+        producer = self._producer_or_die()
+        consumer = self._consumer_or_die()
+        self.status.aborts += 1
+        triage.call(lambda: producer.abort_transaction(30), "abort_transaction")
+        owned = sorted(self._owned)
+        if not owned:
+            return
+        tps = [TopicPartition(self.config.topics.commands, p) for p in owned]
+        committed = triage.call(lambda: consumer.committed(tps, timeout=30), "committed")
+        lows = checkpoints.read_all(self.config)
+        for tp in committed:
+            low = lows.get(checkpoints.key(self.config.topics.events, tp.partition))
+            self._owned[tp.partition] = rebuild_partition(
+                self.config, self.registry, tp.partition, low.low_water if low else 0)
+            self._pending_resume.add(tp.partition)
+            offset = tp.offset if tp.offset >= 0 else OFFSET_BEGINNING
+            consumer.seek(TopicPartition(tp.topic, tp.partition, offset))
+
+    # ------------------------------------------------------------------ introspection
+
+    def owned_partitions(self) -> Sequence[int]:
+        return sorted(self._owned)
+
+
+def _recorder(appended: list[tuple[int, Event, int]], p: int,
+              event: Event) -> Callable[[Any, Message], None]:
+    def on_delivery(err: Any, msg: Message) -> None:
+        if err is None:
+            appended.append((p, event, msg.offset()))
+    return on_delivery

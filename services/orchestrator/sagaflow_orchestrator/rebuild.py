@@ -1,0 +1,127 @@
+"""Rebuilding a partition's open workflows from its events log, and the recovery checkpoints.
+
+The events partition is read with read_committed from the checkpointed low-water offset (the
+lowest offset any open workflow still needs) to its end. Events of an aborted transaction are
+never seen. Events of a workflow whose run began before the low-water mark belong to a workflow
+that was already closed when the checkpoint was taken; only the fact that it closed is kept.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+from confluent_kafka import OFFSET_BEGINNING, KafkaError, TopicPartition
+
+from sagaflow import codec
+from sagaflow.config import Config
+from sagaflow.core.engine import Engine
+from sagaflow.core.messages import CLOSING_EVENTS, Event, WorkflowContinuedAsNew, WorkflowStarted
+from sagaflow.core.registry import Registry
+from sagaflow.kafka import triage
+from sagaflow.kafka.clients import reader
+
+log = logging.getLogger(__name__)
+
+
+class RebuildError(RuntimeError):
+    """The events log could not be read to its end in time; the process should restart."""
+
+
+@dataclass
+class OwnedPartition:
+    """One commands partition this orchestrator owns, with the state rebuilt for it."""
+
+    partition: int
+    engine: Engine
+    start_offsets: dict[str, int] = field(default_factory=dict)
+    """workflow_id -> offset in events-p of its current run's WorkflowStarted (open runs only)."""
+    end_offset: int = 0
+    """The events-p offset after the last event this process knows of."""
+    rebuilt_events: int = 0
+    rebuild_seconds: float = 0.0
+
+    def low_water(self) -> int:
+        """Lowest events offset a rebuild must start from to restore every open workflow."""
+        open_ids = self.engine.open_workflow_ids()
+        offsets = [o for w, o in self.start_offsets.items() if w in open_ids]
+        return min(offsets) if offsets else self.end_offset
+
+    def note_appended(self, event: Event, offset: int) -> None:
+        self.end_offset = max(self.end_offset, offset + 1)
+        if isinstance(event.body, WorkflowStarted):
+            self.start_offsets[event.workflow_id] = offset
+        elif isinstance(event.body, CLOSING_EVENTS) and not isinstance(
+                event.body, WorkflowContinuedAsNew):
+            self.start_offsets.pop(event.workflow_id, None)
+
+
+def rebuild_partition(config: Config, registry: Registry, partition: int, low_water: int,
+                      *, timeout_s: float | None = None) -> OwnedPartition:
+    """Fold events-`partition` from `low_water` (its checkpoint) to its end into a fresh engine."""
+    started = time.monotonic()
+    owned = OwnedPartition(partition, Engine(registry, max_payload_bytes=config.max_payload_bytes))
+    topic = config.topics.events
+    consumer = reader(config)
+    try:
+        lo, hi = triage.call(lambda: consumer.get_watermark_offsets(
+            TopicPartition(topic, partition), timeout=10, cached=False), "watermarks")
+        start = max(low_water, lo)
+        owned.end_offset = hi
+        if start >= hi:
+            return owned
+        consumer.assign([TopicPartition(topic, partition, start if start > 0 else OFFSET_BEGINNING)])
+        # An open transaction of a dead orchestrator holds read_committed back until the broker
+        # aborts it, which takes at most the transaction timeout.
+        budget = timeout_s if timeout_s is not None else config.transaction_timeout_ms / 1000 * 3 + 60
+        deadline = time.monotonic() + budget
+        seen_start: set[str] = set()
+        position = start
+        while position < hi:
+            if time.monotonic() > deadline:
+                raise RebuildError(
+                    f"rebuilding events partition {partition} stalled at offset {position} of "
+                    f"{hi} for {budget:.0f}s; an open transaction may be holding read_committed "
+                    "back: check the broker's transaction coordinator, then restart")
+            for msg in consumer.consume(1000, timeout=0.5):
+                err = msg.error()
+                if err is not None:
+                    if err.code() == KafkaError._PARTITION_EOF:
+                        continue
+                    raise RebuildError(f"reading events partition {partition} failed: {err}")
+                _restore_one(owned, msg.key(), msg.value(), msg.offset(), seen_start)
+            pos = consumer.position([TopicPartition(topic, partition)])[0].offset
+            position = max(position, pos)
+        owned.end_offset = max(owned.end_offset, position)
+        return owned
+    finally:
+        consumer.close()
+        owned.rebuild_seconds = time.monotonic() - started
+        log.info("partition %d rebuilt: %d events, %d open workflows in %.3fs", partition,
+                 owned.rebuilt_events, len(owned.engine.open_workflow_ids()),
+                 owned.rebuild_seconds)
+
+
+def _restore_one(owned: OwnedPartition, key: bytes | str | None, value: bytes | None,
+                 offset: int, seen_start: set[str]) -> None:
+    owned.rebuilt_events += 1
+    workflow_id = key.decode(errors="replace") if isinstance(key, bytes) else str(key)
+    try:
+        event = codec.decode_event(value or b"")
+    except codec.DecodeError as exc:
+        # Never skipped silently: the workflow it belongs to stops until an operator looks.
+        owned.engine.quarantine(workflow_id, f"undecodable event at offset {offset}: {exc}")
+        return
+    if event.seq == 0:
+        return  # a recorded rejection; not part of any history
+    if isinstance(event.body, WorkflowStarted):
+        seen_start.add(event.workflow_id)
+    elif event.workflow_id not in seen_start:
+        # Its run began before the low-water mark, so it was closed when the checkpoint was
+        # written; remember only that, for duplicate-start and closed-workflow rejections.
+        if isinstance(event.body, CLOSING_EVENTS):
+            owned.engine.remember_closed(event.workflow_id, event.body)
+        return
+    owned.engine.restore(event)
+    owned.note_appended(event, offset)
