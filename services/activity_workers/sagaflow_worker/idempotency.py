@@ -174,7 +174,7 @@ SET lease_expires_at = {_LEASE}, updated_at = now()
 WHERE idempotency_key = %(key)s AND fencing_token = %(token)s AND state = 'running'
 """
 
-_CLAIM_TRIES = 3
+_CLAIM_TRIES = 5
 
 
 # --------------------------------------------------------------------------- the store

@@ -1,0 +1,215 @@
+"""The activity idempotency store on a real Postgres: claim, complete, fail, leases, fencing."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import pytest
+from psycopg_pool import AsyncConnectionPool
+from sagaflow_worker.idempotency import (
+    Acquired,
+    AlreadyCompleted,
+    Claim,
+    Failed,
+    IdempotencyStore,
+    LeasedElsewhere,
+    Succeeded,
+    idempotency_key,
+)
+
+from sagaflow.db import migrate, open_pool
+from sagaflow.db.testing import run_in_scratch_schema
+
+pytestmark = pytest.mark.integration
+
+KEY = idempotency_key("wf-1", 3)
+LEASE_MS = 60_000
+
+
+async def _claim(
+    store: IdempotencyStore,
+    key: str = KEY,
+    *,
+    owner: str = "w1",
+    attempt: int = 1,
+    lease_ms: int = LEASE_MS,
+) -> Claim:
+    workflow_id, seq = key.rsplit("/", 1)
+    return await store.claim(
+        key,
+        workflow_id=workflow_id,
+        activity_seq=int(seq),
+        activity_name="charge_payment",
+        attempt=attempt,
+        owner=owner,
+        lease_ms=lease_ms,
+    )
+
+
+async def _expire_lease(pool: AsyncConnectionPool[Any], key: str = KEY) -> None:
+    """Stands in for the lease running out (a stalled or dead worker) without waiting for it."""
+    async with pool.connection() as conn:
+        await conn.execute(
+            "UPDATE sagaflow_activity_idempotency"
+            " SET lease_expires_at = now() - interval '1 second' WHERE idempotency_key = %s",
+            (key,),
+        )
+
+
+async def _row(pool: AsyncConnectionPool[Any], key: str = KEY) -> tuple[Any, ...]:
+    async with pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT state, fencing_token, owner, attempt, result, lease_expires_at > now()"
+            " FROM sagaflow_activity_idempotency WHERE idempotency_key = %s",
+            (key,),
+        )
+        row = await cur.fetchone()
+        assert row is not None
+        return tuple(row)
+
+
+def _with_store(database_url: str, body: Any, pool_size: int = 2) -> None:
+    async def run(url: str) -> None:
+        await migrate(url)
+        async with open_pool(url, min_size=pool_size, max_size=pool_size) as pool:
+            await body(IdempotencyStore(pool), pool)
+
+    run_in_scratch_schema(database_url, run)
+
+
+def test_new_key_is_acquired_and_a_live_lease_is_left_alone(database_url: str) -> None:
+    async def body(store: IdempotencyStore, pool: AsyncConnectionPool[Any]) -> None:
+        assert await _claim(store, owner="w1") == Acquired(token=1)
+        other = await _claim(store, owner="w2")
+        assert isinstance(other, LeasedElsewhere)
+        assert (other.owner, other.token) == ("w1", 1)
+        # The same worker seeing its own task again (a redelivery) also leaves it.
+        assert isinstance(await _claim(store, owner="w1"), LeasedElsewhere)
+        assert await _row(pool) == ("running", 1, "w1", 1, None, True)
+
+    _with_store(database_url, body)
+
+
+def test_completed_step_is_republished_not_rerun(database_url: str) -> None:
+    async def body(store: IdempotencyStore, pool: AsyncConnectionPool[Any]) -> None:
+        claim = await _claim(store)
+        assert isinstance(claim, Acquired)
+        result = b'{"charge_id": "ch_1",  "note": "bytes kept exactly"}'
+        assert await store.complete(KEY, claim.token, Succeeded(result))
+        for attempt in (1, 2):
+            again = await _claim(store, owner="w2", attempt=attempt)
+            assert again == AlreadyCompleted(outcome=Succeeded(result), attempt=1)
+        # Finished: no second completion, no heartbeat, even an expired-looking lease is moot.
+        assert not await store.complete(KEY, claim.token, Succeeded(b"{}"))
+        assert not await store.extend_lease(KEY, claim.token, LEASE_MS)
+        assert await _row(pool) == ("completed", 1, "w1", 1, result, None)
+
+    _with_store(database_url, body)
+
+
+def test_non_retryable_failure_is_final(database_url: str) -> None:
+    async def body(store: IdempotencyStore, pool: AsyncConnectionPool[Any]) -> None:
+        claim = await _claim(store)
+        assert isinstance(claim, Acquired)
+        failure = Failed("PaymentDeclined", "card declined", retryable=False, details=b'{"a":1}')
+        assert await store.fail(KEY, claim.token, failure)
+        for attempt in (1, 2, 9):
+            assert await _claim(store, attempt=attempt) == AlreadyCompleted(failure, attempt=1)
+
+    _with_store(database_url, body)
+
+
+def test_retryable_failure_releases_the_step_to_the_next_attempt_only(database_url: str) -> None:
+    async def body(store: IdempotencyStore, pool: AsyncConnectionPool[Any]) -> None:
+        first = await _claim(store, attempt=1)
+        assert isinstance(first, Acquired)
+        failure = Failed("Timeout", "provider timed out", retryable=True)
+        assert await store.fail(KEY, first.token, failure)
+        # A redelivery of attempt 1 republishes its failure instead of running an unscheduled
+        # retry.
+        assert await _claim(store, attempt=1, owner="w2") == AlreadyCompleted(failure, attempt=1)
+        second = await _claim(store, attempt=2, owner="w2")
+        assert second == Acquired(token=2)
+        assert not await store.complete(KEY, first.token, Succeeded(b'"stale"'))
+        assert await store.complete(KEY, 2, Succeeded(b'"ok"'))
+        assert await _claim(store, attempt=3) == AlreadyCompleted(Succeeded(b'"ok"'), attempt=2)
+
+    _with_store(database_url, body)
+
+
+def test_expired_lease_is_taken_over_and_the_stale_worker_is_fenced(database_url: str) -> None:
+    async def body(store: IdempotencyStore, pool: AsyncConnectionPool[Any]) -> None:
+        stale = await _claim(store, owner="w1")
+        assert stale == Acquired(token=1)
+        await _expire_lease(pool)
+        fresh = await _claim(store, owner="w2")
+        assert fresh == Acquired(token=2)
+        assert isinstance(await _claim(store, owner="w3"), LeasedElsewhere)
+        # The stale worker wakes up: every write it tries changes nothing.
+        assert not await store.extend_lease(KEY, stale.token, LEASE_MS)
+        assert not await store.complete(KEY, stale.token, Succeeded(b'"stale"'))
+        assert not await store.fail(KEY, stale.token, Failed("X", "stale", retryable=False))
+        assert await _row(pool) == ("running", 2, "w2", 1, None, True)
+        assert await store.complete(KEY, fresh.token, Succeeded(b'"fresh"'))
+        assert await _row(pool) == ("completed", 2, "w2", 1, b'"fresh"', None)
+
+    _with_store(database_url, body)
+
+
+def test_lease_runs_out_in_database_time(database_url: str) -> None:
+    async def body(store: IdempotencyStore, pool: AsyncConnectionPool[Any]) -> None:
+        assert await _claim(store, owner="w1", lease_ms=200) == Acquired(token=1)
+        assert isinstance(await _claim(store, owner="w2"), LeasedElsewhere)
+        deadline = time.monotonic() + 10
+        while True:
+            claim = await _claim(store, owner="w2")
+            if isinstance(claim, Acquired):
+                break
+            assert isinstance(claim, LeasedElsewhere)
+            assert time.monotonic() < deadline, "a 200 ms lease was still live after 10 s"
+            await asyncio.sleep(0.02)  # poll interval, not a wait for an outcome
+        assert claim == Acquired(token=2)
+
+    _with_store(database_url, body)
+
+
+def test_heartbeat_extends_the_lease(database_url: str) -> None:
+    async def body(store: IdempotencyStore, pool: AsyncConnectionPool[Any]) -> None:
+        claim = await _claim(store, lease_ms=1_000)
+        assert isinstance(claim, Acquired)
+        await _expire_lease(pool)
+        # Expired but not taken over: the token still holds the step, so the heartbeat wins.
+        assert await store.extend_lease(KEY, claim.token, LEASE_MS)
+        assert isinstance(await _claim(store, owner="w2"), LeasedElsewhere)
+        async with pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT lease_expires_at - now() > interval '50 seconds'"
+                " FROM sagaflow_activity_idempotency WHERE idempotency_key = %s",
+                (KEY,),
+            )
+            assert await cur.fetchone() == (True,)
+
+    _with_store(database_url, body)
+
+
+def test_concurrent_claims_of_one_key_acquire_exactly_once(database_url: str) -> None:
+    contenders = 8
+
+    async def body(store: IdempotencyStore, pool: AsyncConnectionPool[Any]) -> None:
+        for n in range(25):
+            key = idempotency_key(f"wf-race-{n}", 1)
+            claims = await asyncio.gather(
+                *(_claim(store, key, owner=f"w{i}") for i in range(contenders))
+            )
+            assert sum(isinstance(c, Acquired) for c in claims) == 1, claims
+            assert all(isinstance(c, Acquired | LeasedElsewhere) for c in claims), claims
+            # And the take-over of an expired lease, raced the same way.
+            await _expire_lease(pool, key)
+            claims = await asyncio.gather(
+                *(_claim(store, key, owner=f"v{i}") for i in range(contenders))
+            )
+            assert [c for c in claims if isinstance(c, Acquired)] == [Acquired(token=2)], claims
+
+    _with_store(database_url, body, pool_size=contenders)
