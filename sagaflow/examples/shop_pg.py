@@ -19,7 +19,6 @@ only (so a re-run after the crash is not killed again).
 from __future__ import annotations
 
 import hashlib
-import importlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any, cast
@@ -40,35 +39,13 @@ Response = dict[str, Any]
 _Conn = AsyncConnection[Any]
 
 
-class ShopRejected(Exception):
-    """The outside world refused a request for good; retrying cannot help.
-
-    Raised only while `sagaflow.core.errors` does not exist yet; afterwards refusals are that
-    module's `ApplicationError(type=..., non_retryable=True)`.
-    """
-
-    non_retryable = True
-
-    def __init__(self, error_type: str, message: str) -> None:
-        super().__init__(message)
-        self.type = error_type
-
-
-class PaymentDeclined(ShopRejected):
-    """The card was declined (stand-in for `ApplicationError(type="PaymentDeclined")`)."""
-
-
 def _rejected(error_type: str, message: str) -> Exception:
     """A non-retryable application error: the workflow sees `error_type` and compensates."""
-    try:
-        # Imported lazily: the error hierarchy is written alongside this module.
-        errors = importlib.import_module("sagaflow.core.errors")
-    except ModuleNotFoundError as exc:
-        if exc.name != "sagaflow.core.errors":
-            raise
-        cls = PaymentDeclined if error_type == "PaymentDeclined" else ShopRejected
-        return cls(error_type, message)
-    return cast(Exception, errors.ApplicationError(message, type=error_type, non_retryable=True))
+    # Imported here, not at the top: this module is the outside world and stays importable
+    # without pulling in the engine's core.
+    from sagaflow.core.errors import ApplicationError  # noqa: PLC0415
+
+    return ApplicationError(message, type=error_type, non_retryable=True)
 
 
 def _derived_id(prefix: str, key: str) -> str:
