@@ -11,18 +11,17 @@ Session fixtures: `kafka_bootstrap`, `database_url`, `otlp_endpoint`, `jaeger_qu
    running; started otherwise, and then stopped at the end of the session.
 
 Nothing is started unless a test requests the fixture, so `pytest -m unit` needs no service.
+Every test is bounded by pytest-timeout (pyproject's `timeout`; `@pytest.mark.timeout(s)` per
+test); fixture start-up has its own deadlines.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import signal
-import threading
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Generator, Iterator
-from types import FrameType
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 import pytest
@@ -33,52 +32,9 @@ from tests.support import assert_eventually
 
 C = TypeVar("C")
 
-# Default wall-clock bound per test, by tier; `@pytest.mark.time_limit(s)` overrides it.
-_TIME_LIMITS = {"integration": 120.0, "e2e": 300.0, "fault": 300.0}
 _JAEGER_IMAGE = "jaegertracing/jaeger:2.13.0"  # the same source as the local build (v1.76.0)
 _KAFKA_IMAGE = "confluentinc/cp-kafka:7.9.0"
 _POSTGRES_IMAGE = "postgres:16-alpine"
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line(
-        "markers", "time_limit(seconds): wall-clock bound of one test (default by tier)"
-    )
-
-
-class TimeLimitExceeded(AssertionError):
-    """A test ran past its time limit; the failure names the limit and how to raise it."""
-
-
-def _time_limit(item: pytest.Item) -> float | None:
-    marker = item.get_closest_marker("time_limit")
-    if marker is not None:
-        return float(marker.args[0])
-    limits = [limit for tier, limit in _TIME_LIMITS.items() if item.get_closest_marker(tier)]
-    return max(limits) if limits else None
-
-
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_call(item: pytest.Item) -> Generator[None, object, object]:
-    # pytest-timeout is not a dependency; SIGALRM gives the same bound for the test body
-    # (fixtures have their own deadlines). Only the main thread may install signal handlers.
-    limit = _time_limit(item)
-    if limit is None or threading.current_thread() is not threading.main_thread():
-        return (yield)
-
-    def expired(signum: int, frame: FrameType | None) -> None:
-        raise TimeLimitExceeded(
-            f"{item.nodeid} ran longer than its {limit:.0f}s limit; find what it waits on, or "
-            "raise the bound with @pytest.mark.time_limit(seconds)"
-        )
-
-    previous = signal.signal(signal.SIGALRM, expired)
-    signal.setitimer(signal.ITIMER_REAL, limit)
-    try:
-        return (yield)
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
 
 
 def _container(factory: Callable[[], C]) -> C | None:

@@ -18,7 +18,8 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
 from tests.support import assert_eventually, create_topics, delete_topics, unique_prefix
 
-pytestmark = pytest.mark.integration
+# Each smoke test takes seconds; a minute means a service is stuck.
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
 
 @pytest.fixture
