@@ -14,10 +14,14 @@ def load_registry(spec: str) -> Registry:
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
-        raise ConfigError(f"SAGAFLOW_APP={spec!r}: cannot import {module_name!r} ({exc}); "
-                          "install the package that defines your workflows") from exc
+        raise ConfigError(
+            f"SAGAFLOW_APP={spec!r}: cannot import {module_name!r} ({exc}); "
+            "install the package that defines your workflows"
+        ) from exc
     registry = getattr(module, attr, None)
     if not isinstance(registry, Registry):
-        raise ConfigError(f"SAGAFLOW_APP={spec!r}: {module_name}.{attr} is not a "
-                          "sagaflow Registry; point it at the Registry your workflows use")
+        raise ConfigError(
+            f"SAGAFLOW_APP={spec!r}: {module_name}.{attr} is not a "
+            "sagaflow Registry; point it at the Registry your workflows use"
+        )
     return registry

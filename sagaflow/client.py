@@ -39,8 +39,13 @@ def payload(value: Any) -> bytes:
 
 
 class Client:
-    def __init__(self, config: Config, *, headers: HeaderFactory | None = None,
-                 producer: Producer | None = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        headers: HeaderFactory | None = None,
+        producer: Producer | None = None,
+    ) -> None:
         self.config = config
         self._headers = headers
         self._producer = producer or command_producer(config)
@@ -49,20 +54,39 @@ class Client:
         """Produce one command and wait until Kafka has it (acks=all)."""
         errors: list[Any] = []
         headers = self._headers(command) if self._headers else []
-        self._producer.produce(self.config.topics.commands, codec.encode_command(command),
-                               command.workflow_id.encode(), headers=headers,
-                               on_delivery=lambda err, _m: errors.append(err))
+        self._producer.produce(
+            self.config.topics.commands,
+            codec.encode_command(command),
+            command.workflow_id.encode(),
+            headers=headers,
+            on_delivery=lambda err, _m: errors.append(err),
+        )
         remaining = self._producer.flush(timeout_s)
         if remaining or (errors and errors[0] is not None):
             raise DeliveryError(
                 f"command for {command.workflow_id} not delivered to "
                 f"{self.config.topics.commands} at {self.config.kafka_bootstrap}: "
-                f"{errors[0] if errors else 'timed out'}; is the broker up?")
+                f"{errors[0] if errors else 'timed out'}; is the broker up?"
+            )
 
-    def start(self, workflow_type: str, input: Any, *, workflow_id: str,
-              version: int | None = None, command_id: str = "") -> str:
-        self.send(StartWorkflow(workflow_id, workflow_type, payload(input), version,
-                                command_id or f"start:{workflow_id}"))
+    def start(
+        self,
+        workflow_type: str,
+        input: Any,
+        *,
+        workflow_id: str,
+        version: int | None = None,
+        command_id: str = "",
+    ) -> str:
+        self.send(
+            StartWorkflow(
+                workflow_id,
+                workflow_type,
+                payload(input),
+                version,
+                command_id or f"start:{workflow_id}",
+            )
+        )
         return workflow_id
 
     def signal(self, workflow_id: str, name: str, value: Any = None, command_id: str = "") -> None:
@@ -80,19 +104,29 @@ class Recorded:
     headers: list[tuple[str, bytes]]
 
 
-def follow(config: Config, *, from_beginning: bool = True, poll_s: float = 0.2,
-           stop: Callable[[], bool] = lambda: False) -> Iterator[Recorded]:
+def follow(
+    config: Config,
+    *,
+    from_beginning: bool = True,
+    poll_s: float = 0.2,
+    stop: Callable[[], bool] = lambda: False,
+) -> Iterator[Recorded]:
     """Every committed event, in partition order, until `stop()` is true (checked when idle)."""
     consumer = reader(config, **{"enable.partition.eof": False})
     try:
         md = consumer.list_topics(config.topics.events, timeout=10)
         tmeta = md.topics.get(config.topics.events)
         if tmeta is None or tmeta.error is not None:
-            raise RuntimeError(f"topic {config.topics.events} is missing; "
-                               "run 'sagaflow topics create'")
+            raise RuntimeError(
+                f"topic {config.topics.events} is missing; run 'sagaflow topics create'"
+            )
         start = 0 if from_beginning else -1  # OFFSET_END
-        consumer.assign([TopicPartition(config.topics.events, p, start if start == 0 else -1)
-                         for p in tmeta.partitions])
+        consumer.assign(
+            [
+                TopicPartition(config.topics.events, p, start if start == 0 else -1)
+                for p in tmeta.partitions
+            ]
+        )
         while True:
             msg = consumer.poll(poll_s)
             if msg is None:
@@ -113,8 +147,12 @@ def follow(config: Config, *, from_beginning: bool = True, poll_s: float = 0.2,
         consumer.close()
 
 
-def wait_closed(config: Config, workflow_ids: Iterable[str], timeout_s: float,
-                on_event: Callable[[Recorded], None] | None = None) -> dict[str, Event]:
+def wait_closed(
+    config: Config,
+    workflow_ids: Iterable[str],
+    timeout_s: float,
+    on_event: Callable[[Recorded], None] | None = None,
+) -> dict[str, Event]:
     """Follow the events until every workflow has closed; {id: closing event}."""
     pending = set(workflow_ids)
     closed: dict[str, Event] = {}
@@ -133,6 +171,7 @@ def wait_closed(config: Config, workflow_ids: Iterable[str], timeout_s: float,
         if time.monotonic() > deadline:
             break
     if pending:
-        raise TimeoutError(f"{len(pending)} workflow(s) still open after {timeout_s:.0f}s: "
-                           f"{sorted(pending)[:5]}")
+        raise TimeoutError(
+            f"{len(pending)} workflow(s) still open after {timeout_s:.0f}s: {sorted(pending)[:5]}"
+        )
     return closed

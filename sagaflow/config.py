@@ -26,8 +26,11 @@ class Setting:
 
 SETTINGS: tuple[Setting, ...] = (
     Setting("SAGAFLOW_KAFKA_BOOTSTRAP", "127.0.0.1:19092", "Kafka bootstrap servers."),
-    Setting("SAGAFLOW_KAFKA_SECURITY_PROTOCOL", "PLAINTEXT",
-            "PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL."),
+    Setting(
+        "SAGAFLOW_KAFKA_SECURITY_PROTOCOL",
+        "PLAINTEXT",
+        "PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL.",
+    ),
     Setting("SAGAFLOW_KAFKA_SASL_MECHANISM", "SCRAM-SHA-512", "SASL mechanism when SASL is used."),
     Setting("SAGAFLOW_KAFKA_SASL_USERNAME", "", "SASL user name (from a Secret)."),
     Setting("SAGAFLOW_KAFKA_SASL_PASSWORD", "", "SASL password (from a Secret)."),
@@ -35,33 +38,63 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("SAGAFLOW_TOPIC_PREFIX", "sagaflow.", "Prefix of every topic name."),
     Setting("SAGAFLOW_PARTITIONS", "6", "Partitions of commands/events (topics create)."),
     Setting("SAGAFLOW_REPLICATION_FACTOR", "1", "Replication factor (topics create)."),
-    Setting("SAGAFLOW_DATABASE_URL", "postgresql://sagaflow:sagaflow@127.0.0.1:15432/sagaflow",
-            "Postgres URL for idempotency, the demo services and the read model."),
-    Setting("SAGAFLOW_APP", "sagaflow.examples.checkout:registry",
-            "module:attribute of the Registry holding the workflows and activities."),
-    Setting("SAGAFLOW_INSTANCE_ID", "",
-            "Stable id of this orchestrator (transactional id suffix); default: host name."),
-    Setting("SAGAFLOW_ORCHESTRATOR_GROUP", "sagaflow-orchestrator",
-            "Consumer group of the orchestrators."),
+    Setting(
+        "SAGAFLOW_DATABASE_URL",
+        "postgresql://sagaflow:sagaflow@127.0.0.1:15432/sagaflow",
+        "Postgres URL for idempotency, the demo services and the read model.",
+    ),
+    Setting(
+        "SAGAFLOW_APP",
+        "sagaflow.examples.checkout:registry",
+        "module:attribute of the Registry holding the workflows and activities.",
+    ),
+    Setting(
+        "SAGAFLOW_INSTANCE_ID",
+        "",
+        "Stable id of this orchestrator (transactional id suffix); default: host name.",
+    ),
+    Setting(
+        "SAGAFLOW_ORCHESTRATOR_GROUP",
+        "sagaflow-orchestrator",
+        "Consumer group of the orchestrators.",
+    ),
     Setting("SAGAFLOW_BATCH_MAX", "500", "Most commands decided in one Kafka transaction."),
-    Setting("SAGAFLOW_COMMIT_INTERVAL_MS", "20",
-            "How long the orchestrator gathers a batch before committing it."),
-    Setting("SAGAFLOW_TRANSACTION_TIMEOUT_MS", "10000",
-            "transaction.timeout.ms of the orchestrator's producer."),
-    Setting("SAGAFLOW_CHECKPOINT_INTERVAL_MS", "5000",
-            "How often the orchestrator records its recovery low-water marks."),
-    Setting("SAGAFLOW_MAX_PAYLOAD_BYTES", "262144",
-            "Largest input, signal or result payload accepted."),
-    Setting("SAGAFLOW_HTTP_HOST", "127.0.0.1", "Address of the HTTP server (API, health, metrics)."),
+    Setting(
+        "SAGAFLOW_COMMIT_INTERVAL_MS",
+        "20",
+        "How long the orchestrator gathers a batch before committing it.",
+    ),
+    Setting(
+        "SAGAFLOW_TRANSACTION_TIMEOUT_MS",
+        "10000",
+        "transaction.timeout.ms of the orchestrator's producer.",
+    ),
+    Setting(
+        "SAGAFLOW_CHECKPOINT_INTERVAL_MS",
+        "5000",
+        "How often the orchestrator records its recovery low-water marks.",
+    ),
+    Setting(
+        "SAGAFLOW_MAX_PAYLOAD_BYTES", "262144", "Largest input, signal or result payload accepted."
+    ),
+    Setting(
+        "SAGAFLOW_HTTP_HOST", "127.0.0.1", "Address of the HTTP server (API, health, metrics)."
+    ),
     Setting("SAGAFLOW_HTTP_PORT", "8080", "Port of the orchestrator's HTTP server."),
     Setting("SAGAFLOW_WORKER_HTTP_PORT", "8081", "Port of the worker's health and metrics server."),
     Setting("SAGAFLOW_API_TOKEN", "", "Bearer token the API requires; empty: no auth."),
     Setting("SAGAFLOW_WORKER_QUEUES", "", "Task queues this worker serves; empty: all in the app."),
     Setting("SAGAFLOW_WORKER_CONCURRENCY", "8", "Activities a worker runs at once."),
-    Setting("SAGAFLOW_WORKER_LEASE_MS", "30000",
-            "Idempotency lease; after it a stalled attempt may be taken over."),
-    Setting("SAGAFLOW_WORKER_GROUP_PREFIX", "sagaflow-worker-",
-            "Consumer group of a task queue = prefix + queue."),
+    Setting(
+        "SAGAFLOW_WORKER_LEASE_MS",
+        "30000",
+        "Idempotency lease; after it a stalled attempt may be taken over.",
+    ),
+    Setting(
+        "SAGAFLOW_WORKER_GROUP_PREFIX",
+        "sagaflow-worker-",
+        "Consumer group of a task queue = prefix + queue.",
+    ),
     Setting("SAGAFLOW_LOG_LEVEL", "INFO", "Python log level."),
 )
 
@@ -77,8 +110,10 @@ def _int(env: Mapping[str, str], name: str, minimum: int = 0) -> int:
     try:
         value = int(raw)
     except ValueError:
-        raise ConfigError(f"{name}={raw!r} is not a whole number; set it to e.g. "
-                          f"{_DEFAULTS[name]!r} or unset it for the default") from None
+        raise ConfigError(
+            f"{name}={raw!r} is not a whole number; set it to e.g. "
+            f"{_DEFAULTS[name]!r} or unset it for the default"
+        ) from None
     if value < minimum:
         raise ConfigError(f"{name}={value} is below {minimum}; set it to at least {minimum}")
     return value
@@ -145,12 +180,16 @@ class Config:
         e = os.environ if env is None else env
         protocol = _get(e, "SAGAFLOW_KAFKA_SECURITY_PROTOCOL").upper()
         if protocol not in {"PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"}:
-            raise ConfigError(f"SAGAFLOW_KAFKA_SECURITY_PROTOCOL={protocol!r} is not one of "
-                              "PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL")
+            raise ConfigError(
+                f"SAGAFLOW_KAFKA_SECURITY_PROTOCOL={protocol!r} is not one of "
+                "PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL"
+            )
         app = _get(e, "SAGAFLOW_APP")
         if ":" not in app:
-            raise ConfigError(f"SAGAFLOW_APP={app!r} must be 'module:attribute', e.g. "
-                              "'sagaflow.examples.checkout:registry'")
+            raise ConfigError(
+                f"SAGAFLOW_APP={app!r} must be 'module:attribute', e.g. "
+                "'sagaflow.examples.checkout:registry'"
+            )
         queues = tuple(q.strip() for q in _get(e, "SAGAFLOW_WORKER_QUEUES").split(",") if q.strip())
         return cls(
             kafka_bootstrap=_get(e, "SAGAFLOW_KAFKA_BOOTSTRAP"),

@@ -58,21 +58,46 @@ class Saga:
 
 
 def _orders(run: str) -> list[Saga]:
-    base = {"sku": "sku-espresso", "quantity": 1, "address": "1 Log Street",
-            "email": "buyer@example.com", "card": "tok_visa"}
+    base = {
+        "sku": "sku-espresso",
+        "quantity": 1,
+        "address": "1 Log Street",
+        "email": "buyer@example.com",
+        "card": "tok_visa",
+    }
     return [
-        Saga("completes", f"{run}-1", {**base, "order_id": f"{run}-1", "amount_cents": 4_200},
-             "WorkflowCompleted", 1, 0),
-        Saga("declined, compensates", f"{run}-2",
-             {**base, "order_id": f"{run}-2", "amount_cents": 4_200, "card": "tok_declined"},
-             "WorkflowFailed", 0, 0),
-        Saga("approved by signal", f"{run}-3",
-             {**base, "order_id": f"{run}-3", "amount_cents": 250_000},
-             "WorkflowCompleted", 1, 0),
-        Saga("approval times out", f"{run}-4",
-             {**base, "order_id": f"{run}-4", "amount_cents": 250_000,
-              "approval_timeout_s": 3},
-             "WorkflowFailed", 1, 1),
+        Saga(
+            "completes",
+            f"{run}-1",
+            {**base, "order_id": f"{run}-1", "amount_cents": 4_200},
+            "WorkflowCompleted",
+            1,
+            0,
+        ),
+        Saga(
+            "declined, compensates",
+            f"{run}-2",
+            {**base, "order_id": f"{run}-2", "amount_cents": 4_200, "card": "tok_declined"},
+            "WorkflowFailed",
+            0,
+            0,
+        ),
+        Saga(
+            "approved by signal",
+            f"{run}-3",
+            {**base, "order_id": f"{run}-3", "amount_cents": 250_000},
+            "WorkflowCompleted",
+            1,
+            0,
+        ),
+        Saga(
+            "approval times out",
+            f"{run}-4",
+            {**base, "order_id": f"{run}-4", "amount_cents": 250_000, "approval_timeout_s": 3},
+            "WorkflowFailed",
+            1,
+            1,
+        ),
     ]
 
 
@@ -85,8 +110,10 @@ def _describe(event: Event, saga: Saga) -> str:
     if isinstance(b, ActivityCompleted):
         return f"completed  {saga.names.get(b.activity_seq, b.activity_seq)}"
     if isinstance(b, ActivityFailed):
-        return (f"failed     {saga.names.get(b.activity_seq, b.activity_seq)}: "
-                f"{b.error_type} ({b.reason})")
+        return (
+            f"failed     {saga.names.get(b.activity_seq, b.activity_seq)}: "
+            f"{b.error_type} ({b.reason})"
+        )
     if isinstance(b, TimerStarted):
         return f"timer      fires in {(b.fire_at_ms - event.recorded_at_ms) / 1000:.1f}s"
     if isinstance(b, SignalReceived):
@@ -102,8 +129,9 @@ def _describe(event: Event, saga: Saga) -> str:
 
 def _service(module: str, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     log.parent.mkdir(parents=True, exist_ok=True)
-    return subprocess.Popen([sys.executable, "-m", module], env=env,
-                            stdout=log.open("ab"), stderr=subprocess.STDOUT)
+    return subprocess.Popen(
+        [sys.executable, "-m", module], env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT
+    )
 
 
 def _stop(procs: list[subprocess.Popen[bytes]]) -> None:
@@ -141,12 +169,20 @@ def run(config: Config, out: Callable[[str], None] = print) -> int:
     out("==> migrating the database and stocking the shop")
     asyncio.run(_prepare_db(config))
     logs = ROOT / ".stack" / "logs"
-    env = {**os.environ, "SAGAFLOW_HTTP_PORT": os.environ.get("SAGAFLOW_HTTP_PORT", "18080"),
-           "SAGAFLOW_WORKER_HTTP_PORT": os.environ.get("SAGAFLOW_WORKER_HTTP_PORT", "18081")}
+    env = {
+        **os.environ,
+        "SAGAFLOW_HTTP_PORT": os.environ.get("SAGAFLOW_HTTP_PORT", "18080"),
+        "SAGAFLOW_WORKER_HTTP_PORT": os.environ.get("SAGAFLOW_WORKER_HTTP_PORT", "18081"),
+    }
     out(f"==> starting one orchestrator and one worker (logs in {logs.relative_to(ROOT)}/)")
-    procs = [_service("sagaflow_orchestrator", {**env, "SAGAFLOW_INSTANCE_ID": "demo"},
-                      logs / "demo-orchestrator.log"),
-             _service("sagaflow_worker", env, logs / "demo-worker.log")]
+    procs = [
+        _service(
+            "sagaflow_orchestrator",
+            {**env, "SAGAFLOW_INSTANCE_ID": "demo"},
+            logs / "demo-orchestrator.log",
+        ),
+        _service("sagaflow_worker", env, logs / "demo-worker.log"),
+    ]
     try:
         return _run_sagas(config, out, procs)
     finally:
@@ -154,8 +190,9 @@ def run(config: Config, out: Callable[[str], None] = print) -> int:
         _stop(procs)
 
 
-def _run_sagas(config: Config, out: Callable[[str], None],
-               procs: list[subprocess.Popen[bytes]]) -> int:
+def _run_sagas(
+    config: Config, out: Callable[[str], None], procs: list[subprocess.Popen[bytes]]
+) -> int:
     run_id = f"demo-{time.strftime('%H%M%S')}-{os.getpid() % 1000}"
     sagas = {s.workflow_id: s for s in _orders(run_id)}
     client = Client(config)
@@ -168,8 +205,10 @@ def _run_sagas(config: Config, out: Callable[[str], None],
 
     def on_event(rec: Recorded) -> None:
         saga = sagas[rec.event.workflow_id]
-        line = f"  [{saga.workflow_id}] +{time.monotonic() - saga.t0:5.2f}s " \
-               f"{_describe(rec.event, saga)}"
+        line = (
+            f"  [{saga.workflow_id}] +{time.monotonic() - saga.t0:5.2f}s "
+            f"{_describe(rec.event, saga)}"
+        )
         saga.timeline.append(line)
         out(line)
         if saga is approver and isinstance(rec.event.body, TimerStarted) and not signalled:
@@ -178,16 +217,21 @@ def _run_sagas(config: Config, out: Callable[[str], None],
             signalled.append(True)
         for p in procs:
             if p.poll() is not None:
-                raise RuntimeError(f"a service exited with code {p.returncode}; "
-                                   "see .stack/logs/demo-*.log")
+                raise RuntimeError(
+                    f"a service exited with code {p.returncode}; see .stack/logs/demo-*.log"
+                )
 
     closed = wait_closed(config, sagas, timeout_s=120, on_event=on_event)
     ledger = asyncio.run(_ledger(config, [s.order["order_id"] for s in sagas.values()]))
     return _report(sagas, closed, ledger, out)
 
 
-def _report(sagas: dict[str, Saga], closed: dict[str, Event], ledger: list[dict[str, Any]],
-            out: Callable[[str], None]) -> int:
+def _report(
+    sagas: dict[str, Saga],
+    closed: dict[str, Event],
+    ledger: list[dict[str, Any]],
+    out: Callable[[str], None],
+) -> int:
     ok = True
     out("\n==> outcome")
     for wid, s in sagas.items():
@@ -196,12 +240,23 @@ def _report(sagas: dict[str, Saga], closed: dict[str, Event], ledger: list[dict[
         refunds = sum(1 for r in ledger if r["order_id"] == wid and r["kind"] == "refund")
         good = got == s.expect and charges == s.charges and refunds == s.refunds
         ok &= good
-        out(f"  {'ok ' if good else 'BAD'} {wid:24} {s.label:24} {got:18} "
-            f"charges={charges} refunds={refunds}")
+        out(
+            f"  {'ok ' if good else 'BAD'} {wid:24} {s.label:24} {got:18} "
+            f"charges={charges} refunds={refunds}"
+        )
     out("\n==> the payment provider's ledger")
     for r in ledger:
-        out("  " + json.dumps({k: r[k] for k in ("order_id", "kind", "amount_cents",
-                                                 "idempotency_key") if k in r}, default=str))
+        out(
+            "  "
+            + json.dumps(
+                {
+                    k: r[k]
+                    for k in ("order_id", "kind", "amount_cents", "idempotency_key")
+                    if k in r
+                },
+                default=str,
+            )
+        )
     out("\n==> " + ("all four sagas ended as expected" if ok else "SOMETHING WENT WRONG"))
     return 0 if ok else 1
 

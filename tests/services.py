@@ -16,25 +16,35 @@ ROOT = Path(__file__).resolve().parents[1]
 LOGS = ROOT / ".stack" / "test-logs"
 
 
-def service_env(kafka_bootstrap: str, database_url: str, prefix: str,
-                **extra: str) -> dict[str, str]:
+def service_env(
+    kafka_bootstrap: str, database_url: str, prefix: str, **extra: str
+) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SAGAFLOW_", "OTEL_"))}
-    env.update({
-        "SAGAFLOW_KAFKA_BOOTSTRAP": kafka_bootstrap,
-        "SAGAFLOW_DATABASE_URL": database_url,
-        "SAGAFLOW_TOPIC_PREFIX": prefix,
-        "SAGAFLOW_PARTITIONS": "3",
-        "SAGAFLOW_TRANSACTION_TIMEOUT_MS": "6000",
-        "SAGAFLOW_CHECKPOINT_INTERVAL_MS": "500",
-        "SAGAFLOW_WORKER_LEASE_MS": "3000",
-        "SAGAFLOW_HTTP_PORT": "0",
-        "SAGAFLOW_WORKER_HTTP_PORT": "0",
-        "OTEL_SDK_DISABLED": "true",
-        "PYTHONPATH": os.pathsep.join(
-            [str(ROOT), str(ROOT / "services/orchestrator"),
-             str(ROOT / "services/activity_workers")]),
-        "PYTHONUNBUFFERED": "1",
-    })
+    env.update(
+        {
+            "SAGAFLOW_KAFKA_BOOTSTRAP": kafka_bootstrap,
+            "SAGAFLOW_DATABASE_URL": database_url,
+            "SAGAFLOW_TOPIC_PREFIX": prefix,
+            # Tests share one broker: groups and transactional ids must not meet across tests.
+            "SAGAFLOW_ORCHESTRATOR_GROUP": f"{prefix}orchestrator",
+            "SAGAFLOW_WORKER_GROUP_PREFIX": f"{prefix}worker-",
+            "SAGAFLOW_PARTITIONS": "3",
+            "SAGAFLOW_TRANSACTION_TIMEOUT_MS": "6000",
+            "SAGAFLOW_CHECKPOINT_INTERVAL_MS": "500",
+            "SAGAFLOW_WORKER_LEASE_MS": "3000",
+            "SAGAFLOW_HTTP_PORT": "0",
+            "SAGAFLOW_WORKER_HTTP_PORT": "0",
+            "OTEL_SDK_DISABLED": "true",
+            "PYTHONPATH": os.pathsep.join(
+                [
+                    str(ROOT),
+                    str(ROOT / "services/orchestrator"),
+                    str(ROOT / "services/activity_workers"),
+                ]
+            ),
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
     env.update(extra)
     return env
 
@@ -59,8 +69,13 @@ class Service:
     def start(self) -> Service:
         LOGS.mkdir(parents=True, exist_ok=True)
         log = self.log_path.open("ab")
-        self.proc = subprocess.Popen([sys.executable, "-m", self.module], env=self.env,
-                                     stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", self.module],
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+        )
         return self
 
     def alive(self) -> bool:
@@ -93,9 +108,10 @@ class Service:
 
 
 def orchestrator(name: str, env: dict[str, str], instance: str = "0") -> Service:
-    return Service(name, "sagaflow_orchestrator", {**env, "SAGAFLOW_INSTANCE_ID": instance})
+    """`instance` is unique within a test; the transactional id also carries the prefix."""
+    unique = f"{env['SAGAFLOW_TOPIC_PREFIX'].strip('.').replace('.', '-')}-{instance}"
+    return Service(name, "sagaflow_orchestrator", {**env, "SAGAFLOW_INSTANCE_ID": unique})
 
 
 def worker(name: str, env: dict[str, str], **extra: str) -> Service:
     return Service(name, "sagaflow_worker", {**env, **extra})
-

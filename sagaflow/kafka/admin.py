@@ -22,8 +22,12 @@ class TopicSpec:
     config: dict[str, str]
 
 
-def wanted_topics(config: Config, queues: Iterable[str], *, partitions: int | None = None,
-                  ) -> list[TopicSpec]:
+def wanted_topics(
+    config: Config,
+    queues: Iterable[str],
+    *,
+    partitions: int | None = None,
+) -> list[TopicSpec]:
     """Every topic a deployment needs. commands and events share one partition count: a
     workflow's events go to the partition number of its commands."""
     t = config.topics
@@ -42,9 +46,14 @@ def admin_client(config: Config) -> AdminClient:
     return AdminClient(dict(config.kafka_common()))
 
 
-def create_topics(config: Config, queues: Iterable[str], *, partitions: int | None = None,
-                  replication_factor: int | None = None, timeout_s: float = 30.0,
-                  ) -> dict[str, str]:
+def create_topics(
+    config: Config,
+    queues: Iterable[str],
+    *,
+    partitions: int | None = None,
+    replication_factor: int | None = None,
+    timeout_s: float = 30.0,
+) -> dict[str, str]:
     """Create what is missing; returns {topic: 'created' | 'exists'}. Idempotent.
 
     An existing commands/events pair whose partition counts differ is an error: the
@@ -53,8 +62,10 @@ def create_topics(config: Config, queues: Iterable[str], *, partitions: int | No
     admin = admin_client(config)
     rf = replication_factor or config.replication_factor
     specs = wanted_topics(config, queues, partitions=partitions)
-    new = [NewTopic(s.name, num_partitions=s.partitions, replication_factor=rf, config=s.config)
-           for s in specs]
+    new = [
+        NewTopic(s.name, num_partitions=s.partitions, replication_factor=rf, config=s.config)
+        for s in specs
+    ]
     outcome: dict[str, str] = {}
     for name, fut in admin.create_topics(new, request_timeout=timeout_s).items():
         try:
@@ -65,12 +76,16 @@ def create_topics(config: Config, queues: Iterable[str], *, partitions: int | No
             if isinstance(err, KafkaError) and err.code() == KafkaError.TOPIC_ALREADY_EXISTS:
                 outcome[name] = "exists"
                 continue
-            raise TopicError(f"could not create topic {name}: {err}; check the broker at "
-                             f"{config.kafka_bootstrap} and the client's ACLs") from exc
+            raise TopicError(
+                f"could not create topic {name}: {err}; check the broker at "
+                f"{config.kafka_bootstrap} and the client's ACLs"
+            ) from exc
     counts = partition_counts(config, [config.topics.commands, config.topics.events], timeout_s)
     if len(set(counts.values())) != 1:
-        raise TopicError(f"commands and events must have the same partition count, found "
-                         f"{counts}; recreate or alter them to match")
+        raise TopicError(
+            f"commands and events must have the same partition count, found "
+            f"{counts}; recreate or alter them to match"
+        )
     return outcome
 
 
@@ -88,5 +103,8 @@ def partition_counts(config: Config, topics: list[str], timeout_s: float = 10.0)
 def describe_topics(config: Config, timeout_s: float = 10.0) -> dict[str, int]:
     """{topic: partitions} for every topic under the configured prefix."""
     md = admin_client(config).list_topics(timeout=timeout_s)
-    return {name: len(tm.partitions) for name, tm in sorted(md.topics.items())
-            if name.startswith(config.topics.prefix)}
+    return {
+        name: len(tm.partitions)
+        for name, tm in sorted(md.topics.items())
+        if name.startswith(config.topics.prefix)
+    }

@@ -27,9 +27,13 @@ class DeadLetter:
 
 def dead_letter(msg: Message, reason: str, stage: str) -> DeadLetter:
     """Wrap `msg` for the dlq. `stage` names who gave up on it (e.g. 'orchestrator.decode')."""
-    original = [(k, v if isinstance(v, bytes) else b"") for k, v in (msg.headers() or [])
-                if k not in DLQ_HEADERS]
-    headers = original + [
+    original = [
+        (k, v if isinstance(v, bytes) else b"")
+        for k, v in (msg.headers() or [])
+        if k not in DLQ_HEADERS
+    ]
+    headers = [
+        *original,
         (H_REASON, reason.encode()[:4000]),
         (H_TOPIC, str(msg.topic()).encode()),
         (H_PARTITION, str(msg.partition()).encode()),
@@ -38,9 +42,11 @@ def dead_letter(msg: Message, reason: str, stage: str) -> DeadLetter:
     ]
     key = msg.key()
     value = msg.value()
-    return DeadLetter(key if isinstance(key, bytes) or key is None else str(key).encode(),
-                      value if isinstance(value, bytes) or value is None else str(value).encode(),
-                      headers)
+    return DeadLetter(
+        key if isinstance(key, bytes) or key is None else str(key).encode(),
+        value if isinstance(value, bytes) or value is None else str(value).encode(),
+        headers,
+    )
 
 
 def origin(headers: list[tuple[str, bytes]] | None) -> dict[str, str]:

@@ -56,8 +56,12 @@ def classify(exc: KafkaException) -> Verdict:
         return Verdict.RETRY
     # Producer fencing and invalid transaction state are not flagged fatal by every librdkafka
     # path, but continuing after them could duplicate events: treat them as fatal.
-    if err.code() in (KafkaError._FENCED, KafkaError.INVALID_PRODUCER_EPOCH,
-                      KafkaError.PRODUCER_FENCED, KafkaError._STATE):
+    if err.code() in (
+        KafkaError._FENCED,
+        KafkaError.INVALID_PRODUCER_EPOCH,
+        KafkaError.PRODUCER_FENCED,
+        KafkaError._STATE,
+    ):
         return Verdict.FATAL
     return Verdict.ABORT
 
@@ -90,4 +94,6 @@ def call(fn: Callable[[], T], what: str, *, deadline_s: float = 30.0) -> T:
                     "with fresh clients (another instance with the same transactional id may "
                     "have fenced this one)"
                 ) from exc
-            raise AbortRequired(f"kafka {what} failed ({describe(exc)}); aborting the batch") from exc
+            raise AbortRequired(
+                f"kafka {what} failed ({describe(exc)}); aborting the batch"
+            ) from exc

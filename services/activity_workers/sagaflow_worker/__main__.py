@@ -38,8 +38,9 @@ async def healthz(request: web.Request) -> web.Response:
 
 async def readyz(request: web.Request) -> web.Response:
     status = request.app[WORKER].status
-    return web.json_response({"ready": status.ready, "queues": list(status.queues)},
-                             status=200 if status.ready else 503)
+    return web.json_response(
+        {"ready": status.ready, "queues": list(status.queues)}, status=200 if status.ready else 503
+    )
 
 
 def make_app(worker: Worker) -> web.Application:
@@ -60,12 +61,15 @@ async def serve(config: Config) -> int:
     await migrate(config.database_url)
     async with contextlib.AsyncExitStack() as stack:
         pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
-            config.database_url, min_size=1, max_size=max(4, config.worker_concurrency + 2),
-            open=False)
+            config.database_url,
+            min_size=1,
+            max_size=max(4, config.worker_concurrency + 2),
+            open=False,
+        )
         await pool.open(wait=True, timeout=30)
         stack.push_async_callback(pool.close)
         resources: dict[str, Any] = {}
-        for name, factory in registry.resource_factories().items():
+        for name, factory in registry.resources.items():
             resources[name] = await stack.enter_async_context(factory(config))
         worker = Worker(config, registry, IdempotencyStore(pool), resources, owner=owner)
         runner = web.AppRunner(make_app(worker), access_log=None)

@@ -20,6 +20,7 @@ import time
 from collections.abc import Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
@@ -28,8 +29,7 @@ from sagaflow import codec
 from sagaflow.config import Config
 from sagaflow.core.errors import ApplicationError
 from sagaflow.core.messages import ActivityTask, CompleteActivity, FailActivity
-from sagaflow.core.registry import Registry
-from sagaflow.core.workflow import ActivityContext
+from sagaflow.core.registry import ActivityContext, Registry
 from sagaflow.kafka import triage
 from sagaflow.kafka.clients import command_producer, group_consumer
 from sagaflow.kafka.dlq import dead_letter
@@ -63,9 +63,16 @@ class WorkerStatus:
 
 
 class Worker:
-    def __init__(self, config: Config, registry: Registry, store: IdempotencyStore,
-                 resources: Mapping[str, Any], *, owner: str,
-                 hooks: WorkerHooks | None = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        registry: Registry,
+        store: IdempotencyStore,
+        resources: Mapping[str, Any],
+        *,
+        owner: str,
+        hooks: WorkerHooks | None = None,
+    ) -> None:
         self.config = config
         self.registry = registry
         self.store = store
@@ -81,11 +88,13 @@ class Worker:
 
     async def run(self, stop: threading.Event) -> None:
         loop = asyncio.get_running_loop()
-        pump = threading.Thread(target=self._pump_producer, args=(stop,), daemon=True,
-                                name="producer-poll")
+        pump = threading.Thread(
+            target=self._pump_producer, args=(stop,), daemon=True, name="producer-poll"
+        )
         pump.start()
-        threads = [asyncio.to_thread(self._consume_queue, q, loop, stop)
-                   for q in self.status.queues]
+        threads = [
+            asyncio.to_thread(self._consume_queue, q, loop, stop) for q in self.status.queues
+        ]
         self.status.ready = True
         try:
             await asyncio.gather(*threads)
@@ -100,8 +109,9 @@ class Worker:
 
     # ------------------------------------------------------------------ consuming
 
-    def _consume_queue(self, queue: str, loop: asyncio.AbstractEventLoop,
-                       stop: threading.Event) -> None:
+    def _consume_queue(
+        self, queue: str, loop: asyncio.AbstractEventLoop, stop: threading.Event
+    ) -> None:
         topic = self.config.topics.tasks(queue)
         tracker = OffsetTracker()
         lock = threading.Lock()
@@ -147,19 +157,26 @@ class Worker:
         finally:
             consumer.close()
 
-    def _on_done(self, tracker: OffsetTracker, lock: threading.Lock, part: int, offset: int,
-                 msg: Message) -> Any:
+    def _on_done(
+        self, tracker: OffsetTracker, lock: threading.Lock, part: int, offset: int, msg: Message
+    ) -> Any:
         def done(fut: Future[None]) -> None:
             self._slots.release()
             exc = fut.exception()
             if exc is not None:
                 # Not committed: the task is redelivered after a restart or rebalance, and
                 # the idempotency row makes the retry safe.
-                log.error("task %s/%d@%d not finished: %s; it will be redelivered",
-                          msg.topic(), part, offset, exc)
+                log.error(
+                    "task %s/%d@%d not finished: %s; it will be redelivered",
+                    msg.topic(),
+                    part,
+                    offset,
+                    exc,
+                )
                 return
             with lock:
                 tracker.finished(part, offset)
+
         return done
 
     def _commit(self, consumer: Consumer, topic: str, tracker: OffsetTracker) -> None:
@@ -167,8 +184,11 @@ class Worker:
         if ready:
             offsets = [TopicPartition(topic, p, o) for p, o in ready.items()]
             try:
-                triage.call(lambda: consumer.commit(offsets=offsets, asynchronous=False),
-                            "commit offsets", deadline_s=10)
+                triage.call(
+                    lambda: consumer.commit(offsets=offsets, asynchronous=False),
+                    "commit offsets",
+                    deadline_s=10,
+                )
             except triage.AbortRequired as exc:
                 # A rebalance took the partition: its new owner re-reads from the last commit.
                 log.warning("offset commit skipped: %s", exc)
@@ -185,21 +205,27 @@ class Worker:
             await self._run_task(task, span)
 
     async def _run_task(self, task: ActivityTask, span: Any) -> None:
-        claim = await self.store.claim(
-            task.idempotency_key, workflow_id=task.workflow_id, activity_seq=task.activity_seq,
-            activity_name=task.activity_name, attempt=task.attempt, owner=self.owner,
-            lease_ms=self.config.worker_lease_ms)
-        self.hooks.claimed(task, type(claim).__name__)
-        if isinstance(claim, LeasedElsewhere):
+        claim = await self._claim(task)
+        while isinstance(claim, LeasedElsewhere):
+            # Another attempt holds the step. Leave it while its lease is live; if its worker
+            # died, the lease runs out and this attempt takes over (with a higher token).
             self.status.skipped_leased += 1
-            return
+            wait_s = (claim.expires_at - datetime.now(UTC)).total_seconds()
+            if wait_s > self.config.worker_lease_ms / 1000 * 2:
+                return  # a long lease: the orchestrator's start-to-close timer retries it
+            await asyncio.sleep(max(wait_s, 0) + 0.05)  # until the other lease runs out
+            claim = await self._claim(task)
         if isinstance(claim, AlreadyCompleted):
             self.status.republished += 1
             await self._publish(task, claim.outcome, span)
             return
         assert isinstance(claim, Acquired)
         started = time.perf_counter()
-        outcome = await self._execute(task)
+        keeper = asyncio.create_task(self._keep_lease(task, claim.token))
+        try:
+            outcome = await self._execute(task)
+        finally:
+            keeper.cancel()
         self.hooks.executed(task, outcome, time.perf_counter() - started, span)
         if isinstance(outcome, Succeeded):
             stored = await self.store.complete(task.idempotency_key, claim.token, outcome)
@@ -208,62 +234,113 @@ class Worker:
         if not stored:
             # A newer attempt took the step over (our lease expired); its outcome is the one
             # that counts, so this stale attempt publishes nothing.
-            log.warning("step %s: lease lost to a newer attempt; result dropped",
-                        task.idempotency_key)
+            log.warning(
+                "step %s: lease lost to a newer attempt; result dropped", task.idempotency_key
+            )
             return
         await self._publish(task, outcome, span)
 
+    async def _claim(self, task: ActivityTask) -> Acquired | AlreadyCompleted | LeasedElsewhere:
+        claim = await self.store.claim(
+            task.idempotency_key,
+            workflow_id=task.workflow_id,
+            activity_seq=task.activity_seq,
+            activity_name=task.activity_name,
+            attempt=task.attempt,
+            owner=self.owner,
+            lease_ms=self.config.worker_lease_ms,
+        )
+        self.hooks.claimed(task, type(claim).__name__)
+        return claim
+
+    async def _keep_lease(self, task: ActivityTask, token: int) -> None:
+        """Extend the lease while the activity runs, so a live attempt is never taken over."""
+        period = self.config.worker_lease_ms / 3000
+        while True:
+            await asyncio.sleep(period)  # heartbeat period, not synchronisation
+            if not await self.store.extend_lease(
+                task.idempotency_key, token, self.config.worker_lease_ms
+            ):
+                log.warning("step %s: lease taken over by a newer attempt", task.idempotency_key)
+                return
+
     async def _execute(self, task: ActivityTask) -> Succeeded | Failed:
-        definition = self.registry.get_activity(task.activity_name)
+        definition = self.registry.find_activity(task.activity_name)
         if definition is None:
-            return Failed("ActivityNotRegistered",
-                          f"activity {task.activity_name!r} is not registered in this worker's "
-                          f"app ({self.config.app}); deploy a worker that has it", True)
-        ctx = ActivityContext(workflow_id=task.workflow_id, run_id=task.run_id,
-                              activity_seq=task.activity_seq, attempt=task.attempt,
-                              activity_name=task.activity_name,
-                              idempotency_key=task.idempotency_key, resources=self.resources)
+            return Failed(
+                "ActivityNotRegistered",
+                f"activity {task.activity_name!r} is not registered in this worker's "
+                f"app ({self.config.app}); deploy a worker that has it",
+                True,
+            )
+        ctx = ActivityContext(
+            workflow_id=task.workflow_id,
+            run_id=task.run_id,
+            activity_seq=task.activity_seq,
+            attempt=task.attempt,
+            activity_name=task.activity_name,
+            idempotency_key=task.idempotency_key,
+            resources=self.resources,
+        )
         timeout = task.start_to_close_ms / 1000 if task.start_to_close_ms > 0 else None
         try:
             arg = codec.loads_payload(task.input)
             if inspect.iscoroutinefunction(definition.fn):
                 result = await asyncio.wait_for(definition.fn(ctx, arg), timeout)
             else:
-                result = await asyncio.wait_for(asyncio.to_thread(definition.fn, ctx, arg),
-                                                timeout)
+                result = await asyncio.wait_for(asyncio.to_thread(definition.fn, ctx, arg), timeout)
             return Succeeded(codec.dumps_payload(result))
         except ApplicationError as exc:
-            return Failed(exc.type, str(exc), not exc.non_retryable,
-                          codec.dumps_payload(exc.details))
+            return Failed(
+                exc.type, str(exc), not exc.non_retryable, codec.dumps_payload(exc.details)
+            )
         except TimeoutError:
-            return Failed("StartToCloseTimeout",
-                          f"attempt ran longer than {task.start_to_close_ms} ms", True)
+            return Failed(
+                "StartToCloseTimeout", f"attempt ran longer than {task.start_to_close_ms} ms", True
+            )
         except Exception as exc:  # noqa: BLE001 - user code: any error is the attempt's failure
             return Failed(type(exc).__name__, str(exc) or repr(exc), True)
 
     async def _publish(self, task: ActivityTask, outcome: Succeeded | Failed, span: Any) -> None:
         command: CompleteActivity | FailActivity
         if isinstance(outcome, Succeeded):
-            command = CompleteActivity(task.workflow_id, task.run_id, task.activity_seq,
-                                       task.attempt, outcome.result,
-                                       command_id=f"{task.idempotency_key}#{task.attempt}")
+            command = CompleteActivity(
+                task.workflow_id,
+                task.run_id,
+                task.activity_seq,
+                task.attempt,
+                outcome.result,
+                command_id=f"{task.idempotency_key}#{task.attempt}",
+            )
             self.status.completed += 1
         else:
-            command = FailActivity(task.workflow_id, task.run_id, task.activity_seq, task.attempt,
-                                   outcome.error_type, outcome.message, outcome.retryable,
-                                   outcome.details,
-                                   command_id=f"{task.idempotency_key}#{task.attempt}")
+            command = FailActivity(
+                task.workflow_id,
+                task.run_id,
+                task.activity_seq,
+                task.attempt,
+                outcome.error_type,
+                outcome.message,
+                outcome.retryable,
+                outcome.details,
+                command_id=f"{task.idempotency_key}#{task.attempt}",
+            )
             self.status.failed += 1
-        await self._produce(self.config.topics.commands, codec.encode_command(command),
-                            task.workflow_id.encode(), self.hooks.command_headers(span))
+        await self._produce(
+            self.config.topics.commands,
+            codec.encode_command(command),
+            task.workflow_id.encode(),
+            self.hooks.command_headers(span),
+        )
 
     async def _dead_letter(self, msg: Message, reason: str) -> None:
         dl = dead_letter(msg, reason, "worker")
         self.hooks.dead_lettered("worker.decode")
         await self._produce(self.config.topics.dlq, dl.value, dl.key, dl.headers)
 
-    async def _produce(self, topic: str, value: bytes | None, key: bytes | None,
-                       headers: list[tuple[str, bytes]]) -> None:
+    async def _produce(
+        self, topic: str, value: bytes | None, key: bytes | None, headers: list[tuple[str, bytes]]
+    ) -> None:
         loop = asyncio.get_running_loop()
         delivered: asyncio.Future[None] = loop.create_future()
 
@@ -272,12 +349,12 @@ class Worker:
                 loop.call_soon_threadsafe(_settle, delivered, None)
             else:
                 loop.call_soon_threadsafe(
-                    _settle, delivered, PublishError(f"delivery to {topic} failed: {err}"))
+                    _settle, delivered, PublishError(f"delivery to {topic} failed: {err}")
+                )
 
         while True:
             try:
-                self._producer.produce(topic, value, key, headers=headers,
-                                       on_delivery=on_delivery)
+                self._producer.produce(topic, value, key, headers=headers, on_delivery=on_delivery)
                 break
             except BufferError:
                 await asyncio.sleep(0.05)  # local queue full; the poll thread drains it

@@ -20,20 +20,22 @@ from sagaflow.kafka.clients import reader
 
 log = logging.getLogger(__name__)
 
-_SCHEMA = fastavro.parse_schema({
-    "type": "record",
-    "name": "Checkpoint",
-    "namespace": "sagaflow.orchestrator",
-    "doc": "Lowest events offset that any open workflow of a partition still needs.",
-    "fields": [
-        {"name": "events_topic", "type": "string"},
-        {"name": "partition", "type": "int"},
-        {"name": "low_water", "type": "long"},
-        {"name": "end_offset", "type": "long"},
-        {"name": "open_workflows", "type": "int"},
-        {"name": "written_at_ms", "type": "long"},
-    ],
-})
+_SCHEMA = fastavro.parse_schema(
+    {
+        "type": "record",
+        "name": "Checkpoint",
+        "namespace": "sagaflow.orchestrator",
+        "doc": "Lowest events offset that any open workflow of a partition still needs.",
+        "fields": [
+            {"name": "events_topic", "type": "string"},
+            {"name": "partition", "type": "int"},
+            {"name": "low_water", "type": "long"},
+            {"name": "end_offset", "type": "long"},
+            {"name": "open_workflows", "type": "int"},
+            {"name": "written_at_ms", "type": "long"},
+        ],
+    }
+)
 _MAGIC = b"\x01"
 
 
@@ -78,8 +80,9 @@ def read_all(config: Config, timeout_s: float = 30.0) -> dict[bytes, Checkpoint]
         parts = list(tmeta.partitions)
         ends: dict[int, int] = {}
         for p in parts:
-            _lo, hi = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10,
-                                                      cached=False)
+            _lo, hi = consumer.get_watermark_offsets(
+                TopicPartition(topic, p), timeout=10, cached=False
+            )
             if hi > 0:
                 ends[p] = hi
         if not ends:
@@ -99,9 +102,14 @@ def read_all(config: Config, timeout_s: float = 30.0) -> dict[bytes, Checkpoint]
                     try:
                         out[k] = decode(v)
                     except ValueError as exc:
-                        log.error("ignoring undecodable checkpoint at %s/%d@%d: %s; recovery "
-                                  "falls back to an older checkpoint or the log start",
-                                  topic, msg.partition(), msg.offset(), exc)
+                        log.error(
+                            "ignoring undecodable checkpoint at %s/%d@%d: %s; recovery "
+                            "falls back to an older checkpoint or the log start",
+                            topic,
+                            msg.partition(),
+                            msg.offset(),
+                            exc,
+                        )
                 if msg.offset() + 1 >= ends[msg.partition()]:
                     done.add(msg.partition())
         return out

@@ -30,8 +30,7 @@ class Hooks:
         """Headers for an activity task record (trace context)."""
         return []
 
-    def committed(self, commands: int, events: int, tasks: int, dead: int,
-                  seconds: float) -> None:
+    def committed(self, commands: int, events: int, tasks: int, dead: int, seconds: float) -> None:
         """A batch's transaction committed."""
 
     def dead_lettered(self, stage: str) -> None:

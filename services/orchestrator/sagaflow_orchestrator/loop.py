@@ -21,7 +21,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, Producer, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaError,
+    Message,
+    Producer,
+    TopicPartition,
+)
 
 from sagaflow import codec
 from sagaflow.config import Config
@@ -66,8 +73,14 @@ class Status:
 
 
 class Orchestrator:
-    def __init__(self, config: Config, registry: Registry, *, clock: Clock = time.time,
-                 hooks: Hooks | None = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        registry: Registry,
+        *,
+        clock: Clock = time.time,
+        hooks: Hooks | None = None,
+    ) -> None:
         self.config = config
         self.registry = registry
         self.clock = clock
@@ -86,11 +99,18 @@ class Orchestrator:
         """Run until `stop` is set. Raises FatalKafkaError (or RebuildError) on fatal trouble."""
         topics = self.config.topics
         self._producer = transactional_producer(self.config, self.transactional_id)
-        triage.call(lambda: self._producer_or_die().init_transactions(30), "init_transactions",
-                    deadline_s=120)
+        triage.call(
+            lambda: self._producer_or_die().init_transactions(30),
+            "init_transactions",
+            deadline_s=120,
+        )
         self._consumer = group_consumer(self.config, self.config.orchestrator_group)
-        self._consumer.subscribe([topics.commands], on_assign=self._on_assign,
-                                 on_revoke=self._on_revoke, on_lost=self._on_revoke)
+        self._consumer.subscribe(
+            [topics.commands],
+            on_assign=self._on_assign,
+            on_revoke=self._on_revoke,
+            on_lost=self._on_revoke,
+        )
         log.info("orchestrator %s consuming %s", self.transactional_id, topics.commands)
         try:
             while not stop.is_set():
@@ -123,8 +143,9 @@ class Orchestrator:
         now_ms = int(self.clock() * 1000)
         for p in new:
             low = lows.get(checkpoints.key(self.config.topics.events, p))
-            owned = rebuild_partition(self.config, self.registry, p,
-                                      low.low_water if low is not None else 0)
+            owned = rebuild_partition(
+                self.config, self.registry, p, low.low_water if low is not None else 0
+            )
             self._owned[p] = owned
             self.hooks.rebuilt(p, owned.rebuilt_events, owned.rebuild_seconds)
             # Parked workflows get another go under this process's (possibly newer) code.
@@ -132,8 +153,9 @@ class Orchestrator:
         self.status.assigned = frozenset(self._owned)
         self.status.rebuilding = frozenset()
         self.status.ready = True
-        log.info("assigned commands partitions %s (now own %s) at %d", new, sorted(self._owned),
-                 now_ms)
+        log.info(
+            "assigned commands partitions %s (now own %s) at %d", new, sorted(self._owned), now_ms
+        )
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         for tp in partitions:
@@ -164,8 +186,9 @@ class Orchestrator:
             nd = owned.engine.next_due_ms()
             if nd is not None and nd <= now_ms:
                 self._emit(p, owned.engine.fire_due(now_ms), out)
-        checkpoint_due = (self.clock() - self._last_checkpoint) * 1000 >= \
-            self.config.checkpoint_interval_ms
+        checkpoint_due = (
+            self.clock() - self._last_checkpoint
+        ) * 1000 >= self.config.checkpoint_interval_ms
         if out.empty() and not (checkpoint_due and self._owned):
             return
         self._commit(out, with_checkpoint=checkpoint_due)
@@ -193,8 +216,9 @@ class Orchestrator:
         self.hooks.decided(command, decision, time.perf_counter() - started)
         self._emit(p, decision, out, source=msg)
 
-    def _emit(self, p: int, decision: Decision, out: _Outgoing,
-              source: Message | None = None) -> None:
+    def _emit(
+        self, p: int, decision: Decision, out: _Outgoing, source: Message | None = None
+    ) -> None:
         for event in decision.events:
             out.events.append((p, event, codec.encode_event(event)))
         for task in decision.tasks:
@@ -216,12 +240,25 @@ class Orchestrator:
         try:
             triage.call(producer.begin_transaction, "begin_transaction")
             for p, event, data in out.events:
-                self._produce(producer, topics.events, data, event.workflow_id, p,
-                              self.hooks.event_headers(event),
-                              _recorder(appended, p, event))
+                self._produce(
+                    producer,
+                    topics.events,
+                    data,
+                    event.workflow_id,
+                    p,
+                    self.hooks.event_headers(event),
+                    _recorder(appended, p, event),
+                )
             for task, data in out.tasks:
-                self._produce(producer, topics.tasks(task.task_queue), data, task.workflow_id,
-                              None, self.hooks.task_headers(task), None)
+                self._produce(
+                    producer,
+                    topics.tasks(task.task_queue),
+                    data,
+                    task.workflow_id,
+                    None,
+                    self.hooks.task_headers(task),
+                    None,
+                )
             for msg, reason in out.dead:
                 dl = dead_letter(msg, reason, "orchestrator")
                 producer.produce(topics.dlq, dl.value, dl.key, headers=dl.headers)
@@ -230,8 +267,10 @@ class Orchestrator:
             if out.offsets:
                 offsets = [TopicPartition(topics.commands, p, o) for p, o in out.offsets.items()]
                 meta = consumer.consumer_group_metadata()
-                triage.call(lambda: producer.send_offsets_to_transaction(offsets, meta, 30),
-                            "send_offsets_to_transaction")
+                triage.call(
+                    lambda: producer.send_offsets_to_transaction(offsets, meta, 30),
+                    "send_offsets_to_transaction",
+                )
             # flush serves the delivery reports that carry the events' offsets
             producer.flush(30)
             triage.call(lambda: producer.commit_transaction(30), "commit_transaction")
@@ -248,12 +287,18 @@ class Orchestrator:
             self._last_checkpoint = self.clock()
         self.status.commits += 1
         self.status.last_commit_ms = int(self.clock() * 1000)
-        self.hooks.committed(out.commands, len(out.events), len(out.tasks), len(out.dead),
-                             elapsed)
+        self.hooks.committed(out.commands, len(out.events), len(out.tasks), len(out.dead), elapsed)
 
-    def _produce(self, producer: Producer, topic: str, value: bytes, key: str,
-                 partition: int | None, headers: list[tuple[str, bytes]],
-                 on_delivery: Callable[[Any, Message], None] | None) -> None:
+    def _produce(
+        self,
+        producer: Producer,
+        topic: str,
+        value: bytes,
+        key: str,
+        partition: int | None,
+        headers: list[tuple[str, bytes]],
+        on_delivery: Callable[[Any, Message], None] | None,
+    ) -> None:
         kwargs: dict[str, Any] = {"headers": headers}
         if partition is not None:
             kwargs["partition"] = partition
@@ -269,11 +314,19 @@ class Orchestrator:
     def _produce_checkpoints(self, producer: Producer) -> None:
         now_ms = int(self.clock() * 1000)
         for p, owned in self._owned.items():
-            cp = checkpoints.Checkpoint(self.config.topics.events, p, owned.low_water(),
-                                        owned.end_offset, len(owned.engine.open_workflow_ids()),
-                                        now_ms)
-            producer.produce(self.config.topics.checkpoints, checkpoints.encode(cp),
-                             checkpoints.key(self.config.topics.events, p))
+            cp = checkpoints.Checkpoint(
+                self.config.topics.events,
+                p,
+                owned.low_water(),
+                owned.end_offset,
+                len(owned.engine.open_workflow_ids()),
+                now_ms,
+            )
+            producer.produce(
+                self.config.topics.checkpoints,
+                checkpoints.encode(cp),
+                checkpoints.key(self.config.topics.events, p),
+            )
 
     def _abort_and_rewind(self) -> None:
         producer = self._producer_or_die()
@@ -289,7 +342,8 @@ class Orchestrator:
         for tp in committed:
             low = lows.get(checkpoints.key(self.config.topics.events, tp.partition))
             self._owned[tp.partition] = rebuild_partition(
-                self.config, self.registry, tp.partition, low.low_water if low else 0)
+                self.config, self.registry, tp.partition, low.low_water if low else 0
+            )
             self._pending_resume.add(tp.partition)
             offset = tp.offset if tp.offset >= 0 else OFFSET_BEGINNING
             consumer.seek(TopicPartition(tp.topic, tp.partition, offset))
@@ -300,9 +354,11 @@ class Orchestrator:
         return sorted(self._owned)
 
 
-def _recorder(appended: list[tuple[int, Event, int]], p: int,
-              event: Event) -> Callable[[Any, Message], None]:
+def _recorder(
+    appended: list[tuple[int, Event, int]], p: int, event: Event
+) -> Callable[[Any, Message], None]:
     def on_delivery(err: Any, msg: Message) -> None:
         if err is None:
             appended.append((p, event, msg.offset()))
+
     return on_delivery

@@ -13,10 +13,10 @@ import time
 from dataclasses import dataclass, field
 
 from confluent_kafka import OFFSET_BEGINNING, KafkaError, TopicPartition
+from sagaflow.core.engine import Engine
 
 from sagaflow import codec
 from sagaflow.config import Config
-from sagaflow.core.engine import Engine
 from sagaflow.core.messages import CLOSING_EVENTS, Event, WorkflowContinuedAsNew, WorkflowStarted
 from sagaflow.core.registry import Registry
 from sagaflow.kafka import triage
@@ -53,28 +53,43 @@ class OwnedPartition:
         if isinstance(event.body, WorkflowStarted):
             self.start_offsets[event.workflow_id] = offset
         elif isinstance(event.body, CLOSING_EVENTS) and not isinstance(
-                event.body, WorkflowContinuedAsNew):
+            event.body, WorkflowContinuedAsNew
+        ):
             self.start_offsets.pop(event.workflow_id, None)
 
 
-def rebuild_partition(config: Config, registry: Registry, partition: int, low_water: int,
-                      *, timeout_s: float | None = None) -> OwnedPartition:
+def rebuild_partition(
+    config: Config,
+    registry: Registry,
+    partition: int,
+    low_water: int,
+    *,
+    timeout_s: float | None = None,
+) -> OwnedPartition:
     """Fold events-`partition` from `low_water` (its checkpoint) to its end into a fresh engine."""
     started = time.monotonic()
     owned = OwnedPartition(partition, Engine(registry, max_payload_bytes=config.max_payload_bytes))
     topic = config.topics.events
     consumer = reader(config)
     try:
-        lo, hi = triage.call(lambda: consumer.get_watermark_offsets(
-            TopicPartition(topic, partition), timeout=10, cached=False), "watermarks")
+        lo, hi = triage.call(
+            lambda: consumer.get_watermark_offsets(
+                TopicPartition(topic, partition), timeout=10, cached=False
+            ),
+            "watermarks",
+        )
         start = max(low_water, lo)
         owned.end_offset = hi
         if start >= hi:
             return owned
-        consumer.assign([TopicPartition(topic, partition, start if start > 0 else OFFSET_BEGINNING)])
+        consumer.assign(
+            [TopicPartition(topic, partition, start if start > 0 else OFFSET_BEGINNING)]
+        )
         # An open transaction of a dead orchestrator holds read_committed back until the broker
         # aborts it, which takes at most the transaction timeout.
-        budget = timeout_s if timeout_s is not None else config.transaction_timeout_ms / 1000 * 3 + 60
+        budget = (
+            timeout_s if timeout_s is not None else config.transaction_timeout_ms / 1000 * 3 + 60
+        )
         deadline = time.monotonic() + budget
         seen_start: set[str] = set()
         position = start
@@ -83,7 +98,8 @@ def rebuild_partition(config: Config, registry: Registry, partition: int, low_wa
                 raise RebuildError(
                     f"rebuilding events partition {partition} stalled at offset {position} of "
                     f"{hi} for {budget:.0f}s; an open transaction may be holding read_committed "
-                    "back: check the broker's transaction coordinator, then restart")
+                    "back: check the broker's transaction coordinator, then restart"
+                )
             for msg in consumer.consume(1000, timeout=0.5):
                 err = msg.error()
                 if err is not None:
@@ -98,13 +114,22 @@ def rebuild_partition(config: Config, registry: Registry, partition: int, low_wa
     finally:
         consumer.close()
         owned.rebuild_seconds = time.monotonic() - started
-        log.info("partition %d rebuilt: %d events, %d open workflows in %.3fs", partition,
-                 owned.rebuilt_events, len(owned.engine.open_workflow_ids()),
-                 owned.rebuild_seconds)
+        log.info(
+            "partition %d rebuilt: %d events, %d open workflows in %.3fs",
+            partition,
+            owned.rebuilt_events,
+            len(owned.engine.open_workflow_ids()),
+            owned.rebuild_seconds,
+        )
 
 
-def _restore_one(owned: OwnedPartition, key: bytes | str | None, value: bytes | None,
-                 offset: int, seen_start: set[str]) -> None:
+def _restore_one(
+    owned: OwnedPartition,
+    key: bytes | str | None,
+    value: bytes | None,
+    offset: int,
+    seen_start: set[str],
+) -> None:
     owned.rebuilt_events += 1
     workflow_id = key.decode(errors="replace") if isinstance(key, bytes) else str(key)
     try:
