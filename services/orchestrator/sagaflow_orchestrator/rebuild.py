@@ -142,11 +142,10 @@ def _restore_one(
         return  # a recorded rejection; not part of any history
     if isinstance(event.body, WorkflowStarted):
         seen_start.add(event.workflow_id)
-    elif event.workflow_id not in seen_start:
+    elif event.workflow_id not in seen_start and not isinstance(event.body, CLOSING_EVENTS):
         # Its run began before the low-water mark, so it was closed when the checkpoint was
-        # written; remember only that, for duplicate-start and closed-workflow rejections.
-        if isinstance(event.body, CLOSING_EVENTS):
-            owned.engine.remember_closed(event.workflow_id, event.body)
+        # written; only its closing event matters (the engine then knows it as closed, for
+        # duplicate-start and closed-workflow rejections).
         return
     owned.engine.restore(event)
     owned.note_appended(event, offset)
