@@ -16,6 +16,16 @@ class Hooks:
     def rebuilt(self, partition: int, events: int, seconds: float) -> None:
         """A partition's state was rebuilt from the events log."""
 
+    def restored(self, event: Event, headers: list[tuple[str, bytes]]) -> None:
+        """Rebuild folded one event of an open workflow (with its record's headers).
+
+        Observers recover what they remember per workflow (its trace context) here; this is
+        replay, so it must create no spans.
+        """
+
+    def aborted(self) -> None:
+        """The batch's transaction was aborted; the owned partitions are rebuilt next."""
+
     def decided(self, command: Command, decision: Decision, seconds: float) -> None:
         """The core decided one command."""
 

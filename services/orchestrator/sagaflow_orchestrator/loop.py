@@ -144,7 +144,8 @@ class Orchestrator:
         for p in new:
             low = lows.get(checkpoints.key(self.config.topics.events, p))
             owned = rebuild_partition(
-                self.config, self.registry, p, low.low_water if low is not None else 0
+                self.config, self.registry, p, low.low_water if low is not None else 0,
+                hooks=self.hooks,
             )
             self._owned[p] = owned
             self.hooks.rebuilt(p, owned.rebuilt_events, owned.rebuild_seconds)
@@ -333,6 +334,7 @@ class Orchestrator:
         consumer = self._consumer_or_die()
         self.status.aborts += 1
         triage.call(lambda: producer.abort_transaction(30), "abort_transaction")
+        self.hooks.aborted()
         owned = sorted(self._owned)
         if not owned:
             return
@@ -342,7 +344,8 @@ class Orchestrator:
         for tp in committed:
             low = lows.get(checkpoints.key(self.config.topics.events, tp.partition))
             self._owned[tp.partition] = rebuild_partition(
-                self.config, self.registry, tp.partition, low.low_water if low else 0
+                self.config, self.registry, tp.partition, low.low_water if low else 0,
+                hooks=self.hooks,
             )
             self._pending_resume.add(tp.partition)
             offset = tp.offset if tp.offset >= 0 else OFFSET_BEGINNING

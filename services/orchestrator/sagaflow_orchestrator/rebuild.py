@@ -21,6 +21,7 @@ from sagaflow.core.messages import CLOSING_EVENTS, Event, WorkflowContinuedAsNew
 from sagaflow.core.registry import Registry
 from sagaflow.kafka import triage
 from sagaflow.kafka.clients import reader
+from sagaflow_orchestrator.hooks import Hooks
 
 log = logging.getLogger(__name__)
 
@@ -65,8 +66,10 @@ def rebuild_partition(
     low_water: int,
     *,
     timeout_s: float | None = None,
+    hooks: Hooks | None = None,
 ) -> OwnedPartition:
     """Fold events-`partition` from `low_water` (its checkpoint) to its end into a fresh engine."""
+    hooks = hooks or Hooks()
     started = time.monotonic()
     owned = OwnedPartition(partition, Engine(registry, max_payload_bytes=config.max_payload_bytes))
     topic = config.topics.events
@@ -106,7 +109,8 @@ def rebuild_partition(
                     if err.code() == KafkaError._PARTITION_EOF:
                         continue
                     raise RebuildError(f"reading events partition {partition} failed: {err}")
-                _restore_one(owned, msg.key(), msg.value(), msg.offset(), seen_start)
+                _restore_one(owned, msg.key(), msg.value(), msg.offset(), seen_start,
+                             msg.headers() or [], hooks)
             pos = consumer.position([TopicPartition(topic, partition)])[0].offset
             position = max(position, pos)
         owned.end_offset = max(owned.end_offset, position)
@@ -129,6 +133,8 @@ def _restore_one(
     value: bytes | None,
     offset: int,
     seen_start: set[str],
+    headers: list[tuple[str, bytes]],
+    hooks: Hooks,
 ) -> None:
     owned.rebuilt_events += 1
     workflow_id = key.decode(errors="replace") if isinstance(key, bytes) else str(key)
@@ -148,4 +154,5 @@ def _restore_one(
         # duplicate-start and closed-workflow rejections).
         return
     owned.engine.restore(event)
+    hooks.restored(event, headers)
     owned.note_appended(event, offset)
