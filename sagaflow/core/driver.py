@@ -1,0 +1,390 @@
+"""The driver: runs one workflow run's coroutine, one activation (history event) at a time.
+
+Each event that can wake the workflow (started, activity completed or failed, timer fired,
+signal received, cancel requested) is an activation. `Driver.deliver` resolves what the event
+resolves, runs the code until every task is blocked again, and reports the commands the code
+issued to a Sink. The live sink turns them into new events; the replay sink matches them against
+recorded events (sagaflow.core.replay). The driver never sees Kafka, a clock or the OS.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, Protocol, TypeAlias
+
+from sagaflow.core.errors import (
+    ActivityError,
+    CancelledError,
+    ContinueAsNew,
+    FailureError,
+    NonDeterminismError,
+    RegistryError,
+    SignalTimeoutError,
+    WorkflowCodeError,
+)
+from sagaflow.core.identity import SplitMix64
+from sagaflow.core.messages import (
+    ActivityCompleted,
+    ActivityFailed,
+    CancelRequested,
+    Event,
+    RetryPolicy,
+    SignalReceived,
+    TimerFired,
+    WorkflowStarted,
+)
+from sagaflow.core.registry import (
+    DEFAULT_RETRY_POLICY,
+    DEFAULT_START_TO_CLOSE,
+    ActivityFn,
+    ActivityOptions,
+    Registry,
+    WorkflowDefinition,
+)
+from sagaflow.core.tasks import Future, Scheduler, Task
+from sagaflow.core.workflow import ActivityHandle, WorkflowContext
+
+# --------------------------------------------------------------------------- commands
+
+
+@dataclass(frozen=True)
+class ScheduleActivityCommand:
+    """Code called start_activity / execute_activity (or a saga compensates)."""
+
+    activity_name: str
+    task_queue: str
+    input: bytes
+    retry_policy: RetryPolicy
+    start_to_close_ms: int
+    schedule_to_close_ms: int
+    compensation: bool
+
+
+@dataclass(frozen=True)
+class StartTimerCommand:
+    """Code called sleep, or wait_for_signal with a timeout."""
+
+    fire_at_ms: int
+
+
+@dataclass(frozen=True)
+class CancelTimerCommand:
+    """A timer is no longer needed (signal arrived first, or the sleeper was cancelled)."""
+
+    timer_seq: int
+
+
+@dataclass(frozen=True)
+class RecordMarkerCommand:
+    """Code called patched(change_id) for the first time in a live run."""
+
+    change_id: str
+
+
+@dataclass(frozen=True)
+class CompleteWorkflowCommand:
+    result: bytes
+
+
+@dataclass(frozen=True)
+class FailWorkflowCommand:
+    error_type: str
+    message: str
+    details: bytes
+
+
+@dataclass(frozen=True)
+class CancelWorkflowCommand:
+    """The code let CancelledError escape: the workflow ends as cancelled."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
+class ContinueAsNewCommand:
+    input: bytes
+
+
+CodeCommand: TypeAlias = (
+    ScheduleActivityCommand
+    | StartTimerCommand
+    | CancelTimerCommand
+    | RecordMarkerCommand
+    | CompleteWorkflowCommand
+    | FailWorkflowCommand
+    | CancelWorkflowCommand
+    | ContinueAsNewCommand
+)
+
+
+class Sink(Protocol):
+    """Where the driver reports what the code did."""
+
+    def emit(self, command: CodeCommand) -> int:
+        """Record (or match) `command`; return the seq of its event."""
+
+    def decide_patch(self, change_id: str) -> bool:
+        """Whether patched(change_id) is True at this point of the run."""
+
+
+class LiveSink:
+    """Collects the commands of one live activation; their events get consecutive seqs."""
+
+    def __init__(self, next_seq: int) -> None:
+        self.commands: list[CodeCommand] = []
+        self._next_seq = next_seq
+
+    def emit(self, command: CodeCommand) -> int:
+        self.commands.append(command)
+        return self._next_seq + len(self.commands) - 1
+
+    def decide_patch(self, change_id: str) -> bool:
+        return True
+
+
+def encode_json(value: Any) -> bytes:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def to_ms(duration: float | timedelta) -> int:
+    if isinstance(duration, timedelta):
+        return int(duration / timedelta(milliseconds=1))
+    return int(duration * 1000)
+
+
+@dataclass
+class _SignalWait:
+    future: Future[Any]
+    timer_seq: int | None = None
+
+
+# --------------------------------------------------------------------------- the driver
+
+
+class Driver:
+    """The live coroutine of one workflow run, plus what it is waiting for."""
+
+    def __init__(
+        self,
+        registry: Registry,
+        definition: WorkflowDefinition,
+        workflow_id: str,
+        run_id: str,
+        started: WorkflowStarted,
+    ) -> None:
+        self.registry = registry
+        self.definition = definition
+        self.workflow_id = workflow_id
+        self.run_id = run_id
+        self.started = started
+        self.finished = False
+        self.cancel_requested = False
+        self.now_ms = 0
+        self.ctx = WorkflowContext(self)
+        self._scheduler = Scheduler()
+        self._rng = SplitMix64(started.random_seed)
+        self._sink: Sink | None = None
+        self._root: Task | None = None
+        self._activities: dict[int, ActivityHandle[Any]] = {}
+        self._timers: dict[int, Callable[[], None]] = {}
+        self._signal_buffer: dict[str, deque[bytes]] = {}
+        self._signal_waiters: dict[str, deque[_SignalWait]] = {}
+        self._patches: dict[str, bool] = {}
+
+    # ------------------------------------------------------------------ activations
+
+    def deliver(self, event: Event, sink: Sink) -> None:
+        """Apply one activation and run the code until it blocks.
+
+        Raises NonDeterminismError (from a replay sink) or WorkflowCodeError (a bug in the code);
+        either way this driver must be dropped.
+        """
+        if self.finished:
+            return
+        self._sink = sink
+        self.now_ms = event.recorded_at_ms
+        try:
+            self._resolve(event)
+            self._scheduler.run_until_blocked()
+            self._finish_if_done()
+        finally:
+            self._sink = None
+
+    def _resolve(self, event: Event) -> None:
+        body = event.body
+        if isinstance(body, WorkflowStarted):
+            argument = json.loads(body.input)
+            self._root = self._scheduler.spawn(self.definition.fn(self.ctx, argument))
+        elif isinstance(body, ActivityCompleted):
+            handle = self._activities.pop(body.activity_seq, None)
+            if handle is not None:
+                handle.resolve(json.loads(body.result))
+        elif isinstance(body, ActivityFailed):
+            handle = self._activities.pop(body.activity_seq, None)
+            if handle is not None:
+                handle.fail(
+                    ActivityError(
+                        activity_name=handle.activity_name,
+                        activity_seq=body.activity_seq,
+                        cause_type=body.error_type,
+                        message=body.message,
+                        reason=body.reason,
+                        attempt=body.attempt,
+                        details=json.loads(body.details),
+                    )
+                )
+        elif isinstance(body, TimerFired):
+            on_fire = self._timers.pop(body.timer_seq, None)
+            if on_fire is not None:
+                on_fire()
+        elif isinstance(body, SignalReceived):
+            self._deliver_signal(body.name, body.payload)
+        elif isinstance(body, CancelRequested):
+            self.cancel_requested = True
+            if self._root is not None:
+                self._scheduler.cancel(self._root, CancelledError(body.reason))
+
+    def _finish_if_done(self) -> None:
+        root = self._root
+        if root is None or not root.result.done:
+            return
+        self.finished = True
+        error = root.result.error
+        if error is None:
+            try:
+                result = encode_json(root.result.value)
+            except (TypeError, ValueError) as exc:
+                raise WorkflowCodeError(self.workflow_id, exc) from exc
+            self._emit(CompleteWorkflowCommand(result))
+        elif isinstance(error, ContinueAsNew):
+            self._emit(ContinueAsNewCommand(encode_json(error.input)))
+        elif isinstance(error, CancelledError):
+            self._emit(CancelWorkflowCommand(error.reason))
+        elif isinstance(error, FailureError):
+            try:
+                details = encode_json(error.details)
+            except (TypeError, ValueError):
+                details = encode_json(repr(error.details))
+            self._emit(FailWorkflowCommand(error.error_type, str(error), details))
+        else:
+            raise WorkflowCodeError(self.workflow_id, error) from error
+
+    def _emit(self, command: CodeCommand) -> int:
+        if self._sink is None:
+            raise RuntimeError(
+                "workflow context used outside its workflow run; keep ctx inside the workflow"
+            )
+        try:
+            return self._sink.emit(command)
+        except NonDeterminismError as exc:
+            self._scheduler.fatal = exc
+            raise
+
+    # ------------------------------------------------------------------ used by WorkflowContext
+
+    def random(self) -> float:
+        return self._rng.random()
+
+    def uuid4(self) -> str:
+        return self._rng.uuid4()
+
+    def start_activity(
+        self,
+        activity: str | ActivityFn,
+        arg: Any,
+        options: ActivityOptions | None,
+        *,
+        compensation: bool = False,
+    ) -> ActivityHandle[Any]:
+        name = self.registry.activity_name(activity)
+        registered = self.registry.find_activity(name)
+        base = registered.options if registered is not None else ActivityOptions()
+        merged = (options or ActivityOptions()).merged_over(base)
+        if merged.task_queue is None:
+            raise RegistryError(
+                f"activity {name!r} is not registered in this registry and no task_queue was "
+                "given; register it or pass ActivityOptions(task_queue=...)"
+            )
+        command = ScheduleActivityCommand(
+            activity_name=name,
+            task_queue=merged.task_queue,
+            input=encode_json(arg),
+            retry_policy=merged.retry_policy or DEFAULT_RETRY_POLICY,
+            start_to_close_ms=to_ms(merged.start_to_close_timeout or DEFAULT_START_TO_CLOSE),
+            schedule_to_close_ms=to_ms(merged.schedule_to_close_timeout or timedelta(0)),
+            compensation=compensation,
+        )
+        seq = self._emit(command)
+        handle: ActivityHandle[Any] = ActivityHandle(self._scheduler, seq, name)
+        self._activities[seq] = handle
+        return handle
+
+    def gather(self, awaitables: tuple[Awaitable[Any], ...]) -> Future[list[Any]]:
+        return self._scheduler.gather(awaitables)
+
+    def sleep(self, duration: float | timedelta) -> Future[None]:
+        future: Future[None] = self._scheduler.create_future()
+        seq = self._start_timer(to_ms(duration), lambda: future.resolve(None))
+        future.on_abandon = lambda: self._cancel_timer(seq)
+        return future
+
+    def wait_for_signal(self, name: str, timeout: float | timedelta | None) -> Future[Any]:
+        future: Future[Any] = self._scheduler.create_future()
+        buffered = self._signal_buffer.get(name)
+        if buffered:
+            future.resolve(json.loads(buffered.popleft()))
+            return future
+        wait = _SignalWait(future)
+        self._signal_waiters.setdefault(name, deque()).append(wait)
+        if timeout is not None:
+            timeout_ms = to_ms(timeout)
+
+            def timed_out() -> None:
+                self._signal_waiters[name].remove(wait)
+                future.fail(SignalTimeoutError(name, timeout_ms))
+
+            wait.timer_seq = self._start_timer(timeout_ms, timed_out)
+
+        def abandon() -> None:
+            self._signal_waiters[name].remove(wait)
+            if wait.timer_seq is not None:
+                self._cancel_timer(wait.timer_seq)
+
+        future.on_abandon = abandon
+        return future
+
+    def patched(self, change_id: str) -> bool:
+        decided = self._patches.get(change_id)
+        if decided is None:
+            if self._sink is None:
+                raise RuntimeError("patched() called outside the workflow run")
+            decided = self._sink.decide_patch(change_id)
+            if decided:
+                self._emit(RecordMarkerCommand(change_id))
+            self._patches[change_id] = decided
+        return decided
+
+    # ------------------------------------------------------------------ timers and signals
+
+    def _start_timer(self, delay_ms: int, on_fire: Callable[[], None]) -> int:
+        seq = self._emit(StartTimerCommand(self.now_ms + max(0, delay_ms)))
+        self._timers[seq] = on_fire
+        return seq
+
+    def _cancel_timer(self, seq: int) -> None:
+        if self._timers.pop(seq, None) is not None:
+            self._emit(CancelTimerCommand(seq))
+
+    def _deliver_signal(self, name: str, payload: bytes) -> None:
+        waiters = self._signal_waiters.get(name)
+        if not waiters:
+            self._signal_buffer.setdefault(name, deque()).append(payload)
+            return
+        wait = waiters.popleft()
+        if wait.timer_seq is not None:
+            self._cancel_timer(wait.timer_seq)
+        wait.future.resolve(json.loads(payload))

@@ -1,0 +1,690 @@
+"""The engine: every workflow of one Kafka partition. Pure and single-threaded.
+
+Commands decide, events change state (sagaflow.core.state appliers), and rebuilding folds
+events without running workflow code. Each open workflow keeps its driver (the suspended
+coroutine) so a command only runs the code from where it stopped; after `restore`, the driver is
+rebuilt lazily by replaying the run's history the first time a command needs it.
+"""
+
+from __future__ import annotations
+
+import heapq
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from sagaflow.core.driver import (
+    CancelTimerCommand,
+    CancelWorkflowCommand,
+    CodeCommand,
+    CompleteWorkflowCommand,
+    ContinueAsNewCommand,
+    Driver,
+    FailWorkflowCommand,
+    LiveSink,
+    RecordMarkerCommand,
+    ScheduleActivityCommand,
+    StartTimerCommand,
+)
+from sagaflow.core.errors import NonDeterminismError, RegistryError, WorkflowCodeError
+from sagaflow.core.identity import derive_random_seed, derive_run_id
+from sagaflow.core.messages import (
+    CLOSING_EVENTS,
+    ActivityAttemptFailed,
+    ActivityCompleted,
+    ActivityFailed,
+    ActivityRetried,
+    ActivityScheduled,
+    ActivityTask,
+    CancelRequested,
+    CancelWorkflow,
+    Command,
+    CommandRejected,
+    CompleteActivity,
+    Decision,
+    Event,
+    EventBody,
+    FailActivity,
+    HeartbeatActivity,
+    MarkerRecorded,
+    SignalReceived,
+    SignalWorkflow,
+    StartWorkflow,
+    TimerCancelled,
+    TimerFired,
+    TimerStarted,
+    WorkflowCancelled,
+    WorkflowCompleted,
+    WorkflowContinuedAsNew,
+    WorkflowFailed,
+    WorkflowParked,
+    WorkflowStarted,
+    WorkflowUnparked,
+    idempotency_key,
+)
+from sagaflow.core.registry import Registry, WorkflowDefinition
+from sagaflow.core.replay import replay
+from sagaflow.core.state import (
+    CLOSED_STATUSES,
+    CONTINUED_AS_NEW,
+    PARKED,
+    QUARANTINED,
+    RUNNING,
+    ActivityState,
+    ApplyError,
+    WorkflowState,
+)
+
+_CLOSING_STATUS = {
+    WorkflowCompleted: "completed",
+    WorkflowFailed: "failed",
+    WorkflowCancelled: "cancelled",
+}
+
+
+@dataclass
+class _Batch:
+    """What one call decides, accumulated in order."""
+
+    events: list[Event] = field(default_factory=list)
+    tasks: list[ActivityTask] = field(default_factory=list)
+    touched: dict[str, WorkflowState] = field(default_factory=dict)
+
+    def decision(self) -> Decision:
+        return Decision(tuple(self.events), tuple(self.tasks))
+
+
+class Engine:
+    """All workflows of one Kafka partition; pure, single-threaded."""
+
+    def __init__(self, registry: Registry, *, max_payload_bytes: int = 262_144) -> None:
+        self._registry = registry
+        self._max_payload_bytes = max_payload_bytes
+        self._open: dict[str, WorkflowState] = {}
+        self._closed: dict[str, str] = {}
+        """Compact index of closed workflow ids -> final status."""
+        self._drivers: dict[str, Driver] = {}
+        self._due: list[tuple[int, str]] = []
+        """Heap of (due_ms, workflow_id); entries may be stale and are checked when popped."""
+        self._handlers: dict[type, Callable[[_Batch, WorkflowState, Command, int], None]] = {
+            SignalWorkflow: self._handle_signal_workflow,  # type: ignore[dict-item]
+            CancelWorkflow: self._handle_cancel_workflow,  # type: ignore[dict-item]
+            CompleteActivity: self._handle_complete_activity,  # type: ignore[dict-item]
+            FailActivity: self._handle_fail_activity,  # type: ignore[dict-item]
+            HeartbeatActivity: self._handle_heartbeat_activity,  # type: ignore[dict-item]
+        }
+
+    # ------------------------------------------------------------------ queries
+
+    def status(self, workflow_id: str) -> str | None:
+        """'running', 'parked', 'quarantined', 'completed', 'failed', 'cancelled',
+        'continued_as_new', or None if unknown."""
+        state = self._open.get(workflow_id)
+        if state is not None:
+            return state.status
+        return self._closed.get(workflow_id)
+
+    def open_workflow_ids(self) -> frozenset[str]:
+        return frozenset(self._open)
+
+    def history(self, workflow_id: str) -> tuple[Event, ...]:
+        """Current run's events (empty once the workflow is closed)."""
+        state = self._open.get(workflow_id)
+        return tuple(state.history) if state is not None else ()
+
+    def state(self, workflow_id: str) -> WorkflowState | None:
+        """The folded state of an open workflow (read-only by convention; for tests/tools)."""
+        return self._open.get(workflow_id)
+
+    def next_due_ms(self) -> int | None:
+        while self._due:
+            due, workflow_id = self._due[0]
+            state = self._open.get(workflow_id)
+            actual = state.next_due_ms() if state is not None else None
+            if actual == due:
+                return due
+            heapq.heappop(self._due)
+            if actual is not None:
+                heapq.heappush(self._due, (actual, workflow_id))
+        return None
+
+    # ------------------------------------------------------------------ rebuild
+
+    def restore(self, event: Event) -> None:
+        """Rebuild: fold one recorded event. Never runs workflow code, never raises for bad
+        data: a seq gap/duplicate or an event that fails to apply quarantines that workflow.
+        Rejection events (seq 0) are ignored."""
+        body = event.body
+        if event.seq == 0 or isinstance(body, CommandRejected):
+            return
+        workflow_id = event.workflow_id
+        if workflow_id in self._closed:
+            return
+        state = self._open.get(workflow_id)
+        if state is None:
+            state = self._open[workflow_id] = WorkflowState(workflow_id)
+            if not isinstance(body, WorkflowStarted):
+                self._restore_orphan(state, event)
+                return
+        elif state.status == QUARANTINED:
+            return
+        elif event.seq != state.last_seq + 1:
+            problem = "duplicate" if event.seq <= state.last_seq else "gap"
+            state.quarantine(
+                f"event seq {event.seq} after seq {state.last_seq} ({problem}); the events log "
+                "is inconsistent: inspect it, then rebuild from a clean offset"
+            )
+            self._drivers.pop(workflow_id, None)
+            return
+        try:
+            state.apply(event)
+        except ApplyError as err:
+            state.quarantine(f"event seq {event.seq} does not apply: {err}")
+            self._drivers.pop(workflow_id, None)
+            return
+        self._drivers.pop(workflow_id, None)
+        if isinstance(body, _ARMS_A_DEADLINE) or state.status in CLOSED_STATUSES:
+            self._settle(state)
+
+    def _restore_orphan(self, state: WorkflowState, event: Event) -> None:
+        """The first event seen for a workflow is not its start (rebuild began after it)."""
+        body = event.body
+        closing = _CLOSING_STATUS.get(type(body))
+        if closing is not None:
+            del self._open[state.workflow_id]
+            self._closed[state.workflow_id] = closing
+            return
+        state.last_seq = event.seq
+        if isinstance(body, WorkflowContinuedAsNew):
+            state.status, state.run_id = CONTINUED_AS_NEW, event.run_id
+            return
+        state.quarantine(
+            f"history starts at seq {event.seq} with {type(body).__name__}, not WorkflowStarted; "
+            "rebuild from an earlier offset"
+        )
+
+    # ------------------------------------------------------------------ commands
+
+    def handle(self, command: Command, now_ms: int) -> Decision:
+        """Decide and apply one command. Never raises for bad commands (a rejection event with
+        seq 0) nor for bugs in workflow code (WorkflowParked). Duplicates decide nothing."""
+        too_big = self._oversized_field(command)
+        if too_big is not None:
+            return self._reject(
+                command,
+                now_ms,
+                "payload_too_large",
+                f"{type(command).__name__}.{too_big} is larger than {self._max_payload_bytes} "
+                "bytes; store large data elsewhere and pass a reference",
+            )
+        bad_json = self._invalid_json_field(command)
+        if bad_json is not None:
+            return self._reject(
+                command,
+                now_ms,
+                "invalid_payload",
+                f"{type(command).__name__}.{bad_json} is not UTF-8 JSON; encode payloads as JSON",
+            )
+        if isinstance(command, StartWorkflow):
+            return self._handle_start_workflow(command, now_ms)
+        workflow_id = command.workflow_id
+        batch = _Batch()
+        state = self._open.get(workflow_id)
+        is_activity_report = isinstance(
+            command, CompleteActivity | FailActivity | HeartbeatActivity
+        )
+        if state is None:
+            if workflow_id in self._closed:
+                if is_activity_report:
+                    return Decision()
+                return self._reject(
+                    command,
+                    now_ms,
+                    "workflow_closed",
+                    f"workflow {workflow_id!r} is already {self._closed[workflow_id]}",
+                )
+            return self._reject(
+                command, now_ms, "workflow_not_found", f"no workflow {workflow_id!r} here"
+            )
+        if state.status == QUARANTINED:
+            return self._reject(
+                command,
+                now_ms,
+                "workflow_quarantined",
+                f"workflow {workflow_id!r} is quarantined ({state.quarantine_reason})",
+            )
+        self._handlers[type(command)](batch, state, command, now_ms)
+        return self._finish(batch)
+
+    def _handle_start_workflow(self, command: StartWorkflow, now_ms: int) -> Decision:
+        workflow_id = command.workflow_id
+        if workflow_id in self._open or workflow_id in self._closed:
+            status = self.status(workflow_id)
+            return self._reject(
+                command,
+                now_ms,
+                "duplicate_workflow_id",
+                f"workflow {workflow_id!r} already exists ({status}); choose another id",
+            )
+        if not self._registry.has_workflow_type(command.workflow_type):
+            return self._reject(
+                command,
+                now_ms,
+                "unknown_workflow_type",
+                f"no workflow type {command.workflow_type!r} is registered; deploy it first",
+            )
+        try:
+            definition = self._registry.get_workflow(command.workflow_type, command.version)
+        except RegistryError as err:
+            return self._reject(command, now_ms, "unknown_version", str(err))
+        state = self._open[workflow_id] = WorkflowState(workflow_id)
+        batch = _Batch()
+        self._start_run(batch, state, definition, command.input, now_ms, command.command_id, "")
+        return self._finish(batch)
+
+    def _handle_signal_workflow(
+        self, batch: _Batch, state: WorkflowState, command: SignalWorkflow, now_ms: int
+    ) -> None:
+        if command.command_id and command.command_id in state.signal_command_ids:
+            return
+        body = SignalReceived(command.name, command.payload, command.command_id)
+        self._activate(batch, state, body, now_ms)
+
+    def _handle_cancel_workflow(
+        self, batch: _Batch, state: WorkflowState, command: CancelWorkflow, now_ms: int
+    ) -> None:
+        if not state.cancel_requested:
+            self._activate(batch, state, CancelRequested(command.reason), now_ms)
+
+    def _handle_complete_activity(
+        self, batch: _Batch, state: WorkflowState, command: CompleteActivity, now_ms: int
+    ) -> None:
+        activity = self._reported_activity(state, command.run_id, command.activity_seq)
+        if activity is not None:
+            # Any attempt's completion counts: its side effect happened.
+            body = ActivityCompleted(activity.seq, command.attempt, command.result)
+            self._activate(batch, state, body, now_ms)
+
+    def _handle_fail_activity(
+        self, batch: _Batch, state: WorkflowState, command: FailActivity, now_ms: int
+    ) -> None:
+        activity = self._reported_activity(state, command.run_id, command.activity_seq)
+        if activity is None or activity.retry_at_ms is not None:
+            return
+        if command.attempt != activity.attempt:
+            return  # a stale attempt's report; the current attempt decides
+        self._fail_attempt(
+            batch,
+            state,
+            activity,
+            command.error_type,
+            command.message,
+            command.details,
+            retryable=command.retryable,
+            timed_out=False,
+            now_ms=now_ms,
+        )
+
+    def _handle_heartbeat_activity(
+        self, batch: _Batch, state: WorkflowState, command: HeartbeatActivity, now_ms: int
+    ) -> None:
+        """Heartbeats are accepted and record nothing (no heartbeat timeouts yet)."""
+
+    # ------------------------------------------------------------------ timers
+
+    def fire_due(self, now_ms: int) -> Decision:
+        """Timers, retry backoffs, start-to-close and schedule-to-close timeouts due at or before
+        now_ms."""
+        batch = _Batch()
+        while self._due and self._due[0][0] <= now_ms:
+            _, workflow_id = heapq.heappop(self._due)
+            state = self._open.get(workflow_id)
+            if state is not None and state.status in (RUNNING, PARKED):
+                self._fire_workflow(batch, state, now_ms)
+        return self._finish(batch)
+
+    def _fire_workflow(self, batch: _Batch, state: WorkflowState, now_ms: int) -> None:
+        while state.status in (RUNNING, PARKED):
+            due: list[tuple[int, int, str]] = [
+                (fire_at, seq, "timer")
+                for seq, fire_at in state.timers.items()
+                if fire_at <= now_ms
+            ]
+            for activity in state.activities.values():
+                activity_due = activity.next_due_ms()
+                if activity_due is not None and activity_due <= now_ms:
+                    due.append((activity_due, activity.seq, "activity"))
+            if not due:
+                return
+            _, seq, kind = min(due)
+            if kind == "timer":
+                self._activate(batch, state, TimerFired(seq), now_ms)
+            else:
+                self._fire_activity(batch, state, state.activities[seq], now_ms)
+
+    def _fire_activity(
+        self, batch: _Batch, state: WorkflowState, activity: ActivityState, now_ms: int
+    ) -> None:
+        deadline = activity.scheduled_at_ms + activity.schedule_to_close_ms
+        if activity.schedule_to_close_ms > 0 and deadline <= now_ms:
+            body = ActivityFailed(
+                activity.seq,
+                activity.attempt,
+                "ScheduleToCloseTimeout",
+                f"activity {activity.name!r} did not finish within "
+                f"{activity.schedule_to_close_ms} ms over all attempts",
+                b"null",
+                "schedule_to_close_timeout",
+            )
+            self._activate(batch, state, body, now_ms)
+        elif activity.retry_at_ms is not None:
+            self._append(batch, state, ActivityRetried(activity.seq, activity.attempt + 1), now_ms)
+            batch.tasks.append(self._task(state, activity, now_ms))
+        else:
+            self._fail_attempt(
+                batch,
+                state,
+                activity,
+                "StartToCloseTimeout",
+                f"attempt {activity.attempt} did not finish within {activity.start_to_close_ms} ms",
+                b"null",
+                retryable=True,
+                timed_out=True,
+                now_ms=now_ms,
+            )
+
+    def _fail_attempt(
+        self,
+        batch: _Batch,
+        state: WorkflowState,
+        activity: ActivityState,
+        error_type: str,
+        message: str,
+        details: bytes,
+        *,
+        retryable: bool,
+        timed_out: bool,
+        now_ms: int,
+    ) -> None:
+        policy = activity.retry_policy
+        reason = ""
+        retry_at_ms = 0
+        if not retryable or error_type in policy.non_retryable_error_types:
+            reason = "non_retryable"
+        elif policy.maximum_attempts and activity.attempt >= policy.maximum_attempts:
+            reason = "attempts_exhausted"
+        else:
+            delay = policy.initial_interval_ms * policy.backoff_coefficient ** (
+                activity.attempt - 1
+            )
+            retry_at_ms = now_ms + int(min(delay, policy.maximum_interval_ms))
+            deadline = activity.scheduled_at_ms + activity.schedule_to_close_ms
+            if activity.schedule_to_close_ms > 0 and retry_at_ms >= deadline:
+                reason = "schedule_to_close_timeout"
+        if reason:
+            body = ActivityFailed(
+                activity.seq, activity.attempt, error_type, message, details, reason
+            )
+            self._activate(batch, state, body, now_ms)
+        else:
+            attempt_failed = ActivityAttemptFailed(
+                activity.seq, activity.attempt, error_type, message, timed_out, retry_at_ms
+            )
+            self._append(batch, state, attempt_failed, now_ms)
+
+    # ------------------------------------------------------------------ parking
+
+    def resume_parked(self, now_ms: int) -> Decision:
+        """After a restart with (possibly) new code: retry parked workflows; those still failing
+        the same way add no events."""
+        batch = _Batch()
+        for state in list(self._open.values()):
+            if state.status != PARKED:
+                continue
+            try:
+                outcome = replay(self._registry, state.history)
+                problem: Exception | None = outcome.error
+            except (NonDeterminismError, RegistryError) as err:
+                problem = err
+            if problem is not None:
+                kind, message = _park_reason(problem)
+                if (kind, message) != (state.parked_kind, state.parked_message):
+                    self._append(batch, state, WorkflowParked(kind, message), now_ms)
+                continue
+            assert outcome.driver is not None
+            self._append(batch, state, WorkflowUnparked(), now_ms)
+            self._drivers[state.workflow_id] = outcome.driver
+            for command in outcome.new_commands:
+                self._record(batch, state, command, now_ms)
+        return self._finish(batch)
+
+    # ------------------------------------------------------------------ running code
+
+    def _start_run(
+        self,
+        batch: _Batch,
+        state: WorkflowState,
+        definition: WorkflowDefinition,
+        input: bytes,
+        now_ms: int,
+        command_id: str,
+        continued_from_run_id: str,
+    ) -> None:
+        workflow_id = state.workflow_id
+        run_id = derive_run_id(workflow_id, state.last_seq + 1)
+        body = WorkflowStarted(
+            workflow_type=definition.name,
+            version=definition.version,
+            input=input,
+            random_seed=derive_random_seed(workflow_id, run_id),
+            command_id=command_id,
+            continued_from_run_id=continued_from_run_id,
+        )
+        driver = Driver(self._registry, definition, workflow_id, run_id, body)
+        self._drivers[workflow_id] = driver
+        self._activate(batch, state, body, now_ms, run_id=run_id, driver=driver)
+
+    def _activate(
+        self,
+        batch: _Batch,
+        state: WorkflowState,
+        body: EventBody,
+        now_ms: int,
+        *,
+        run_id: str | None = None,
+        driver: Driver | None = None,
+    ) -> None:
+        """Record an event that wakes the workflow, then run its code (unless parked)."""
+        problem: Exception | None = None
+        if driver is None and state.status == RUNNING:
+            driver, problem = self._driver_for(state)
+        event = self._append(batch, state, body, now_ms, run_id=run_id)
+        if state.status != RUNNING:
+            return
+        if driver is None:
+            assert problem is not None
+            self._park(batch, state, problem, now_ms)
+            return
+        sink = LiveSink(state.last_seq + 1)
+        try:
+            driver.deliver(event, sink)
+        except (WorkflowCodeError, NonDeterminismError) as err:
+            self._park(batch, state, err, now_ms)
+            return
+        for command in sink.commands:
+            self._record(batch, state, command, now_ms)
+
+    def _driver_for(self, state: WorkflowState) -> tuple[Driver | None, Exception | None]:
+        driver = self._drivers.get(state.workflow_id)
+        if driver is not None:
+            return driver, None
+        try:
+            outcome = replay(self._registry, state.history)
+        except (NonDeterminismError, RegistryError) as err:
+            return None, err
+        if outcome.driver is None:
+            return None, outcome.error
+        self._drivers[state.workflow_id] = outcome.driver
+        return outcome.driver, None
+
+    def _park(self, batch: _Batch, state: WorkflowState, problem: Exception, now_ms: int) -> None:
+        self._drivers.pop(state.workflow_id, None)
+        kind, message = _park_reason(problem)
+        self._append(batch, state, WorkflowParked(kind, message), now_ms)
+
+    def _record(
+        self, batch: _Batch, state: WorkflowState, command: CodeCommand, now_ms: int
+    ) -> None:
+        """Turn one command of the code into its event (and task)."""
+        seq = state.last_seq + 1
+        if isinstance(command, ScheduleActivityCommand):
+            scheduled = ActivityScheduled(
+                activity_seq=seq,
+                activity_name=command.activity_name,
+                task_queue=command.task_queue,
+                input=command.input,
+                retry_policy=command.retry_policy,
+                start_to_close_ms=command.start_to_close_ms,
+                schedule_to_close_ms=command.schedule_to_close_ms,
+                compensation=command.compensation,
+            )
+            self._append(batch, state, scheduled, now_ms)
+            batch.tasks.append(self._task(state, state.activities[seq], now_ms))
+        elif isinstance(command, StartTimerCommand):
+            self._append(batch, state, TimerStarted(seq, command.fire_at_ms), now_ms)
+        elif isinstance(command, CancelTimerCommand):
+            self._append(batch, state, TimerCancelled(command.timer_seq), now_ms)
+        elif isinstance(command, RecordMarkerCommand):
+            self._append(batch, state, MarkerRecorded(command.change_id), now_ms)
+        elif isinstance(command, CompleteWorkflowCommand):
+            self._append(batch, state, WorkflowCompleted(command.result), now_ms)
+        elif isinstance(command, FailWorkflowCommand):
+            failed = WorkflowFailed(command.error_type, command.message, command.details)
+            self._append(batch, state, failed, now_ms)
+        elif isinstance(command, CancelWorkflowCommand):
+            self._append(batch, state, WorkflowCancelled(command.reason), now_ms)
+        else:
+            self._continue_as_new(batch, state, command, now_ms)
+
+    def _continue_as_new(
+        self, batch: _Batch, state: WorkflowState, command: ContinueAsNewCommand, now_ms: int
+    ) -> None:
+        old_run_id = state.run_id
+        new_run_id = derive_run_id(state.workflow_id, state.last_seq + 2)
+        self._append(batch, state, WorkflowContinuedAsNew(new_run_id, command.input), now_ms)
+        self._drivers.pop(state.workflow_id, None)
+        try:
+            definition = self._registry.get_workflow(state.workflow_type)
+        except RegistryError as err:  # pragma: no cover - the type ran a moment ago
+            state.quarantine(str(err))
+            return
+        self._start_run(batch, state, definition, command.input, now_ms, "", old_run_id)
+
+    # ------------------------------------------------------------------ events
+
+    def _append(
+        self,
+        batch: _Batch,
+        state: WorkflowState,
+        body: EventBody,
+        now_ms: int,
+        *,
+        run_id: str | None = None,
+    ) -> Event:
+        event = Event(
+            workflow_id=state.workflow_id,
+            seq=state.last_seq + 1,
+            run_id=run_id if run_id is not None else state.run_id,
+            recorded_at_ms=now_ms,
+            body=body,
+        )
+        state.apply(event)
+        batch.events.append(event)
+        batch.touched[state.workflow_id] = state
+        return event
+
+    def _finish(self, batch: _Batch) -> Decision:
+        for state in batch.touched.values():
+            self._settle(state)
+        return batch.decision()
+
+    def _settle(self, state: WorkflowState) -> None:
+        """Retire a closed workflow to the compact index, or (re)arm its next due time."""
+        workflow_id = state.workflow_id
+        if state.status in CLOSED_STATUSES:
+            self._open.pop(workflow_id, None)
+            self._drivers.pop(workflow_id, None)
+            self._closed[workflow_id] = state.status
+            return
+        due = state.next_due_ms()
+        if due is not None:
+            heapq.heappush(self._due, (due, workflow_id))
+
+    def _task(self, state: WorkflowState, activity: ActivityState, now_ms: int) -> ActivityTask:
+        return ActivityTask(
+            workflow_id=state.workflow_id,
+            run_id=state.run_id,
+            workflow_type=state.workflow_type,
+            activity_seq=activity.seq,
+            attempt=activity.attempt,
+            activity_name=activity.name,
+            task_queue=activity.task_queue,
+            input=activity.input,
+            idempotency_key=idempotency_key(state.workflow_id, activity.seq),
+            scheduled_at_ms=now_ms,
+            start_to_close_ms=activity.start_to_close_ms,
+        )
+
+    @staticmethod
+    def _reported_activity(state: WorkflowState, run_id: str, seq: int) -> ActivityState | None:
+        if run_id != state.run_id:
+            return None
+        return state.activities.get(seq)
+
+    # ------------------------------------------------------------------ rejections
+
+    def _reject(self, command: Command, now_ms: int, reason: str, message: str) -> Decision:
+        body = CommandRejected(command.command_id, type(command).__name__, reason, message)
+        return Decision((Event(command.workflow_id, 0, "", now_ms, body),))
+
+    def _oversized_field(self, command: Command) -> str | None:
+        for name in _PAYLOAD_FIELDS[type(command)]:
+            if len(getattr(command, name)) > self._max_payload_bytes:
+                return name
+        return None
+
+    @staticmethod
+    def _invalid_json_field(command: Command) -> str | None:
+        for name in _PAYLOAD_FIELDS[type(command)]:
+            try:
+                json.loads(getattr(command, name))
+            except ValueError:
+                return name
+        return None
+
+
+_ARMS_A_DEADLINE = (
+    WorkflowStarted,
+    ActivityScheduled,
+    ActivityAttemptFailed,
+    ActivityRetried,
+    TimerStarted,
+    WorkflowUnparked,
+)
+
+_PAYLOAD_FIELDS: dict[type, tuple[str, ...]] = {
+    StartWorkflow: ("input",),
+    SignalWorkflow: ("payload",),
+    CancelWorkflow: (),
+    CompleteActivity: ("result",),
+    FailActivity: ("details",),
+    HeartbeatActivity: ("details",),
+}
+
+
+def _park_reason(problem: Exception) -> tuple[str, str]:
+    kind = "nondeterminism" if isinstance(problem, NonDeterminismError) else "workflow_error"
+    return kind, str(problem)
+
+
+assert set(_CLOSING_STATUS) | {WorkflowContinuedAsNew} == set(CLOSING_EVENTS)

@@ -1,0 +1,236 @@
+"""The Registry: the user's workflows (by type and version), activities and resources.
+
+Users create one Registry object (no global) and decorate their functions with it:
+
+    registry = Registry()
+
+    @registry.workflow(name="checkout", version=1)
+    async def checkout(ctx: WorkflowContext, order: dict) -> dict: ...
+
+    @registry.activity(name="charge_payment", task_queue="payments")
+    async def charge_payment(ctx: ActivityContext, req: dict) -> dict: ...
+
+    @registry.resource("shop")
+    def shop(config: Any) -> AbstractAsyncContextManager[Shop]: ...
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Coroutine, Mapping
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from sagaflow.core.errors import RegistryError
+from sagaflow.core.messages import RetryPolicy
+
+if TYPE_CHECKING:
+    from sagaflow.core.workflow import WorkflowContext
+
+WorkflowFn = Callable[["WorkflowContext", Any], Coroutine[Any, Any, Any]]
+ActivityFn = Callable[["ActivityContext", Any], Any]
+"""A sync function or an `async def`; takes (ctx, arg) and returns a JSON-able value."""
+ResourceFactory = Callable[[Any], AbstractAsyncContextManager[Any]]
+"""Takes the sagaflow Config; the worker enters it at start and exits it at shutdown."""
+
+W = TypeVar("W", bound=WorkflowFn)
+A = TypeVar("A", bound=ActivityFn)
+R = TypeVar("R", bound=ResourceFactory)
+
+DEFAULT_RETRY_POLICY = RetryPolicy()
+DEFAULT_START_TO_CLOSE = timedelta(minutes=5)
+
+
+@dataclass(frozen=True)
+class ActivityOptions:
+    """How to run one activity. Unset fields fall back to the activity's registered options,
+    then to the defaults (retry forever with backoff, 5 minute start-to-close)."""
+
+    task_queue: str | None = None
+    """Queue the task is produced to (tasks.<queue>); defaults to the registered queue."""
+    retry_policy: RetryPolicy | None = None
+    """Initial interval, backoff coefficient, max interval, max attempts, non-retryable types."""
+    start_to_close_timeout: timedelta | None = None
+    """Deadline of one attempt; an attempt that overruns is failed and retried."""
+    schedule_to_close_timeout: timedelta | None = None
+    """Deadline over all attempts; past it the activity fails for good."""
+
+    def merged_over(self, base: ActivityOptions) -> ActivityOptions:
+        """These options, with unset fields taken from `base`."""
+        return ActivityOptions(
+            task_queue=self.task_queue or base.task_queue,
+            retry_policy=self.retry_policy or base.retry_policy,
+            start_to_close_timeout=self.start_to_close_timeout or base.start_to_close_timeout,
+            schedule_to_close_timeout=(
+                self.schedule_to_close_timeout or base.schedule_to_close_timeout
+            ),
+        )
+
+
+@dataclass(frozen=True)
+class ActivityContext:
+    """What an activity attempt knows about itself. Pass `idempotency_key` to the outside world
+    (e.g. a payment provider) so a repeated attempt cannot repeat the effect."""
+
+    workflow_id: str
+    run_id: str
+    activity_seq: int
+    attempt: int
+    activity_name: str
+    idempotency_key: str
+    """'{workflow_id}/{activity_seq}': the logical step, the same for every attempt."""
+    resources: Mapping[str, Any] = field(default_factory=dict)
+    """Opened resources by name (see Registry.resource)."""
+
+
+@dataclass(frozen=True)
+class WorkflowDefinition:
+    """One version of a workflow type."""
+
+    name: str
+    version: int
+    fn: WorkflowFn
+
+
+@dataclass(frozen=True)
+class ActivityDefinition:
+    """A registered activity and its default options."""
+
+    name: str
+    task_queue: str
+    fn: ActivityFn
+    options: ActivityOptions
+
+
+class Registry:
+    """The user's workflows, activities and resources. Create one per application."""
+
+    def __init__(self) -> None:
+        self._workflows: dict[str, dict[int, WorkflowDefinition]] = {}
+        self._activities: dict[str, ActivityDefinition] = {}
+        self._activity_names: dict[int, str] = {}
+        self._resources: dict[str, ResourceFactory] = {}
+
+    # ------------------------------------------------------------------ registration
+
+    def workflow(self, *, name: str, version: int = 1) -> Callable[[W], W]:
+        """Register an `async def wf(ctx, input)` as version `version` of type `name`.
+
+        New starts take the newest version; a running workflow finishes on its own version.
+        """
+
+        def register(fn: W) -> W:
+            if not inspect.iscoroutinefunction(fn):
+                raise RegistryError(f"workflow {name!r} must be an `async def` function")
+            versions = self._workflows.setdefault(name, {})
+            if version in versions:
+                raise RegistryError(
+                    f"workflow {name!r} version {version} is registered twice; "
+                    "give the new code a new version number"
+                )
+            if version < 1:
+                raise RegistryError(f"workflow {name!r}: version must be >= 1, got {version}")
+            versions[version] = WorkflowDefinition(name, version, fn)
+            return fn
+
+        return register
+
+    def activity(
+        self,
+        *,
+        name: str,
+        task_queue: str,
+        retry_policy: RetryPolicy | None = None,
+        start_to_close_timeout: timedelta | None = None,
+        schedule_to_close_timeout: timedelta | None = None,
+    ) -> Callable[[A], A]:
+        """Register a sync or async `fn(ctx: ActivityContext, arg)` run on `task_queue`."""
+
+        def register(fn: A) -> A:
+            if name in self._activities:
+                raise RegistryError(f"activity {name!r} is registered twice; rename one")
+            options = ActivityOptions(
+                task_queue=task_queue,
+                retry_policy=retry_policy,
+                start_to_close_timeout=start_to_close_timeout,
+                schedule_to_close_timeout=schedule_to_close_timeout,
+            )
+            self._activities[name] = ActivityDefinition(name, task_queue, fn, options)
+            self._activity_names[id(fn)] = name
+            return fn
+
+        return register
+
+    def resource(self, name: str) -> Callable[[R], R]:
+        """Register a factory `(config) -> async context manager` opened by the worker."""
+
+        def register(factory: R) -> R:
+            if name in self._resources:
+                raise RegistryError(f"resource {name!r} is registered twice")
+            self._resources[name] = factory
+            return factory
+
+        return register
+
+    # ------------------------------------------------------------------ lookup
+
+    def get_workflow(self, name: str, version: int | None = None) -> WorkflowDefinition:
+        """The definition for (name, version); the newest version when `version` is None."""
+        versions = self._workflows.get(name)
+        if not versions:
+            raise RegistryError(
+                f"unknown workflow type {name!r}; registered: {sorted(self._workflows)}"
+            )
+        if version is None:
+            return versions[max(versions)]
+        found = versions.get(version)
+        if found is None:
+            raise RegistryError(
+                f"workflow {name!r} has no version {version}; registered versions: "
+                f"{sorted(versions)}. Keep old versions registered until their workflows finish."
+            )
+        return found
+
+    def has_workflow_type(self, name: str) -> bool:
+        return name in self._workflows
+
+    def get_activity(self, name: str) -> ActivityDefinition:
+        found = self._activities.get(name)
+        if found is None:
+            raise RegistryError(
+                f"unknown activity {name!r}; registered: {sorted(self._activities)}"
+            )
+        return found
+
+    def find_activity(self, name: str) -> ActivityDefinition | None:
+        return self._activities.get(name)
+
+    def activity_name(self, name_or_fn: str | ActivityFn) -> str:
+        """The registered name of an activity given by name or by its function."""
+        if isinstance(name_or_fn, str):
+            return name_or_fn
+        found = self._activity_names.get(id(name_or_fn))
+        if found is None:
+            raise RegistryError(
+                f"{getattr(name_or_fn, '__qualname__', name_or_fn)!r} is not a registered "
+                "activity; decorate it with @registry.activity(name=..., task_queue=...)"
+            )
+        return found
+
+    @property
+    def workflows(self) -> Mapping[str, Mapping[int, WorkflowDefinition]]:
+        return self._workflows
+
+    @property
+    def activities(self) -> Mapping[str, ActivityDefinition]:
+        return self._activities
+
+    @property
+    def resources(self) -> Mapping[str, ResourceFactory]:
+        return self._resources
+
+    def task_queues(self) -> frozenset[str]:
+        """Every queue some registered activity runs on (what a worker subscribes to)."""
+        return frozenset(a.task_queue for a in self._activities.values())

@@ -1,0 +1,257 @@
+"""Replay: run workflow code against a recorded history and check it takes the same path.
+
+Events that wake the workflow (activations) are delivered in order; every command the code issues
+must match the next recorded command event that belongs to the same activation, or replay raises
+NonDeterminismError naming the workflow, the seq, what the code did and what history recorded.
+
+A parked stretch (WorkflowParked ... WorkflowUnparked) is special: activations recorded while
+the code could not run were delivered to newer code at once on resume, so the commands the code
+issues there belong after the WorkflowUnparked. A history that ends parked yields the commands
+newer code would add on resume (`ReplayOutcome.new_commands`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from sagaflow.core.driver import (
+    CancelTimerCommand,
+    CancelWorkflowCommand,
+    CodeCommand,
+    CompleteWorkflowCommand,
+    Driver,
+    FailWorkflowCommand,
+    RecordMarkerCommand,
+    ScheduleActivityCommand,
+    StartTimerCommand,
+)
+from sagaflow.core.errors import NonDeterminismError, WorkflowCodeError
+from sagaflow.core.messages import (
+    ActivityCompleted,
+    ActivityFailed,
+    ActivityScheduled,
+    CancelRequested,
+    Event,
+    EventBody,
+    MarkerRecorded,
+    SignalReceived,
+    TimerCancelled,
+    TimerFired,
+    TimerStarted,
+    WorkflowCancelled,
+    WorkflowCompleted,
+    WorkflowContinuedAsNew,
+    WorkflowFailed,
+    WorkflowParked,
+    WorkflowStarted,
+    WorkflowUnparked,
+)
+from sagaflow.core.registry import Registry
+
+ACTIVATIONS = (
+    WorkflowStarted,
+    ActivityCompleted,
+    ActivityFailed,
+    TimerFired,
+    SignalReceived,
+    CancelRequested,
+)
+"""Events that wake workflow code."""
+
+COMMAND_EVENTS = (
+    ActivityScheduled,
+    TimerStarted,
+    TimerCancelled,
+    MarkerRecorded,
+    WorkflowCompleted,
+    WorkflowFailed,
+    WorkflowCancelled,
+    WorkflowContinuedAsNew,
+)
+"""Events that record what workflow code did."""
+
+
+def describe_command(command: CodeCommand) -> str:
+    if isinstance(command, ScheduleActivityCommand):
+        kind = "compensation" if command.compensation else "activity"
+        return f"scheduled {kind} {command.activity_name!r}"
+    if isinstance(command, StartTimerCommand):
+        return "started a timer"
+    if isinstance(command, CancelTimerCommand):
+        return f"cancelled timer {command.timer_seq}"
+    if isinstance(command, RecordMarkerCommand):
+        return f"recorded patch {command.change_id!r}"
+    if isinstance(command, CompleteWorkflowCommand):
+        return "completed the workflow"
+    if isinstance(command, FailWorkflowCommand):
+        return f"failed the workflow ({command.error_type})"
+    if isinstance(command, CancelWorkflowCommand):
+        return "ended the workflow as cancelled"
+    return "continued as new"
+
+
+def describe_event(event: Event) -> str:
+    body = event.body
+    if isinstance(body, ActivityScheduled):
+        kind = "compensation" if body.compensation else "activity"
+        return f"{kind} {body.activity_name!r} scheduled (seq {event.seq})"
+    if isinstance(body, TimerCancelled):
+        return f"timer {body.timer_seq} cancelled (seq {event.seq})"
+    if isinstance(body, MarkerRecorded):
+        return f"patch {body.change_id!r} (seq {event.seq})"
+    return f"{type(body).__name__} (seq {event.seq})"
+
+
+def command_matches(command: CodeCommand, body: EventBody) -> bool:
+    if isinstance(command, ScheduleActivityCommand):
+        return isinstance(body, ActivityScheduled) and body.activity_name == command.activity_name
+    if isinstance(command, StartTimerCommand):
+        return isinstance(body, TimerStarted)
+    if isinstance(command, CancelTimerCommand):
+        return isinstance(body, TimerCancelled) and body.timer_seq == command.timer_seq
+    if isinstance(command, RecordMarkerCommand):
+        return isinstance(body, MarkerRecorded) and body.change_id == command.change_id
+    if isinstance(command, CompleteWorkflowCommand):
+        return isinstance(body, WorkflowCompleted)
+    if isinstance(command, FailWorkflowCommand):
+        return isinstance(body, WorkflowFailed)
+    if isinstance(command, CancelWorkflowCommand):
+        return isinstance(body, WorkflowCancelled)
+    return isinstance(body, WorkflowContinuedAsNew)
+
+
+class ReplaySink:
+    """Matches the code's commands against the recorded command events of a history."""
+
+    def __init__(self, workflow_id: str, history: Sequence[Event], next_new_seq: int) -> None:
+        self.workflow_id = workflow_id
+        self._recorded = [
+            (index, event)
+            for index, event in enumerate(history)
+            if isinstance(event.body, COMMAND_EVENTS)
+        ]
+        self._position = 0
+        self._next_new_seq = next_new_seq
+        self.bound = 0
+        """History index before which the current activation's commands must be recorded."""
+        self.new_commands: list[CodeCommand] = []
+
+    def _next_recorded(self) -> Event | None:
+        if self._position < len(self._recorded):
+            index, event = self._recorded[self._position]
+            if index < self.bound:
+                return event
+        return None
+
+    def emit(self, command: CodeCommand) -> int:
+        recorded = self._next_recorded()
+        if recorded is None:
+            self.new_commands.append(command)
+            return self._next_new_seq + len(self.new_commands) - 1
+        if not command_matches(command, recorded.body):
+            raise NonDeterminismError(
+                workflow_id=self.workflow_id,
+                seq=recorded.seq,
+                code_did=describe_command(command),
+                history_recorded=describe_event(recorded),
+            )
+        self._position += 1
+        return recorded.seq
+
+    def decide_patch(self, change_id: str) -> bool:
+        recorded = self._next_recorded()
+        return (
+            recorded is not None
+            and isinstance(recorded.body, MarkerRecorded)
+            and recorded.body.change_id == change_id
+        )
+
+    def unmatched_before(self, index: int) -> Event | None:
+        if self._position < len(self._recorded):
+            recorded_index, event = self._recorded[self._position]
+            if recorded_index < index:
+                return event
+        return None
+
+
+@dataclass
+class ReplayOutcome:
+    """Where replay left the workflow."""
+
+    driver: Driver | None
+    """The driver, caught up with history; None when the code raised a bug (see `error`)."""
+    error: WorkflowCodeError | None = None
+    new_commands: list[CodeCommand] = field(default_factory=list)
+    """Commands beyond history: only for a history that ends parked (what resuming adds)."""
+
+
+def _activation_bound(history: Sequence[Event], index: int, parked: bool) -> int:
+    for later in range(index + 1, len(history)):
+        body = history[later].body
+        if isinstance(body, WorkflowParked):
+            parked = True
+        elif isinstance(body, WorkflowUnparked):
+            parked = False
+        elif isinstance(body, ACTIVATIONS) and not parked:
+            return later
+    return len(history)
+
+
+def replay(registry: Registry, history: Sequence[Event]) -> ReplayOutcome:
+    """Run the registered code for this run's history (current run only, first event
+    WorkflowStarted). Raises NonDeterminismError if the code takes another path, RegistryError
+    if the workflow's type or version is not registered."""
+    if not history or not isinstance(history[0].body, WorkflowStarted):
+        raise ValueError("a run's history starts with WorkflowStarted")
+    first = history[0]
+    started = first.body
+    assert isinstance(started, WorkflowStarted)
+    definition = registry.get_workflow(started.workflow_type, started.version)
+    driver = Driver(registry, definition, first.workflow_id, first.run_id, started)
+    sink = ReplaySink(first.workflow_id, history, next_new_seq=history[-1].seq + 2)
+    parked = False
+    for index, event in enumerate(history):
+        body = event.body
+        if isinstance(body, WorkflowParked):
+            parked = True
+            continue
+        if isinstance(body, WorkflowUnparked):
+            parked = False
+            continue
+        if not isinstance(body, ACTIVATIONS):
+            continue
+        _check_caught_up(sink, index, event, parked)
+        sink.bound = _activation_bound(history, index, parked)
+        try:
+            driver.deliver(event, sink)
+        except WorkflowCodeError as err:
+            return ReplayOutcome(driver=None, error=err)
+    end = Event(first.workflow_id, history[-1].seq, first.run_id, 0, WorkflowUnparked())
+    _check_caught_up(sink, len(history), end, parked, at_end=True)
+    return ReplayOutcome(driver=driver, new_commands=sink.new_commands if parked else [])
+
+
+def _check_caught_up(
+    sink: ReplaySink, index: int, event: Event, parked: bool, *, at_end: bool = False
+) -> None:
+    missed = sink.unmatched_before(index)
+    if missed is not None:
+        raise NonDeterminismError(
+            workflow_id=sink.workflow_id,
+            seq=missed.seq,
+            code_did="did not do it (it was waiting for something else)",
+            history_recorded=describe_event(missed),
+        )
+    if sink.new_commands and not parked:
+        recorded = (
+            f"nothing more (history ends at seq {event.seq})"
+            if at_end
+            else describe_event(event) + " next"
+        )
+        raise NonDeterminismError(
+            workflow_id=sink.workflow_id,
+            seq=event.seq if not at_end else event.seq + 1,
+            code_did=describe_command(sink.new_commands[0]),
+            history_recorded=recorded,
+        )

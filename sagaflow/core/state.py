@@ -1,0 +1,257 @@
+"""A workflow's state as the fold of its events: one applier per event type, nothing else
+changes state. The engine applies the same appliers live and when rebuilding, so live state
+always equals the fold of history."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sagaflow.core.messages import (
+    ActivityAttemptFailed,
+    ActivityCompleted,
+    ActivityFailed,
+    ActivityRetried,
+    ActivityScheduled,
+    CancelRequested,
+    CommandRejected,
+    Event,
+    MarkerRecorded,
+    RetryPolicy,
+    SignalReceived,
+    TimerCancelled,
+    TimerFired,
+    TimerStarted,
+    WorkflowCancelled,
+    WorkflowCompleted,
+    WorkflowContinuedAsNew,
+    WorkflowFailed,
+    WorkflowParked,
+    WorkflowStarted,
+    WorkflowUnparked,
+)
+
+RUNNING = "running"
+PARKED = "parked"
+QUARANTINED = "quarantined"
+COMPLETED = "completed"
+FAILED = "failed"
+CANCELLED = "cancelled"
+CONTINUED_AS_NEW = "continued_as_new"
+CLOSED_STATUSES = frozenset({COMPLETED, FAILED, CANCELLED})
+
+
+class ApplyError(Exception):
+    """An event does not fit the state it is applied to (the workflow gets quarantined)."""
+
+
+@dataclass
+class ActivityState:
+    """An open activity: scheduled and not yet completed or failed for good."""
+
+    seq: int
+    name: str
+    task_queue: str
+    input: bytes
+    retry_policy: RetryPolicy
+    start_to_close_ms: int
+    schedule_to_close_ms: int
+    scheduled_at_ms: int
+    attempt: int = 1
+    attempt_started_at_ms: int = 0
+    retry_at_ms: int | None = None
+    """Set while waiting for the backoff before the next attempt."""
+
+    def next_due_ms(self) -> int | None:
+        candidates = []
+        if self.retry_at_ms is not None:
+            candidates.append(self.retry_at_ms)
+        elif self.start_to_close_ms > 0:
+            candidates.append(self.attempt_started_at_ms + self.start_to_close_ms)
+        if self.schedule_to_close_ms > 0:
+            candidates.append(self.scheduled_at_ms + self.schedule_to_close_ms)
+        return min(candidates) if candidates else None
+
+
+@dataclass
+class WorkflowState:
+    """One workflow id's current run, rebuilt from its events."""
+
+    workflow_id: str
+    status: str = RUNNING
+    run_id: str = ""
+    workflow_type: str = ""
+    version: int = 0
+    random_seed: int = 0
+    last_seq: int = 0
+    activities: dict[int, ActivityState] = field(default_factory=dict)
+    timers: dict[int, int] = field(default_factory=dict)
+    """Open timers: seq -> fire_at_ms."""
+    cancel_requested: bool = False
+    signal_command_ids: set[str] = field(default_factory=set)
+    """command_ids of signals received in this run, so a redelivered signal adds nothing."""
+    parked_kind: str = ""
+    parked_message: str = ""
+    quarantine_reason: str = ""
+    history: list[Event] = field(default_factory=list)
+    """The current run's events."""
+
+    @property
+    def is_open(self) -> bool:
+        return self.status not in CLOSED_STATUSES
+
+    def next_due_ms(self) -> int | None:
+        if self.status not in (RUNNING, PARKED):
+            return None
+        dues = [d for a in self.activities.values() if (d := a.next_due_ms()) is not None]
+        dues.extend(self.timers.values())
+        return min(dues) if dues else None
+
+    def apply(self, event: Event) -> None:
+        """Fold one event (its seq already checked). Raises ApplyError if it does not fit."""
+        applier = _APPLIERS.get(type(event.body))
+        if applier is None:
+            raise ApplyError(f"no applier for {type(event.body).__name__}")
+        applier(self, event, event.body)
+        self.last_seq = event.seq
+        if not isinstance(event.body, WorkflowStarted):
+            self.history.append(event)
+
+    def quarantine(self, reason: str) -> None:
+        self.status = QUARANTINED
+        self.quarantine_reason = reason
+
+    def _open_activity(self, seq: int) -> ActivityState:
+        found = self.activities.get(seq)
+        if found is None:
+            raise ApplyError(f"activity seq {seq} is not open in workflow {self.workflow_id!r}")
+        return found
+
+    # ------------------------------------------------------------------ appliers
+
+    def _apply_workflow_started(self, event: Event, body: WorkflowStarted) -> None:
+        if self.run_id and self.status != CONTINUED_AS_NEW:
+            raise ApplyError(f"workflow {self.workflow_id!r} started twice (seq {event.seq})")
+        self.status = RUNNING
+        self.run_id = event.run_id
+        self.workflow_type = body.workflow_type
+        self.version = body.version
+        self.random_seed = body.random_seed
+        self.activities = {}
+        self.timers = {}
+        self.cancel_requested = False
+        self.signal_command_ids = set()
+        self.parked_kind = self.parked_message = ""
+        self.history = [event]
+
+    def _apply_activity_scheduled(self, event: Event, body: ActivityScheduled) -> None:
+        if body.activity_seq != event.seq:
+            raise ApplyError(f"activity_seq {body.activity_seq} != event seq {event.seq}")
+        self.activities[body.activity_seq] = ActivityState(
+            seq=body.activity_seq,
+            name=body.activity_name,
+            task_queue=body.task_queue,
+            input=body.input,
+            retry_policy=body.retry_policy,
+            start_to_close_ms=body.start_to_close_ms,
+            schedule_to_close_ms=body.schedule_to_close_ms,
+            scheduled_at_ms=event.recorded_at_ms,
+            attempt_started_at_ms=event.recorded_at_ms,
+        )
+
+    def _apply_activity_attempt_failed(self, event: Event, body: ActivityAttemptFailed) -> None:
+        self._open_activity(body.activity_seq).retry_at_ms = body.retry_at_ms
+
+    def _apply_activity_retried(self, event: Event, body: ActivityRetried) -> None:
+        activity = self._open_activity(body.activity_seq)
+        activity.attempt = body.attempt
+        activity.retry_at_ms = None
+        activity.attempt_started_at_ms = event.recorded_at_ms
+
+    def _apply_activity_completed(self, event: Event, body: ActivityCompleted) -> None:
+        self._open_activity(body.activity_seq)
+        del self.activities[body.activity_seq]
+
+    def _apply_activity_failed(self, event: Event, body: ActivityFailed) -> None:
+        self._open_activity(body.activity_seq)
+        del self.activities[body.activity_seq]
+
+    def _apply_timer_started(self, event: Event, body: TimerStarted) -> None:
+        if body.timer_seq != event.seq:
+            raise ApplyError(f"timer_seq {body.timer_seq} != event seq {event.seq}")
+        self.timers[body.timer_seq] = body.fire_at_ms
+
+    def _apply_timer_fired(self, event: Event, body: TimerFired) -> None:
+        if self.timers.pop(body.timer_seq, None) is None:
+            raise ApplyError(f"timer {body.timer_seq} is not open")
+
+    def _apply_timer_cancelled(self, event: Event, body: TimerCancelled) -> None:
+        if self.timers.pop(body.timer_seq, None) is None:
+            raise ApplyError(f"timer {body.timer_seq} is not open")
+
+    def _apply_signal_received(self, event: Event, body: SignalReceived) -> None:
+        if body.command_id:
+            self.signal_command_ids.add(body.command_id)
+
+    def _apply_cancel_requested(self, event: Event, body: CancelRequested) -> None:
+        self.cancel_requested = True
+
+    def _apply_marker_recorded(self, event: Event, body: MarkerRecorded) -> None:
+        pass
+
+    def _apply_workflow_completed(self, event: Event, body: WorkflowCompleted) -> None:
+        self._close(COMPLETED)
+
+    def _apply_workflow_failed(self, event: Event, body: WorkflowFailed) -> None:
+        self._close(FAILED)
+
+    def _apply_workflow_cancelled(self, event: Event, body: WorkflowCancelled) -> None:
+        self._close(CANCELLED)
+
+    def _apply_workflow_continued_as_new(self, event: Event, body: WorkflowContinuedAsNew) -> None:
+        self._close(CONTINUED_AS_NEW)
+
+    def _apply_workflow_parked(self, event: Event, body: WorkflowParked) -> None:
+        self.status = PARKED
+        self.parked_kind = body.kind
+        self.parked_message = body.message
+
+    def _apply_workflow_unparked(self, event: Event, body: WorkflowUnparked) -> None:
+        if self.status != PARKED:
+            raise ApplyError("WorkflowUnparked for a workflow that is not parked")
+        self.status = RUNNING
+        self.parked_kind = self.parked_message = ""
+
+    def _apply_command_rejected(self, event: Event, body: CommandRejected) -> None:
+        raise ApplyError("a rejection (seq 0) is not part of a history")
+
+    def _close(self, status: str) -> None:
+        if self.status not in (RUNNING, PARKED):
+            raise ApplyError(f"workflow {self.workflow_id!r} closed while {self.status}")
+        self.status = status
+        self.activities = {}
+        self.timers = {}
+
+
+_APPLIERS: dict[type, Callable[[WorkflowState, Event, Any], None]] = {
+    WorkflowStarted: WorkflowState._apply_workflow_started,
+    ActivityScheduled: WorkflowState._apply_activity_scheduled,
+    ActivityAttemptFailed: WorkflowState._apply_activity_attempt_failed,
+    ActivityRetried: WorkflowState._apply_activity_retried,
+    ActivityCompleted: WorkflowState._apply_activity_completed,
+    ActivityFailed: WorkflowState._apply_activity_failed,
+    TimerStarted: WorkflowState._apply_timer_started,
+    TimerFired: WorkflowState._apply_timer_fired,
+    TimerCancelled: WorkflowState._apply_timer_cancelled,
+    SignalReceived: WorkflowState._apply_signal_received,
+    CancelRequested: WorkflowState._apply_cancel_requested,
+    MarkerRecorded: WorkflowState._apply_marker_recorded,
+    WorkflowCompleted: WorkflowState._apply_workflow_completed,
+    WorkflowFailed: WorkflowState._apply_workflow_failed,
+    WorkflowCancelled: WorkflowState._apply_workflow_cancelled,
+    WorkflowContinuedAsNew: WorkflowState._apply_workflow_continued_as_new,
+    WorkflowParked: WorkflowState._apply_workflow_parked,
+    WorkflowUnparked: WorkflowState._apply_workflow_unparked,
+    CommandRejected: WorkflowState._apply_command_rejected,
+}

@@ -1,0 +1,217 @@
+"""What workflow code sees: WorkflowContext, activity handles and the Saga helper.
+
+Workflow code must be deterministic: it may only await what the context gives it, and must read
+time, randomness and ids from the context. Each await either finds its answer in history
+(replay) or becomes a new event (schedule an activity, start a timer, wait for a signal).
+
+    async def checkout(ctx: WorkflowContext, order: dict) -> dict:
+        async with ctx.saga() as saga:
+            res = await ctx.execute_activity("reserve_inventory", order)
+            saga.add_compensation("release_inventory", res)
+            ...
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
+
+from sagaflow.core.errors import (
+    ActivityError,
+    CancelledError,
+    CompensationError,
+    ContinueAsNew,
+    FailureError,
+)
+from sagaflow.core.tasks import Future, Scheduler
+
+if TYPE_CHECKING:
+    from sagaflow.core.driver import Driver
+    from sagaflow.core.registry import ActivityFn, ActivityOptions
+
+T = TypeVar("T")
+
+
+class ActivityHandle(Future[T]):
+    """A scheduled activity; await it for its result (raises ActivityError if it failed)."""
+
+    __slots__ = ("activity_name", "activity_seq")
+
+    def __init__(self, scheduler: Scheduler, activity_seq: int, activity_name: str) -> None:
+        super().__init__(scheduler)
+        self.activity_seq = activity_seq
+        self.activity_name = activity_name
+
+
+class WorkflowContext:
+    """The workflow's only door to the world. Everything here is replay-safe."""
+
+    def __init__(self, driver: Driver) -> None:
+        self._driver = driver
+
+    # ------------------------------------------------------------------ identity
+
+    @property
+    def workflow_id(self) -> str:
+        return self._driver.workflow_id
+
+    @property
+    def run_id(self) -> str:
+        return self._driver.run_id
+
+    @property
+    def workflow_type(self) -> str:
+        return self._driver.definition.name
+
+    @property
+    def version(self) -> int:
+        """The version of the workflow type this run started on (and finishes on)."""
+        return self._driver.definition.version
+
+    @property
+    def cancel_requested(self) -> bool:
+        """True once a cancellation was delivered (useful after catching CancelledError)."""
+        return self._driver.cancel_requested
+
+    # ------------------------------------------------------------------ deterministic values
+
+    def now(self) -> datetime:
+        """The recorded time of the event the workflow is reacting to (UTC, tz-aware)."""
+        return datetime.fromtimestamp(self._driver.now_ms / 1000, tz=UTC)
+
+    def random(self) -> float:
+        """A float in [0, 1) from the run's own seeded generator (same on every replay)."""
+        return self._driver.random()
+
+    def uuid4(self) -> str:
+        """A version-4 UUID string from the run's own seeded generator."""
+        return self._driver.uuid4()
+
+    # ------------------------------------------------------------------ activities
+
+    def start_activity(
+        self,
+        activity: str | ActivityFn,
+        arg: Any = None,
+        options: ActivityOptions | None = None,
+    ) -> ActivityHandle[Any]:
+        """Schedule an activity now; await the handle later (e.g. through gather)."""
+        return self._driver.start_activity(activity, arg, options)
+
+    async def execute_activity(
+        self,
+        activity: str | ActivityFn,
+        arg: Any = None,
+        options: ActivityOptions | None = None,
+    ) -> Any:
+        """Run an activity (by registered name or function) and return its JSON result.
+
+        Retries follow the options' RetryPolicy; raises ActivityError when it fails for good.
+        """
+        return await self._driver.start_activity(activity, arg, options)
+
+    def gather(self, *awaitables: Awaitable[Any]) -> Future[list[Any]]:
+        """Await several activities/coroutines together; results in argument order. The first
+        failure is raised (the others keep running)."""
+        return self._driver.gather(awaitables)
+
+    # ------------------------------------------------------------------ time and signals
+
+    def sleep(self, duration: float | timedelta) -> Future[None]:
+        """A durable timer: seconds (float) or a timedelta. Survives restarts."""
+        return self._driver.sleep(duration)
+
+    def wait_for_signal(self, name: str, timeout: float | timedelta | None = None) -> Future[Any]:
+        """The payload of the next signal `name` (signals that arrived earlier are buffered).
+
+        With a timeout, raises SignalTimeoutError if none arrives in time.
+        """
+        return self._driver.wait_for_signal(name, timeout)
+
+    # ------------------------------------------------------------------ versioning and runs
+
+    def patched(self, change_id: str) -> bool:
+        """True on runs that reached this point with the change deployed; False on runs that
+        passed it with older code. The answer is recorded, so replay takes the same branch."""
+        return self._driver.patched(change_id)
+
+    def continue_as_new(self, input: Any) -> NoReturn:
+        """End this run and start a fresh one (same workflow id, empty history) with `input`."""
+        raise ContinueAsNew(input)
+
+    def saga(self) -> Saga:
+        """A new saga: register a compensation after each step that succeeded."""
+        return Saga(self)
+
+
+@dataclass(frozen=True)
+class _Compensation:
+    activity: str | ActivityFn
+    arg: Any
+    options: ActivityOptions | None
+
+
+class Saga:
+    """Compensations for the steps done so far, run in reverse order on failure.
+
+    As an async context manager it compensates when the block raises a FailureError
+    (ApplicationError, ActivityError, SignalTimeoutError) or CancelledError, then re-raises.
+    Bugs (any other exception) do not compensate: the workflow parks until fixed code arrives.
+    """
+
+    def __init__(self, ctx: WorkflowContext) -> None:
+        self._ctx = ctx
+        self._compensations: list[_Compensation] = []
+
+    def add_compensation(
+        self,
+        activity: str | ActivityFn,
+        arg: Any = None,
+        options: ActivityOptions | None = None,
+    ) -> None:
+        """Undo the step that just succeeded by running this activity, if the saga fails."""
+        self._compensations.append(_Compensation(activity, arg, options))
+
+    @property
+    def pending(self) -> int:
+        """How many compensations would run."""
+        return len(self._compensations)
+
+    async def compensate(self) -> None:
+        """Run every registered compensation, newest first, each a retried activity.
+
+        A compensation that fails for good does not stop the others; CompensationError lists
+        them at the end.
+        """
+        failures: list[dict[str, Any]] = []
+        while self._compensations:
+            step = self._compensations.pop()
+            handle = self._ctx._driver.start_activity(
+                step.activity, step.arg, step.options, compensation=True
+            )
+            try:
+                await handle
+            except ActivityError as err:
+                failures.append({"activity": err.activity_name, "error": str(err)})
+        if failures:
+            raise CompensationError(
+                f"{len(failures)} compensation(s) failed for good; repair by hand: {failures}",
+                type="CompensationFailed",
+                details=failures,
+            )
+
+    async def __aenter__(self) -> Saga:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool:
+        if isinstance(exc, FailureError | CancelledError):
+            await self.compensate()
+        return False

@@ -1,0 +1,178 @@
+"""The reference saga: checkout.
+
+    reserve inventory -> charge payment -> [amount >= threshold: wait for signal "approve"]
+    -> create shipment -> send receipt email
+
+Compensations, run newest first when a step fails, the approval times out or is refused, or the
+workflow is cancelled: cancel shipment, refund payment, release inventory. The receipt email is
+the last step and is never compensated; it carries its idempotency key so it is sent once.
+
+Task queues: one per provider, "inventory", "payments", "shipping" and "email" (a worker
+subscribes to `registry.task_queues()`). Activities delegate to the resource "shop" (the
+`Shop` protocol); the worker opens the Postgres implementation, tests pass an InMemoryShop.
+
+Order input: {"order_id", "sku", "quantity", "amount_cents", "card", "address", "email",
+optional "approval_threshold_cents" (default 100_000), optional "approval_timeout_s" (default
+3600)}. Approval signal payload: {"approved": true} (false refuses the order).
+"""
+
+from __future__ import annotations
+
+import importlib
+from contextlib import AbstractAsyncContextManager
+from datetime import timedelta
+from typing import Any, cast
+
+from sagaflow.examples.shop import Shop
+from sagaflow.workflow import (
+    ActivityContext,
+    ApplicationError,
+    Registry,
+    RetryPolicy,
+    WorkflowContext,
+)
+
+DEFAULT_APPROVAL_THRESHOLD_CENTS = 100_000
+DEFAULT_APPROVAL_TIMEOUT_S = 3600
+APPROVAL_SIGNAL = "approve"
+
+registry = Registry()
+
+_RETRY = RetryPolicy(initial_interval_ms=500, backoff_coefficient=2.0, maximum_interval_ms=30_000)
+_STEP_TIMEOUT = timedelta(seconds=30)
+
+
+@registry.resource("shop")
+def shop_resource(config: Any) -> AbstractAsyncContextManager[Shop]:
+    """The Postgres shop; imported lazily so the core and the tests never import psycopg."""
+    shop_pg = importlib.import_module("sagaflow.examples.shop_pg")
+    return cast(AbstractAsyncContextManager[Shop], shop_pg.open_shop(config))
+
+
+def _shop(ctx: ActivityContext) -> Shop:
+    return cast(Shop, ctx.resources["shop"])
+
+
+# --------------------------------------------------------------------------- activities
+
+
+@registry.activity(
+    name="reserve_inventory",
+    task_queue="inventory",
+    retry_policy=_RETRY,
+    start_to_close_timeout=_STEP_TIMEOUT,
+)
+async def reserve_inventory(ctx: ActivityContext, req: dict[str, Any]) -> dict[str, Any]:
+    return await _shop(ctx).reserve_inventory(
+        ctx.idempotency_key, req["order_id"], req["sku"], req["quantity"]
+    )
+
+
+@registry.activity(name="release_inventory", task_queue="inventory", retry_policy=_RETRY)
+async def release_inventory(ctx: ActivityContext, req: dict[str, Any]) -> dict[str, Any]:
+    return await _shop(ctx).release_inventory(ctx.idempotency_key, req["order_id"])
+
+
+@registry.activity(
+    name="charge_payment",
+    task_queue="payments",
+    retry_policy=_RETRY,
+    start_to_close_timeout=_STEP_TIMEOUT,
+)
+async def charge_payment(ctx: ActivityContext, req: dict[str, Any]) -> dict[str, Any]:
+    return await _shop(ctx).charge_payment(
+        ctx.idempotency_key, req["order_id"], req["amount_cents"], req["card"]
+    )
+
+
+@registry.activity(name="refund_payment", task_queue="payments", retry_policy=_RETRY)
+async def refund_payment(ctx: ActivityContext, req: dict[str, Any]) -> dict[str, Any]:
+    return await _shop(ctx).refund_payment(ctx.idempotency_key, req["order_id"], req["charge_id"])
+
+
+@registry.activity(
+    name="create_shipment",
+    task_queue="shipping",
+    retry_policy=_RETRY,
+    start_to_close_timeout=_STEP_TIMEOUT,
+)
+async def create_shipment(ctx: ActivityContext, req: dict[str, Any]) -> dict[str, Any]:
+    return await _shop(ctx).create_shipment(ctx.idempotency_key, req["order_id"], req["address"])
+
+
+@registry.activity(name="cancel_shipment", task_queue="shipping", retry_policy=_RETRY)
+async def cancel_shipment(ctx: ActivityContext, req: dict[str, Any]) -> dict[str, Any]:
+    return await _shop(ctx).cancel_shipment(
+        ctx.idempotency_key, req["order_id"], req["shipment_id"]
+    )
+
+
+@registry.activity(
+    name="send_receipt_email",
+    task_queue="email",
+    retry_policy=_RETRY,
+    start_to_close_timeout=_STEP_TIMEOUT,
+)
+async def send_receipt_email(ctx: ActivityContext, req: dict[str, Any]) -> dict[str, Any]:
+    return await _shop(ctx).send_receipt_email(ctx.idempotency_key, req["order_id"], req["email"])
+
+
+# --------------------------------------------------------------------------- the workflow
+
+
+def _approved(payload: Any) -> bool:
+    if isinstance(payload, dict):
+        return bool(payload.get("approved", True))
+    return payload is None or bool(payload)
+
+
+@registry.workflow(name="checkout", version=1)
+async def checkout(ctx: WorkflowContext, order: dict[str, Any]) -> dict[str, Any]:
+    """Reserve, charge, (approve), ship, email; compensate in reverse on failure or cancel."""
+    order_id = order["order_id"]
+    threshold = order.get("approval_threshold_cents", DEFAULT_APPROVAL_THRESHOLD_CENTS)
+    async with ctx.saga() as saga:
+        reservation = await ctx.execute_activity(
+            reserve_inventory,
+            {"order_id": order_id, "sku": order["sku"], "quantity": order["quantity"]},
+        )
+        saga.add_compensation(
+            release_inventory,
+            {"order_id": order_id, "reservation_id": reservation["reservation_id"]},
+        )
+        charge = await ctx.execute_activity(
+            charge_payment,
+            {"order_id": order_id, "amount_cents": order["amount_cents"], "card": order["card"]},
+        )
+        saga.add_compensation(
+            refund_payment, {"order_id": order_id, "charge_id": charge["charge_id"]}
+        )
+        approved_by: Any = None
+        if order["amount_cents"] >= threshold:
+            timeout = order.get("approval_timeout_s", DEFAULT_APPROVAL_TIMEOUT_S)
+            approved_by = await ctx.wait_for_signal(APPROVAL_SIGNAL, timeout=float(timeout))
+            if not _approved(approved_by):
+                raise ApplicationError(
+                    f"order {order_id} was refused by its approver",
+                    type="OrderRefused",
+                    details=approved_by,
+                )
+        shipment = await ctx.execute_activity(
+            create_shipment, {"order_id": order_id, "address": order["address"]}
+        )
+        saga.add_compensation(
+            cancel_shipment, {"order_id": order_id, "shipment_id": shipment["shipment_id"]}
+        )
+    receipt = await ctx.execute_activity(
+        send_receipt_email, {"order_id": order_id, "email": order["email"]}
+    )
+    return {
+        "status": "completed",
+        "order_id": order_id,
+        "reservation_id": reservation["reservation_id"],
+        "charge_id": charge["charge_id"],
+        "shipment_id": shipment["shipment_id"],
+        "receipt": receipt,
+        "approval": approved_by,
+        "completed_at": ctx.now().isoformat(),
+    }
