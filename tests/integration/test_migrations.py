@@ -152,3 +152,14 @@ def test_concurrent_processes_apply_each_migration_exactly_once(database_url: st
         assert [name for _, name, _ in await _recorded(url)] == PACKAGED
 
     run_in_scratch_schema(database_url, body)
+
+
+def test_concurrent_connections_apply_each_migration_exactly_once(database_url: str) -> None:
+    """The same race in one process, where the migrators reliably overlap: without the lock,
+    this fails with UniqueViolation."""
+
+    async def body(url: str) -> None:
+        results = await asyncio.gather(*(migrate(url) for _ in range(4)))
+        assert sorted(name for applied in results for name in applied) == PACKAGED, results
+
+    run_in_scratch_schema(database_url, body)
