@@ -1,0 +1,269 @@
+"""Avro encoding of every message that crosses Kafka: commands, events, activity tasks.
+
+Wire format: a 3-byte header, then the fastavro schemaless body.
+
+    byte 0  MAGIC (0xF1)
+    byte 1  kind: 1 command, 2 event, 3 activity task
+    byte 2  schema version of that kind (the writer schema)
+
+The writer schemas of every version ever shipped live in schemas/avro/<kind>.v<N>.avsc (also
+packaged as sagaflow/schemas/), so a record written by any earlier version decodes with today's
+reader schema (full transitive compatibility: new fields carry defaults). Bytes that are not a
+message of the expected kind raise DecodeError, never anything else.
+
+History of versions: event v1 -> v2 added WorkflowStarted.continued_from_run_id (default "").
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import struct
+import typing
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+import fastavro
+
+from sagaflow.core import messages as m
+from sagaflow.core.errors import DecodeError
+
+__all__ = [
+    "DecodeError",
+    "decode_command",
+    "decode_event",
+    "decode_task",
+    "dumps_payload",
+    "encode_command",
+    "encode_event",
+    "encode_task",
+    "loads_payload",
+]
+
+MAGIC = 0xF1
+KIND_COMMAND, KIND_EVENT, KIND_TASK = 1, 2, 3
+_KIND_NAMES = {KIND_COMMAND: "command", KIND_EVENT: "event", KIND_TASK: "task"}
+CURRENT_VERSIONS = {KIND_COMMAND: 1, KIND_EVENT: 2, KIND_TASK: 1}
+_NAMESPACE = "sagaflow."
+
+_DECODE_FAILURES = (
+    ValueError,
+    TypeError,
+    KeyError,
+    IndexError,
+    EOFError,
+    OverflowError,
+    MemoryError,
+    struct.error,
+)
+"""What fastavro and the record constructors raise on malformed input."""
+
+
+def _load_schemas() -> dict[tuple[int, int], Any]:
+    folder = resources.files("sagaflow.schemas")
+    schemas: dict[tuple[int, int], Any] = {}
+    for kind, name in _KIND_NAMES.items():
+        for version in range(1, CURRENT_VERSIONS[kind] + 1):
+            text = (folder / f"{name}.v{version}.avsc").read_text()
+            schemas[kind, version] = fastavro.parse_schema(json.loads(text))
+    return schemas
+
+
+_SCHEMAS = _load_schemas()
+
+# --------------------------------------------------------------------------- record <-> dict
+
+
+@dataclass(frozen=True)
+class _Field:
+    name: str
+    from_avro: Callable[[Any], Any] | None
+    to_avro: Callable[[Any], Any] | None
+
+
+def _identity(value: Any) -> Any:
+    return value
+
+
+def _fields_of(cls: type) -> tuple[_Field, ...]:
+    hints = typing.get_type_hints(cls)
+    out = []
+    for f in dataclasses.fields(cls):
+        hint = hints[f.name]
+        if hint is m.RetryPolicy:
+            out.append(_Field(f.name, _retry_policy_from_avro, _to_dict))
+        elif hint == tuple[str, ...]:
+            out.append(_Field(f.name, tuple, list))
+        else:
+            out.append(_Field(f.name, None, None))
+    return tuple(out)
+
+
+def _to_dict(record: Any) -> dict[str, Any]:
+    out = {}
+    for f in _RECORDS[type(record)]:
+        value = getattr(record, f.name)
+        out[f.name] = f.to_avro(value) if f.to_avro is not None else value
+    return out
+
+
+def _from_dict(cls: type, data: dict[str, Any]) -> Any:
+    kwargs = {}
+    for f in _RECORDS[cls]:
+        value = data[f.name]
+        kwargs[f.name] = f.from_avro(value) if f.from_avro is not None else value
+    return cls(**kwargs)
+
+
+def _retry_policy_from_avro(data: dict[str, Any]) -> m.RetryPolicy:
+    return typing.cast(m.RetryPolicy, _from_dict(m.RetryPolicy, data))
+
+
+_RECORDS: dict[type, tuple[_Field, ...]] = {
+    cls: _fields_of(cls)
+    for cls in (
+        *typing.get_args(m.Command),
+        *typing.get_args(m.EventBody),
+        m.ActivityTask,
+        m.RetryPolicy,
+    )
+}
+_BY_NAME: dict[str, type] = {_NAMESPACE + cls.__name__: cls for cls in _RECORDS}
+
+
+def _branch(record: Any) -> tuple[str, dict[str, Any]]:
+    return _NAMESPACE + type(record).__name__, _to_dict(record)
+
+
+def _unbranch(value: Any, allowed: tuple[type, ...]) -> Any:
+    name, data = value
+    cls = _BY_NAME.get(name)
+    if cls is None or cls not in allowed:
+        raise DecodeError(f"record type {name!r} is not allowed here")
+    return _from_dict(cls, data)
+
+
+# --------------------------------------------------------------------------- framing
+
+
+def _encode(kind: int, datum: dict[str, Any]) -> bytes:
+    version = CURRENT_VERSIONS[kind]
+    buffer = io.BytesIO()
+    buffer.write(bytes((MAGIC, kind, version)))
+    fastavro.schemaless_writer(buffer, _SCHEMAS[kind, version], datum)
+    return buffer.getvalue()
+
+
+def _decode(kind: int, data: bytes) -> Any:
+    expected = _KIND_NAMES[kind]
+    if not isinstance(data, bytes | bytearray | memoryview):
+        raise DecodeError(f"expected bytes for a {expected}, got {type(data).__name__}")
+    if len(data) < 3 or data[0] != MAGIC:
+        raise DecodeError(
+            f"not a sagaflow {expected}: {len(data)} bytes without the sagaflow header "
+            f"(magic 0x{MAGIC:02X}); was it produced by another application?"
+        )
+    if data[1] != kind:
+        found = _KIND_NAMES.get(data[1], f"unknown kind {data[1]}")
+        raise DecodeError(f"expected a sagaflow {expected}, found a {found}; wrong topic?")
+    version = data[2]
+    writer = _SCHEMAS.get((kind, version))
+    if writer is None:
+        raise DecodeError(
+            f"{expected} schema version {version} is unknown (this sagaflow knows up to "
+            f"v{CURRENT_VERSIONS[kind]}); upgrade sagaflow to read records from newer writers"
+        )
+    reader = _SCHEMAS[kind, CURRENT_VERSIONS[kind]]
+    buffer = io.BytesIO(data[3:])
+    try:
+        datum = fastavro.schemaless_reader(
+            buffer, writer, None if writer is reader else reader, return_record_name=True
+        )
+    except _DECODE_FAILURES as exc:
+        raise DecodeError(
+            f"corrupt {expected} (schema v{version}, {len(data)} bytes): "
+            f"{type(exc).__name__}: {exc}"
+        ) from exc
+    if buffer.tell() != len(data) - 3:
+        raise DecodeError(
+            f"corrupt {expected}: {len(data) - 3 - buffer.tell()} trailing bytes after the record"
+        )
+    return datum
+
+
+def _guarded(build: Callable[[], Any], expected: str) -> Any:
+    try:
+        return build()
+    except DecodeError:
+        raise
+    except _DECODE_FAILURES as exc:
+        raise DecodeError(f"corrupt {expected}: {type(exc).__name__}: {exc}") from exc
+
+
+# --------------------------------------------------------------------------- public API
+
+_COMMAND_TYPES = typing.get_args(m.Command)
+_BODY_TYPES = typing.get_args(m.EventBody)
+
+
+def encode_command(command: m.Command) -> bytes:
+    return _encode(KIND_COMMAND, {"body": _branch(command)})
+
+
+def decode_command(data: bytes) -> m.Command:
+    datum = _decode(KIND_COMMAND, data)
+    command = _guarded(lambda: _unbranch(datum["body"], _COMMAND_TYPES), "command")
+    return typing.cast(m.Command, command)
+
+
+def encode_event(event: m.Event) -> bytes:
+    return _encode(
+        KIND_EVENT,
+        {
+            "workflow_id": event.workflow_id,
+            "seq": event.seq,
+            "run_id": event.run_id,
+            "recorded_at_ms": event.recorded_at_ms,
+            "body": _branch(event.body),
+        },
+    )
+
+
+def decode_event(data: bytes) -> m.Event:
+    datum = _decode(KIND_EVENT, data)
+
+    def build() -> m.Event:
+        return m.Event(
+            workflow_id=datum["workflow_id"],
+            seq=datum["seq"],
+            run_id=datum["run_id"],
+            recorded_at_ms=datum["recorded_at_ms"],
+            body=_unbranch(datum["body"], _BODY_TYPES),
+        )
+
+    return typing.cast(m.Event, _guarded(build, "event"))
+
+
+def encode_task(task: m.ActivityTask) -> bytes:
+    return _encode(KIND_TASK, _to_dict(task))
+
+
+def decode_task(data: bytes) -> m.ActivityTask:
+    datum = _decode(KIND_TASK, data)
+    return typing.cast(m.ActivityTask, _guarded(lambda: _from_dict(m.ActivityTask, datum), "task"))
+
+
+def dumps_payload(value: Any) -> bytes:
+    """A payload (workflow input, activity argument/result, signal) as UTF-8 JSON bytes."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def loads_payload(data: bytes) -> Any:
+    """The value of a payload; DecodeError if it is not UTF-8 JSON."""
+    try:
+        return json.loads(data)
+    except ValueError as exc:
+        raise DecodeError(f"payload is not UTF-8 JSON: {exc}") from exc
