@@ -43,7 +43,7 @@ def _rejected(error_type: str, message: str) -> Exception:
     """A non-retryable application error: the workflow sees `error_type` and compensates."""
     # Imported here, not at the top: this module is the outside world and stays importable
     # without pulling in the engine's core.
-    from sagaflow.core.errors import ApplicationError  # noqa: PLC0415
+    from sagaflow.core.errors import ApplicationError
 
     return ApplicationError(message, type=error_type, non_retryable=True)
 
