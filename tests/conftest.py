@@ -75,7 +75,7 @@ def kafka_bootstrap(request: pytest.FixtureRequest) -> Iterator[str]:
     """Kafka bootstrap servers ("host:port") of a broker where transactions work."""
 
     def make() -> Any:
-        from testcontainers.community.kafka import KafkaContainer  # noqa: PLC0415
+        from testcontainers.community.kafka import KafkaContainer
 
         container = KafkaContainer(_KAFKA_IMAGE)
         # KafkaContainer leaves the transaction log at replication factor 3; on its single
@@ -107,7 +107,7 @@ def database_url(request: pytest.FixtureRequest) -> Iterator[str]:
     """A libpq URL (postgresql://user:password@host:port/db) of a database the tests own."""
 
     def make() -> Any:
-        from testcontainers.community.postgres import PostgresContainer  # noqa: PLC0415
+        from testcontainers.community.postgres import PostgresContainer
 
         return PostgresContainer(
             _POSTGRES_IMAGE,
@@ -142,7 +142,7 @@ def _jaeger(request: pytest.FixtureRequest) -> Iterator[tuple[str, str | None]]:
     """(OTLP HTTP base URL, query base URL or None when the environment gives only OTLP)."""
 
     def make() -> Any:
-        from testcontainers.core.container import DockerContainer  # noqa: PLC0415
+        from testcontainers.core.container import DockerContainer
 
         return DockerContainer(_JAEGER_IMAGE).with_exposed_ports(4318, 16686)
 
