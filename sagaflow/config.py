@@ -96,6 +96,17 @@ SETTINGS: tuple[Setting, ...] = (
         "Consumer group of a task queue = prefix + queue.",
     ),
     Setting("SAGAFLOW_LOG_LEVEL", "INFO", "Python log level."),
+    Setting(
+        "SAGAFLOW_PROJECTOR",
+        "on",
+        "on: the orchestrator also projects events into the read model; off: run "
+        "'python -m sagaflow.readmodel' separately.",
+    ),
+    Setting(
+        "SAGAFLOW_PROJECTOR_GROUP",
+        "sagaflow-projector",
+        "Consumer group of the read model projector.",
+    ),
 )
 
 _DEFAULTS = {s.name: s.default for s in SETTINGS}
@@ -117,6 +128,13 @@ def _int(env: Mapping[str, str], name: str, minimum: int = 0) -> int:
     if value < minimum:
         raise ConfigError(f"{name}={value} is below {minimum}; set it to at least {minimum}")
     return value
+
+
+def _on_off(env: Mapping[str, str], name: str) -> bool:
+    raw = _get(env, name).strip().lower()
+    if raw not in {"on", "off"}:
+        raise ConfigError(f"{name}={raw!r} must be 'on' or 'off'")
+    return raw == "on"
 
 
 @dataclass(frozen=True)
@@ -174,6 +192,8 @@ class Config:
     worker_lease_ms: int
     worker_group_prefix: str
     log_level: str
+    projector_enabled: bool = True
+    projector_group: str = "sagaflow-projector"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Config:
@@ -219,6 +239,8 @@ class Config:
             worker_lease_ms=_int(e, "SAGAFLOW_WORKER_LEASE_MS", 100),
             worker_group_prefix=_get(e, "SAGAFLOW_WORKER_GROUP_PREFIX"),
             log_level=_get(e, "SAGAFLOW_LOG_LEVEL").upper(),
+            projector_enabled=_on_off(e, "SAGAFLOW_PROJECTOR"),
+            projector_group=_get(e, "SAGAFLOW_PROJECTOR_GROUP"),
         )
 
     def kafka_common(self) -> dict[str, str | int]:

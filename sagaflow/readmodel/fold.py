@@ -1,0 +1,312 @@
+"""The read model's fold: one workflow row, advanced by one event at a time.
+
+Pure (no Kafka, no Postgres): the projector loads the rows a batch touches, folds the batch's
+events into them here, and writes them back in the same transaction. An event whose seq is not
+above the row's `last_seq` is skipped, which is what makes a replay of the topic change nothing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sagaflow.core.messages import (
+    ActivityAttemptFailed,
+    ActivityCompleted,
+    ActivityFailed,
+    ActivityRetried,
+    ActivityScheduled,
+    CancelRequested,
+    Event,
+    EventBody,
+    SignalReceived,
+    TimerCancelled,
+    TimerFired,
+    TimerStarted,
+    WorkflowCancelled,
+    WorkflowCompleted,
+    WorkflowContinuedAsNew,
+    WorkflowFailed,
+    WorkflowParked,
+    WorkflowStarted,
+    WorkflowUnparked,
+)
+
+STATUSES = ("running", "parked", "completed", "failed", "cancelled", "continued_as_new")
+CLOSED_STATUSES = frozenset({"completed", "failed", "cancelled"})
+
+
+def json_payload(raw: bytes) -> Any:
+    """A payload's JSON value. Payloads are JSON by contract; one that is not is kept as text
+    so the event is still projected and an operator can see what was sent."""
+    try:
+        return json.loads(raw)
+    except ValueError:  # json.JSONDecodeError and UnicodeDecodeError are both ValueErrors
+        return {"undecodable_payload": raw.decode("utf-8", errors="replace")}
+
+
+def body_json(body: EventBody) -> dict[str, Any]:
+    """An event body as JSON for the history table: its fields, with payload bytes parsed."""
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(body):
+        value = getattr(body, f.name)
+        if isinstance(value, bytes):
+            out[f.name] = json_payload(value)
+        elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+            out[f.name] = dataclasses.asdict(value)
+        elif isinstance(value, tuple):
+            out[f.name] = list(value)
+        else:
+            out[f.name] = value
+    return out
+
+
+def event_time(recorded_at_ms: int) -> datetime:
+    return datetime.fromtimestamp(recorded_at_ms / 1000, UTC)
+
+
+@dataclass
+class WorkflowRow:
+    """One row of sagaflow_workflows, as Python values."""
+
+    workflow_id: str
+    run_id: str
+    type: str
+    version: int
+    status: str
+    created_at: datetime
+    updated_at: datetime
+    last_seq: int
+    input: Any = None
+    result: Any = None
+    error: Any = None
+    current_step: dict[str, Any] | None = None
+    pending_activities: dict[str, dict[str, Any]] = field(default_factory=dict)
+    pending_timers: list[dict[str, Any]] = field(default_factory=list)
+    received_signals: list[dict[str, Any]] = field(default_factory=list)
+    cancel_requested: bool = False
+    parked: dict[str, Any] | None = None
+
+
+def _new_row(event: Event) -> WorkflowRow:
+    # A workflow's first event is WorkflowStarted; the defaults only matter if the topic was
+    # trimmed below it, and then the row still shows everything recorded after.
+    at = event_time(event.recorded_at_ms)
+    return WorkflowRow(event.workflow_id, event.run_id, "", 0, "running", at, at, 0)
+
+
+def apply_event(row: WorkflowRow | None, event: Event) -> WorkflowRow | None:
+    """`row` advanced by `event`; the same row when the event was already folded in.
+
+    Rejections (seq 0) are not part of any history and never touch a row.
+    """
+    if event.seq <= 0:
+        return row
+    if row is None:
+        row = _new_row(event)
+    elif event.seq <= row.last_seq:
+        return row
+    row.last_seq = event.seq
+    row.updated_at = event_time(event.recorded_at_ms)
+    _APPLIERS.get(type(event.body), _apply_nothing)(row, event)
+    return row
+
+
+def _apply_nothing(row: WorkflowRow, event: Event) -> None:
+    """MarkerRecorded and any event type newer than this projector leave the row as is."""
+
+
+def _apply_workflow_started(row: WorkflowRow, event: Event) -> None:
+    body = event.body
+    assert isinstance(body, WorkflowStarted)
+    if not body.continued_from_run_id:
+        row.created_at = event_time(event.recorded_at_ms)
+    row.run_id = event.run_id
+    row.type = body.workflow_type
+    row.version = body.version
+    row.status = "running"
+    row.input = json_payload(body.input)
+    # A new run (continue-as-new) starts with a clean slate; signals are per run too.
+    row.result = row.error = row.current_step = row.parked = None
+    row.pending_activities = {}
+    row.pending_timers = []
+    row.received_signals = []
+    row.cancel_requested = False
+
+
+def _apply_activity_scheduled(row: WorkflowRow, event: Event) -> None:
+    body = event.body
+    assert isinstance(body, ActivityScheduled)
+    step = {
+        "activity_seq": body.activity_seq,
+        "name": body.activity_name,
+        "task_queue": body.task_queue,
+        "attempt": 1,
+        "state": "scheduled",
+        "compensation": body.compensation,
+    }
+    row.pending_activities[str(body.activity_seq)] = step
+    row.current_step = dict(step)
+
+
+def _update_step(row: WorkflowRow, activity_seq: int, *, done: bool, **changes: Any) -> None:
+    key = str(activity_seq)
+    step = row.pending_activities.get(key)
+    if step is not None:
+        step.update(changes)
+        if done:
+            del row.pending_activities[key]
+    if row.current_step is not None and row.current_step.get("activity_seq") == activity_seq:
+        row.current_step.update(changes)
+
+
+def _apply_activity_attempt_failed(row: WorkflowRow, event: Event) -> None:
+    body = event.body
+    assert isinstance(body, ActivityAttemptFailed)
+    _update_step(
+        row,
+        body.activity_seq,
+        done=False,
+        attempt=body.attempt,
+        state="backing_off",
+        last_error={"type": body.error_type, "message": body.message, "timed_out": body.timed_out},
+        retry_at_ms=body.retry_at_ms,
+    )
+
+
+def _apply_activity_retried(row: WorkflowRow, event: Event) -> None:
+    body = event.body
+    assert isinstance(body, ActivityRetried)
+    _update_step(row, body.activity_seq, done=False, attempt=body.attempt, state="scheduled")
+
+
+def _apply_activity_completed(row: WorkflowRow, event: Event) -> None:
+    body = event.body
+    assert isinstance(body, ActivityCompleted)
+    _update_step(row, body.activity_seq, done=True, attempt=body.attempt, state="completed")
+
+
+def _apply_activity_failed(row: WorkflowRow, event: Event) -> None:
+    body = event.body
+    assert isinstance(body, ActivityFailed)
+    _update_step(
+        row,
+        body.activity_seq,
+        done=True,
+        attempt=body.attempt,
+        state="failed",
+        last_error={"type": body.error_type, "message": body.message, "reason": body.reason},
+    )
+
+
+def _apply_timer_started(row: WorkflowRow, event: Event) -> None:
+    body = event.body
+    assert isinstance(body, TimerStarted)
+    row.pending_timers = [t for t in row.pending_timers if t["timer_seq"] != body.timer_seq]
+    row.pending_timers.append({"timer_seq": body.timer_seq, "fire_at_ms": body.fire_at_ms})
+
+
+def _drop_timer(row: WorkflowRow, timer_seq: int) -> None:
+    row.pending_timers = [t for t in row.pending_timers if t["timer_seq"] != timer_seq]
+
+
+def _apply_timer_fired(row: WorkflowRow, event: Event) -> None:
+    assert isinstance(event.body, TimerFired)
+    _drop_timer(row, event.body.timer_seq)
+
+
+def _apply_timer_cancelled(row: WorkflowRow, event: Event) -> None:
+    assert isinstance(event.body, TimerCancelled)
+    _drop_timer(row, event.body.timer_seq)
+
+
+def _apply_signal_received(row: WorkflowRow, event: Event) -> None:
+    body = event.body
+    assert isinstance(body, SignalReceived)
+    row.received_signals.append(
+        {
+            "name": body.name,
+            "seq": event.seq,
+            "command_id": body.command_id,
+            "recorded_at_ms": event.recorded_at_ms,
+        }
+    )
+
+
+def _apply_cancel_requested(row: WorkflowRow, event: Event) -> None:
+    row.cancel_requested = True
+
+
+def _apply_workflow_parked(row: WorkflowRow, event: Event) -> None:
+    body = event.body
+    assert isinstance(body, WorkflowParked)
+    row.status = "parked"
+    row.parked = {"kind": body.kind, "message": body.message, "seq": event.seq}
+
+
+def _apply_workflow_unparked(row: WorkflowRow, event: Event) -> None:
+    row.status = "running"
+    row.parked = None
+
+
+def _close(row: WorkflowRow, status: str) -> None:
+    row.status = status
+    row.pending_activities = {}
+    row.pending_timers = []
+    row.parked = None
+
+
+def _apply_workflow_completed(row: WorkflowRow, event: Event) -> None:
+    body = event.body
+    assert isinstance(body, WorkflowCompleted)
+    _close(row, "completed")
+    row.result = json_payload(body.result)
+
+
+def _apply_workflow_failed(row: WorkflowRow, event: Event) -> None:
+    body = event.body
+    assert isinstance(body, WorkflowFailed)
+    _close(row, "failed")
+    row.error = {
+        "type": body.error_type,
+        "message": body.message,
+        "details": json_payload(body.details),
+    }
+
+
+def _apply_workflow_cancelled(row: WorkflowRow, event: Event) -> None:
+    body = event.body
+    assert isinstance(body, WorkflowCancelled)
+    _close(row, "cancelled")
+    row.error = {"type": "cancelled", "message": body.reason, "details": None}
+
+
+def _apply_workflow_continued_as_new(row: WorkflowRow, event: Event) -> None:
+    body = event.body
+    assert isinstance(body, WorkflowContinuedAsNew)
+    _close(row, "continued_as_new")
+    row.result = {"continued_as_new": {"new_run_id": body.new_run_id}}
+
+
+_APPLIERS: dict[type[Any], Any] = {
+    WorkflowStarted: _apply_workflow_started,
+    ActivityScheduled: _apply_activity_scheduled,
+    ActivityAttemptFailed: _apply_activity_attempt_failed,
+    ActivityRetried: _apply_activity_retried,
+    ActivityCompleted: _apply_activity_completed,
+    ActivityFailed: _apply_activity_failed,
+    TimerStarted: _apply_timer_started,
+    TimerFired: _apply_timer_fired,
+    TimerCancelled: _apply_timer_cancelled,
+    SignalReceived: _apply_signal_received,
+    CancelRequested: _apply_cancel_requested,
+    WorkflowParked: _apply_workflow_parked,
+    WorkflowUnparked: _apply_workflow_unparked,
+    WorkflowCompleted: _apply_workflow_completed,
+    WorkflowFailed: _apply_workflow_failed,
+    WorkflowCancelled: _apply_workflow_cancelled,
+    WorkflowContinuedAsNew: _apply_workflow_continued_as_new,
+}

@@ -1,0 +1,180 @@
+"""Reading the read model (for the HTTP API): one workflow, its history, a filtered page.
+
+Pages are ordered newest first by (created_at, workflow_id), a total order that a workflow never
+leaves once projected, so a cursor (the last row's key) pages stably while rows are added.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+
+from sagaflow.db import Target, connection
+
+_SUMMARY = ("workflow_id", "run_id", "type", "version", "status", "created_at", "updated_at")
+_DETAIL = (
+    *_SUMMARY,
+    "input",
+    "result",
+    "error",
+    "current_step",
+    "pending_activities",
+    "pending_timers",
+    "received_signals",
+    "cancel_requested",
+    "parked",
+    "last_seq",
+)
+
+
+class CursorError(ValueError):
+    """A list cursor that this API did not hand out."""
+
+
+@dataclass(frozen=True)
+class Page:
+    workflows: list[dict[str, Any]]
+    next_cursor: str | None
+
+
+def encode_cursor(created_at: datetime, workflow_id: str) -> str:
+    raw = json.dumps([created_at.isoformat(), workflow_id]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        created_at, workflow_id = json.loads(raw)
+        return datetime.fromisoformat(created_at), str(workflow_id)
+    except (binascii.Error, ValueError, TypeError) as exc:
+        raise CursorError(cursor) from exc
+
+
+def _jsonable(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: v.isoformat() if isinstance(v, datetime) else v for k, v in row.items()}
+
+
+async def get_workflow(target: Target, workflow_id: str) -> dict[str, Any] | None:
+    async with connection(target) as conn, conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(
+            f"SELECT {', '.join(_DETAIL)} FROM sagaflow_workflows WHERE workflow_id = %s",
+            (workflow_id,),
+        )
+        row = await cur.fetchone()
+        return None if row is None else _jsonable(row)
+
+
+async def get_rejections(target: Target, workflow_id: str) -> list[dict[str, Any]]:
+    async with connection(target) as conn, conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(
+            "SELECT command_id, command_type, reason, message, recorded_at"
+            " FROM sagaflow_rejections WHERE workflow_id = %s ORDER BY recorded_at, id",
+            (workflow_id,),
+        )
+        return [_jsonable(r) for r in await cur.fetchall()]
+
+
+async def get_start_request(target: Target, workflow_id: str) -> dict[str, Any] | None:
+    async with connection(target) as conn, conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(
+            "SELECT workflow_id, type, version, input, requested_at"
+            " FROM sagaflow_start_requests WHERE workflow_id = %s",
+            (workflow_id,),
+        )
+        row = await cur.fetchone()
+        return None if row is None else _jsonable(row)
+
+
+async def record_start_request(
+    target: Target,
+    workflow_id: str,
+    workflow_type: str,
+    version: int | None,
+    input: Any,
+    command_id: str,
+) -> dict[str, Any] | None:
+    """Record that the API accepts this start. None when it is new; otherwise the earlier
+    request with this id (type, version, input), for the caller to compare."""
+    async with connection(target) as conn, conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(
+            "INSERT INTO sagaflow_start_requests (workflow_id, type, version, input, command_id)"
+            " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (workflow_id) DO NOTHING"
+            " RETURNING workflow_id",
+            (workflow_id, workflow_type, version, Jsonb(input), command_id),
+        )
+        inserted = await cur.fetchone()
+        if inserted is not None:
+            return None
+        await cur.execute(
+            "SELECT type, version, input FROM sagaflow_start_requests WHERE workflow_id = %s",
+            (workflow_id,),
+        )
+        return await cur.fetchone()
+
+
+async def get_history(
+    target: Target, workflow_id: str, *, after_seq: int = 0, limit: int = 1000
+) -> list[dict[str, Any]]:
+    async with connection(target) as conn, conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(
+            "SELECT seq, run_id, type, recorded_at, body, kafka_partition, kafka_offset"
+            " FROM sagaflow_workflow_history WHERE workflow_id = %s AND seq > %s"
+            " ORDER BY seq LIMIT %s",
+            (workflow_id, after_seq, limit),
+        )
+        return [_jsonable(r) for r in await cur.fetchall()]
+
+
+async def list_workflows(
+    target: Target,
+    *,
+    status: str | None = None,
+    workflow_type: str | None = None,
+    limit: int = 50,
+    cursor: str | None = None,
+) -> Page:
+    where: list[str] = []
+    params: list[Any] = []
+    if status is not None:
+        where.append("status = %s")
+        params.append(status)
+    if workflow_type is not None:
+        where.append("type = %s")
+        params.append(workflow_type)
+    if cursor is not None:
+        created_at, workflow_id = decode_cursor(cursor)
+        where.append("(created_at, workflow_id) < (%s, %s)")
+        params += [created_at, workflow_id]
+    sql = (
+        f"SELECT {', '.join(_SUMMARY)} FROM sagaflow_workflows"
+        f"{' WHERE ' + ' AND '.join(where) if where else ''}"
+        " ORDER BY created_at DESC, workflow_id DESC LIMIT %s"
+    )
+    params.append(limit + 1)  # one more than asked tells whether there is a next page
+    async with connection(target) as conn, conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(sql, params)
+        rows = await cur.fetchall()
+    more = len(rows) > limit
+    rows = rows[:limit]
+    next_cursor = (
+        encode_cursor(rows[-1]["created_at"], rows[-1]["workflow_id"]) if more and rows else None
+    )
+    return Page([_jsonable(r) for r in rows], next_cursor)
+
+
+async def ping(target: Target) -> None:
+    """Raises psycopg.Error when Postgres does not answer."""
+    async with connection(target) as conn:
+        await conn.execute("SELECT 1")
+
+
+__all__ = ["CursorError", "Page", "psycopg"]
