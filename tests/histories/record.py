@@ -1,0 +1,102 @@
+"""Re-record the checkout histories: `python tests/histories/record.py`.
+
+Recorded histories are frozen: only re-record when adding a new one, never to make a failing
+replay test pass (that failure means the code broke running workflows).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sagaflow.examples.checkout import registry
+from sagaflow.examples.shop import InMemoryShop
+from sagaflow.testing import WorkflowEnvironment, history_to_json
+from sagaflow.workflow import ActivityOptions, Registry, WorkflowContext
+
+HERE = Path(__file__).parent
+
+ORDER: dict[str, Any] = {
+    "order_id": "order-1",
+    "sku": "sku-1",
+    "quantity": 2,
+    "amount_cents": 4_999,
+    "card": "tok_visa",
+    "address": "1 Main St",
+    "email": "buyer@example.com",
+}
+BIG = dict(ORDER, amount_cents=250_000, approval_timeout_s=600)
+
+
+def record(name: str, env: WorkflowEnvironment, workflow_id: str) -> None:
+    (HERE / f"{name}.json").write_text(history_to_json(env.history(workflow_id)))
+
+
+def main() -> None:
+    def env() -> WorkflowEnvironment:
+        return WorkflowEnvironment(registry, resources={"shop": InMemoryShop()})
+
+    e = env()
+    e.start("checkout", ORDER, workflow_id="order-1")
+    e.run()
+    record("checkout_completed", e, "order-1")
+
+    e = env()
+    e.start("checkout", dict(ORDER, card="tok_declined"), workflow_id="order-2")
+    e.run()
+    record("checkout_declined", e, "order-2")
+
+    e = env()
+    e.start("checkout", BIG, workflow_id="order-3")
+    e.run(advance_time=False)
+    e.advance(60)
+    e.signal("order-3", "approve", {"approved": True, "by": "alice"})
+    e.run()
+    record("checkout_approved", e, "order-3")
+
+    e = env()
+    e.start("checkout", BIG, workflow_id="order-4")
+    e.run()
+    record("checkout_approval_timeout", e, "order-4")
+
+    e = env()
+    e.start("checkout", BIG, workflow_id="order-5")
+    e.run(advance_time=False)
+    e.cancel("order-5", "customer changed their mind")
+    e.run()
+    record("checkout_cancelled", e, "order-5")
+
+    shop = InMemoryShop(fail_times={"charge_payment": 2})
+    e = WorkflowEnvironment(registry, resources={"shop": shop})
+    e.start("checkout", ORDER, workflow_id="order-6")
+    e.run()
+    record("checkout_charge_retried", e, "order-6")
+
+    # Code that charged before reserving, under the same type and version: replaying this
+    # history against today's checkout must raise NonDeterminismError.
+    old = Registry()
+    inventory = ActivityOptions(task_queue="inventory")
+    payments = ActivityOptions(task_queue="payments")
+
+    @old.workflow(name="checkout", version=1)
+    async def checkout_charging_first(ctx: WorkflowContext, order: dict[str, Any]) -> Any:
+        await ctx.execute_activity("charge_payment", {"order_id": order["order_id"]}, payments)
+        await ctx.execute_activity("reserve_inventory", {"order_id": order["order_id"]}, inventory)
+        return {"status": "completed"}
+
+    from sagaflow.testing import stub
+
+    e = WorkflowEnvironment(
+        old,
+        stubs={
+            "charge_payment": stub({"charge_id": "ch_1"}),
+            "reserve_inventory": stub({"reservation_id": "res_1"}),
+        },
+    )
+    e.start("checkout", ORDER, workflow_id="order-7")
+    e.run()
+    record("checkout_nondeterministic", e, "order-7")
+
+
+if __name__ == "__main__":
+    main()
