@@ -20,6 +20,7 @@ from sagaflow.app import load_registry
 from sagaflow.config import Config, ConfigError
 from sagaflow.kafka.triage import FatalKafkaError
 from sagaflow.logs import setup
+from sagaflow.readmodel import Projector, ProjectorError
 from sagaflow_orchestrator.loop import Orchestrator
 from sagaflow_orchestrator.rebuild import RebuildError
 from sagaflow_orchestrator.web import make_app
@@ -32,23 +33,42 @@ EXIT_FATAL = 3
 async def serve(config: Config) -> int:
     registry = load_registry(config.app)
     orchestrator = Orchestrator(config, registry)
+    projector = (
+        Projector(config, group_id=config.projector_group) if config.projector_enabled else None
+    )
     stop = threading.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    runner = web.AppRunner(make_app(config, orchestrator), access_log=None)
+    runner = web.AppRunner(make_app(config, orchestrator, projector=projector), access_log=None)
     await runner.setup()
     await web.TCPSite(runner, config.http_host, config.http_port).start()
     log.info("http on %s:%d", config.http_host, config.http_port)
+    projecting = (
+        asyncio.create_task(asyncio.to_thread(_project, projector, stop)) if projector else None
+    )
     try:
         await asyncio.to_thread(orchestrator.run, stop)
+        if projecting is not None:
+            await projecting  # re-raises what stopped the projector
         return 0
-    except (FatalKafkaError, RebuildError) as exc:
+    except (FatalKafkaError, RebuildError, ProjectorError) as exc:
         log.error("%s", exc)
         return EXIT_FATAL
     finally:
         stop.set()
+        if projecting is not None and not projecting.done():
+            await asyncio.wait([projecting], timeout=30)
         await runner.cleanup()
+
+
+def _project(projector: Projector, stop: threading.Event) -> None:
+    """The projector's thread. If it stops for good, the whole process stops (exit 3), so the
+    platform restarts it instead of leaving the read model silently behind."""
+    try:
+        projector.run(stop)
+    finally:
+        stop.set()
 
 
 def main() -> int:
