@@ -1,0 +1,282 @@
+"""The CLI's Kafka plumbing: partitioning, metadata with short timeouts, reading a log range.
+
+Every failure to reach the broker becomes a CliError that names the broker and the fix, so the
+CLI prints one line instead of a traceback or a stream of librdkafka log lines.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient
+
+from sagaflow.cli.output import EXIT_UNAVAILABLE, CliError
+from sagaflow.config import Config
+from sagaflow.kafka import triage
+from sagaflow.kafka.clients import command_producer, reader
+
+METADATA_TIMEOUT_S = 5.0
+
+_M = 0x5BD1E995
+_SEED = 0x9747B28C
+_MASK32 = 0xFFFFFFFF
+
+
+def murmur2(data: bytes) -> int:
+    """Kafka's murmur2 (Java `Utils.murmur2`), as a signed 32-bit int like Java returns.
+
+    librdkafka's `murmur2_random` partitioner uses the same function, so this is where a
+    sagaflow producer in either language puts a key.
+    """
+    length = len(data)
+    h = (_SEED ^ length) & _MASK32
+    end = length - length % 4
+    for i in range(0, end, 4):
+        k = int.from_bytes(data[i : i + 4], "little")
+        k = (k * _M) & _MASK32
+        k ^= k >> 24
+        k = (k * _M) & _MASK32
+        h = (h * _M) & _MASK32
+        h ^= k
+    rest = length % 4
+    if rest == 3:
+        h ^= data[end + 2] << 16
+    if rest >= 2:
+        h ^= data[end + 1] << 8
+    if rest >= 1:
+        h ^= data[end]
+        h = (h * _M) & _MASK32
+    h ^= h >> 13
+    h = (h * _M) & _MASK32
+    h ^= h >> 15
+    return h - (1 << 32) if h & 0x80000000 else h
+
+
+def partition_for(key: bytes, partitions: int) -> int:
+    """The partition of `key` among `partitions` (Java `toPositive(murmur2(key)) % n`)."""
+    if partitions < 1:
+        raise ValueError(f"a topic has at least one partition, got {partitions}")
+    return (murmur2(key) & 0x7FFFFFFF) % partitions
+
+
+# --------------------------------------------------------------------------- clients
+
+Headers = list[tuple[str, str | bytes | None]]
+"""What a producer takes as headers."""
+
+
+def position(msg: Message) -> tuple[int, int]:
+    """(partition, offset) of a consumed record (always set on one; -1 if not)."""
+    p, o = msg.partition(), msg.offset()
+    return (-1 if p is None else p), (-1 if o is None else o)
+
+
+def headers_of(msg: Message) -> list[tuple[str, bytes]]:
+    """A record's headers as (name, bytes) pairs; a header without a value reads as b""."""
+    raw = msg.headers() or []
+    items = list(raw.items()) if isinstance(raw, dict) else raw
+    return [(k, v if isinstance(v, bytes) else (v or "").encode()) for k, v in items]
+
+
+_quiet = logging.getLogger("sagaflow.cli.librdkafka")
+_quiet.addHandler(logging.NullHandler())
+_quiet.propagate = False
+
+
+def _ignore_client_error(_err: KafkaError) -> None:
+    """Connection errors surface as timeouts of the call that needed the broker."""
+
+
+def quiet() -> dict[str, Any]:
+    """librdkafka settings that keep its own log lines off the CLI's stderr."""
+    return {"logger": _quiet, "error_cb": _ignore_client_error}
+
+
+def unreachable(config: Config, what: str, detail: object) -> CliError:
+    if isinstance(detail, KafkaException) and detail.args:
+        detail = detail.args[0]
+    if isinstance(detail, KafkaError):
+        detail = detail.str()
+    return CliError(
+        f"cannot reach Kafka at {config.kafka_bootstrap} ({what}: {detail}); is Kafka running "
+        "there? start the local stack with `make up` or set SAGAFLOW_KAFKA_BOOTSTRAP",
+        EXIT_UNAVAILABLE,
+    )
+
+
+def open_reader(config: Config) -> Consumer:
+    return reader(config, **quiet())
+
+
+def open_producer(config: Config, timeout_s: float = 10.0) -> Producer:
+    """An idempotent murmur2 producer that gives up on a record after `timeout_s`."""
+    return command_producer(
+        config,
+        **quiet(),
+        **{"message.timeout.ms": int(timeout_s * 1000), "client.id": "sagaflow-cli"},
+    )
+
+
+def _metadata(config: Config, client: Consumer | Producer, topic: str) -> Any:
+    try:
+        return triage.call(
+            lambda: client.list_topics(topic, timeout=METADATA_TIMEOUT_S),
+            f"metadata of {topic}",
+            deadline_s=0,
+        )
+    except (triage.AbortRequired, triage.FatalKafkaError) as exc:
+        raise unreachable(config, f"metadata of {topic}", exc.__cause__ or exc) from exc
+
+
+def list_topics(config: Config) -> Any:
+    """Cluster metadata (all topics), or a CliError in METADATA_TIMEOUT_S if Kafka is down."""
+    admin = AdminClient({**config.kafka_common(), **quiet()})
+    try:
+        return triage.call(
+            lambda: admin.list_topics(timeout=METADATA_TIMEOUT_S), "list topics", deadline_s=0
+        )
+    except (triage.AbortRequired, triage.FatalKafkaError) as exc:
+        raise unreachable(config, "list topics", exc.__cause__ or exc) from exc
+
+
+def partition_count(config: Config, client: Consumer | Producer, topic: str) -> int:
+    """How many partitions `topic` has; a CliError if the broker or the topic is missing."""
+    md = _metadata(config, client, topic)
+    tm = md.topics.get(topic)
+    if tm is None or tm.error is not None or not tm.partitions:
+        err = tm.error if tm is not None else "not in metadata"
+        if (
+            tm is not None
+            and tm.error is not None
+            and tm.error.code()
+            not in (
+                KafkaError.UNKNOWN_TOPIC_OR_PART,
+                KafkaError._UNKNOWN_TOPIC,
+            )
+        ):
+            raise unreachable(config, f"metadata of {topic}", err)
+        raise CliError(
+            f"topic {topic} does not exist at {config.kafka_bootstrap} ({err}); "
+            "create the topics with `sagaflow topics create` (or check "
+            "SAGAFLOW_TOPIC_PREFIX)",
+            EXIT_UNAVAILABLE,
+        )
+    return len(tm.partitions)
+
+
+def read_partition(
+    config: Config,
+    consumer: Consumer,
+    topic: str,
+    partition: int,
+    *,
+    start: int = 0,
+    timeout_s: float = 30.0,
+    stop: Callable[[Message], bool] = lambda _m: False,
+) -> Iterator[Message]:
+    """The committed records of one partition from offset `start` (0: its beginning) to its
+    end as of now, or until `stop(message)` is true after yielding that message."""
+    yield from read_partitions(
+        config, consumer, topic, {partition: start}, timeout_s=timeout_s, stop=stop
+    )
+
+
+def read_partitions(
+    config: Config,
+    consumer: Consumer,
+    topic: str,
+    starts: dict[int, int],
+    *,
+    timeout_s: float = 30.0,
+    follow: bool = False,
+    stop: Callable[[Message], bool] = lambda _m: False,
+) -> Iterator[Message]:
+    """Records of `topic` from {partition: start offset} to each partition's end.
+
+    With `follow`, keeps waiting for new records past the end until `stop` or the timeout.
+    A timeout while reading a fixed range is an error (the broker went away); while following it
+    simply ends the iteration, and the caller decides what that means.
+    """
+    deadline = time.monotonic() + timeout_s
+    open_parts = set(starts)
+    consumer.assign([TopicPartition(topic, p, o) for p, o in starts.items()])
+    while follow or open_parts:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            if follow:
+                return
+            raise CliError(
+                f"reading {topic} partitions {sorted(open_parts)} at "
+                f"{config.kafka_bootstrap} did not reach the end within "
+                f"{timeout_s:.0f}s; is the broker healthy? retry, or raise --timeout",
+                EXIT_UNAVAILABLE,
+            )
+        msg = consumer.poll(min(remaining, 0.5))
+        if msg is None:
+            continue
+        err = msg.error()
+        if err is not None:
+            if err.code() == KafkaError._PARTITION_EOF:
+                open_parts.discard(position(msg)[0])
+                continue
+            raise CliError(
+                f"reading {topic} at {config.kafka_bootstrap} failed: {err}; "
+                "check the broker and the topic, then retry",
+                EXIT_UNAVAILABLE,
+            )
+        yield msg
+        if stop(msg):
+            return
+
+
+def read_one(
+    config: Config,
+    consumer: Consumer,
+    topic: str,
+    partition: int,
+    offset: int,
+    timeout_s: float = 10.0,
+) -> Message:
+    """The record at `offset` of `topic`/`partition`; a CliError naming the valid range if none."""
+    low, high = watermarks(config, consumer, topic, partition)
+    if not low <= offset < high:
+        raise CliError(
+            f"{topic} partition {partition} has no record at offset {offset}; "
+            f"valid offsets are {low}..{high - 1} (see `sagaflow dlq list`)"
+            if high > low
+            else f"{topic} partition {partition} is empty"
+        )
+    for msg in read_partition(
+        config,
+        consumer,
+        topic,
+        partition,
+        start=offset,
+        timeout_s=timeout_s,
+        stop=lambda m: position(m)[1] >= offset,
+    ):
+        if position(msg)[1] == offset:
+            return msg
+    raise CliError(
+        f"{topic} partition {partition} offset {offset} is not a readable record "
+        "(a transaction marker or an aborted record); pick another offset from "
+        "`sagaflow dlq list`"
+    )
+
+
+def watermarks(config: Config, consumer: Consumer, topic: str, partition: int) -> tuple[int, int]:
+    try:
+        low, high = triage.call(
+            lambda: consumer.get_watermark_offsets(
+                TopicPartition(topic, partition), timeout=METADATA_TIMEOUT_S
+            ),
+            f"offsets of {topic}",
+            deadline_s=0,
+        )
+    except (triage.AbortRequired, triage.FatalKafkaError) as exc:
+        raise unreachable(config, f"offsets of {topic}", exc.__cause__ or exc) from exc
+    return int(low), int(high)

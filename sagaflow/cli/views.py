@@ -1,0 +1,300 @@
+"""Looking at workflows: show, list and history from the read model (Postgres), or history
+straight from the events topic with --from-log."""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import binascii
+import json
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any, LiteralString
+
+import psycopg
+from psycopg.rows import dict_row
+
+from sagaflow.cli.eventlog import Logged, workflow_events
+from sagaflow.cli.output import (
+    EXIT_FAILED,
+    EXIT_UNAVAILABLE,
+    EXIT_USAGE,
+    CliError,
+    emit,
+    event_line,
+    event_to_json,
+)
+from sagaflow.config import Config
+from sagaflow.db.connect import describe_url
+
+CONNECT_TIMEOUT_S = 5
+STATUSES = ("running", "parked", "completed", "failed", "cancelled", "continued_as_new")
+
+Row = dict[str, Any]
+
+
+def _connect_failed(config: Config, exc: psycopg.Error) -> CliError:
+    where = describe_url(config.database_url)
+    if isinstance(exc, psycopg.ProgrammingError):
+        return CliError(
+            f"SAGAFLOW_DATABASE_URL is not a valid Postgres URL ({exc}); use e.g. "
+            "postgresql://user:password@host:5432/dbname",
+            EXIT_USAGE,
+        )
+    reason = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+    reason = reason or type(exc).__name__
+    return CliError(
+        f"cannot reach Postgres at {where} ({reason}); is it running? start the "
+        "local stack with `make up` or set SAGAFLOW_DATABASE_URL",
+        EXIT_UNAVAILABLE,
+    )
+
+
+async def connect_async(config: Config) -> psycopg.AsyncConnection[Any]:
+    """An async connection (for migrations), failing within CONNECT_TIMEOUT_S."""
+    try:
+        return await psycopg.AsyncConnection.connect(
+            config.database_url, connect_timeout=CONNECT_TIMEOUT_S
+        )
+    except (psycopg.OperationalError, psycopg.ProgrammingError) as exc:
+        raise _connect_failed(config, exc) from exc
+
+
+@contextmanager
+def read_model(config: Config) -> Iterator[psycopg.Connection[Row]]:
+    """A connection to the read model, or a CliError saying how to get one."""
+    where = describe_url(config.database_url)
+    try:
+        conn = psycopg.connect(
+            config.database_url,
+            connect_timeout=CONNECT_TIMEOUT_S,
+            row_factory=dict_row,
+            autocommit=True,
+        )
+    except (psycopg.OperationalError, psycopg.ProgrammingError) as exc:
+        raise _connect_failed(config, exc) from exc
+    try:
+        with conn:
+            yield conn
+    except psycopg.errors.UndefinedTable as exc:
+        raise CliError(
+            f"the read model tables are missing in {where} "
+            f"({exc.diag.message_primary}); run `sagaflow db migrate` and start the "
+            "read model projector",
+            EXIT_UNAVAILABLE,
+        ) from exc
+    except psycopg.OperationalError as exc:
+        raise CliError(
+            f"Postgres at {where} failed during the query ({exc}); retry once it is healthy",
+            EXIT_UNAVAILABLE,
+        ) from exc
+
+
+def _fetch(
+    conn: psycopg.Connection[Row], sql: LiteralString, params: Sequence[Any] | dict[str, Any]
+) -> list[Row]:
+    with conn.cursor() as cur:
+        cur.execute(sql, params)
+        return cur.fetchall()
+
+
+def _compact(value: Any, limit: int = 160) -> str:
+    text = json.dumps(value, separators=(",", ":"), sort_keys=True, default=str)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _ts(value: Any) -> str:
+    return (
+        value.isoformat(sep=" ", timespec="milliseconds")
+        if isinstance(value, datetime)
+        else str(value)
+    )
+
+
+# --------------------------------------------------------------------------- show
+
+_SHOW = "SELECT * FROM sagaflow_workflows WHERE workflow_id = %s"
+_REJECTIONS = (
+    "SELECT command_id, command_type, reason, message, recorded_at FROM "
+    "sagaflow_rejections WHERE workflow_id = %s ORDER BY recorded_at, id"
+)
+
+
+def cmd_show(config: Config, args: argparse.Namespace) -> int:
+    with read_model(config) as conn:
+        rows = _fetch(conn, _SHOW, (args.id,))
+        rejections = _fetch(conn, _REJECTIONS, (args.id,))
+    if not rows and not rejections:
+        raise CliError(
+            f"the read model has no workflow {args.id!r} (not started, or not "
+            f"projected yet); read its events from Kafka with "
+            f"`sagaflow history {args.id} --from-log`",
+            EXIT_FAILED,
+        )
+    wf = rows[0] if rows else None
+    emit(args, {"workflow": wf, "rejections": rejections}, _show_text(args.id, wf, rejections))
+    return 0
+
+
+def _show_text(workflow_id: str, wf: Row | None, rejections: list[Row]) -> str:
+    lines = [f"workflow  {workflow_id}"]
+    if wf is None:
+        lines.append("status    never started (only rejected commands are recorded)")
+    else:
+        lines += [
+            f"status    {wf['status']}"
+            + ("  (cancel requested)" if wf["cancel_requested"] else ""),
+            f"type      {wf['type']} v{wf['version']}",
+            f"run       {wf['run_id']}",
+            f"created   {_ts(wf['created_at'])}",
+            f"updated   {_ts(wf['updated_at'])}  (last seq {wf['last_seq']})",
+            f"input     {_compact(wf['input'])}",
+        ]
+        if wf["current_step"] is not None:
+            lines.append(f"step      {_compact(wf['current_step'])}")
+        if wf["result"] is not None:
+            lines.append(f"result    {_compact(wf['result'])}")
+        if wf["error"] is not None:
+            lines.append(f"error     {_compact(wf['error'])}")
+        if wf["parked"] is not None:
+            lines.append(f"parked    {_compact(wf['parked'])}")
+        for seq, activity in sorted(
+            (wf["pending_activities"] or {}).items(), key=lambda kv: int(kv[0])
+        ):
+            lines.append(f"pending   activity {seq}: {_compact(activity)}")
+        for timer in wf["pending_timers"] or []:
+            lines.append(f"pending   timer {_compact(timer)}")
+        signals = wf["received_signals"] or []
+        if signals:
+            names = ", ".join(str(s.get("name")) for s in signals)
+            lines.append(f"signals   {len(signals)} received: {names}")
+    for r in rejections:
+        lines.append(
+            f"rejected  {r['command_type']} {r['reason']}: {r['message']} ({_ts(r['recorded_at'])})"
+        )
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- list
+
+_LIST = """
+SELECT workflow_id, type, version, status, created_at, updated_at, current_step
+FROM sagaflow_workflows
+WHERE (%(status)s::text IS NULL OR status = %(status)s)
+  AND (%(type)s::text IS NULL OR type = %(type)s)
+  AND (%(after_at)s::timestamptz IS NULL
+       OR (created_at, workflow_id) < (%(after_at)s, %(after_id)s))
+ORDER BY created_at DESC, workflow_id DESC
+LIMIT %(limit)s
+"""
+
+
+def encode_cursor(created_at: datetime, workflow_id: str) -> str:
+    raw = json.dumps([created_at.isoformat(), workflow_id]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        created, workflow_id = json.loads(raw)
+        return datetime.fromisoformat(created), str(workflow_id)
+    except (binascii.Error, ValueError, TypeError) as exc:
+        raise CliError(
+            f"--cursor {cursor!r} is not a cursor printed by `sagaflow list`; "
+            "copy the 'next page' value exactly",
+            EXIT_USAGE,
+        ) from exc
+
+
+def cmd_list(config: Config, args: argparse.Namespace) -> int:
+    if args.limit < 1:
+        raise CliError(f"--limit {args.limit}: must be at least 1", EXIT_USAGE)
+    after_at, after_id = decode_cursor(args.cursor) if args.cursor else (None, None)
+    params = {
+        "status": args.status,
+        "type": args.type,
+        "after_at": after_at,
+        "after_id": after_id,
+        "limit": args.limit + 1,
+    }
+    with read_model(config) as conn:
+        rows = _fetch(conn, _LIST, params)
+    more = len(rows) > args.limit
+    rows = rows[: args.limit]
+    cursor = encode_cursor(rows[-1]["created_at"], rows[-1]["workflow_id"]) if more else None
+    lines = [f"{'WORKFLOW':40} {'TYPE':16} {'STATUS':16} CREATED"]
+    lines += [
+        f"{r['workflow_id']:40} {r['type'] + ' v' + str(r['version']):16} "
+        f"{r['status']:16} {_ts(r['created_at'])}"
+        for r in rows
+    ]
+    if not rows:
+        lines = ["no workflows match" + (" (this page)" if args.cursor else "")]
+    if cursor:
+        lines.append(f"next page: sagaflow list --cursor {cursor}")
+    emit(args, {"workflows": rows, "next_cursor": cursor}, "\n".join(lines))
+    return 0
+
+
+# --------------------------------------------------------------------------- history
+
+_HISTORY = (
+    "SELECT seq, run_id, type, recorded_at, body, kafka_partition, kafka_offset FROM "
+    "sagaflow_workflow_history WHERE workflow_id = %s ORDER BY seq"
+)
+
+
+def cmd_history(config: Config, args: argparse.Namespace) -> int:
+    if args.from_log:
+        return _history_from_log(config, args)
+    with read_model(config) as conn:
+        rows = _fetch(conn, _HISTORY, (args.id,))
+    if not rows:
+        raise CliError(
+            f"the read model has no history for {args.id!r}; read it from Kafka "
+            f"with `sagaflow history {args.id} --from-log`",
+            EXIT_FAILED,
+        )
+    emit(
+        args,
+        {"workflow_id": args.id, "events": rows},
+        "\n".join(
+            f"{_ts(r['recorded_at'])}  #{r['seq']:<4} {r['type']:22} {_compact(r['body'])}"
+            for r in rows
+        ),
+    )
+    return 0
+
+
+def _history_from_log(config: Config, args: argparse.Namespace) -> int:
+    events: list[dict[str, Any]] = []
+    lines: list[str] = []
+    for item in workflow_events(config, args.id, timeout_s=args.timeout):
+        if isinstance(item, Logged):
+            events.append(
+                {**event_to_json(item.event), "partition": item.partition, "offset": item.offset}
+            )
+            lines.append(event_line(item.event))
+        else:
+            events.append(
+                {
+                    "undecodable": True,
+                    "partition": item.partition,
+                    "offset": item.offset,
+                    "reason": item.reason,
+                }
+            )
+            lines.append(
+                f"undecodable record at {config.topics.events}[{item.partition}]"
+                f"@{item.offset}: {item.reason}"
+            )
+    if not events:
+        raise CliError(
+            f"no events for {args.id!r} in {config.topics.events}; check the id and "
+            "SAGAFLOW_TOPIC_PREFIX (or it was never started: see `sagaflow list`)",
+            EXIT_FAILED,
+        )
+    emit(args, {"workflow_id": args.id, "events": events}, "\n".join(lines))
+    return 0
