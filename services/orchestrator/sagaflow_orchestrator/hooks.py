@@ -7,16 +7,24 @@ replay creates no spans.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from typing import TypeAlias
+
 from confluent_kafka import Message
 
 from sagaflow.core.messages import ActivityTask, Command, Decision, Event
+
+RecordHeaders: TypeAlias = (
+    Mapping[str, str | bytes | None] | Sequence[tuple[str, str | bytes | None]]
+)
+"""A consumed record's headers, as confluent-kafka's `Message.headers()` gives them."""
 
 
 class Hooks:
     def rebuilt(self, partition: int, events: int, seconds: float) -> None:
         """A partition's state was rebuilt from the events log."""
 
-    def restored(self, event: Event, headers: list[tuple[str, bytes]]) -> None:
+    def restored(self, event: Event, headers: RecordHeaders) -> None:
         """Rebuild folded one event of an open workflow (with its record's headers).
 
         Observers recover what they remember per workflow (its trace context) here; this is

@@ -1,0 +1,525 @@
+"""The orchestrator's observer: spans into the workflow run's trace, and Prometheus metrics.
+
+One trace per workflow run. Its root is the client's "sagaflow start <type>" span when the
+StartWorkflow command carried a traceparent (else our own "start <type>" span). Every span of
+a decision is a child of the span of what caused it:
+
+    sagaflow start checkout                     (client)
+    └─ start checkout                           StartWorkflow processed
+       └─ schedule reserve_inventory            task produced -> its traceparent names this span
+          └─ execute reserve_inventory          (worker)
+             └─ complete reserve_inventory      CompleteActivity processed
+                └─ schedule charge_card ...
+                   └─ execute charge_card       (worker, ERROR)
+                      └─ complete charge_card   (ERROR: the step failed for good)
+                         └─ compensate release_inventory -> execute -> complete
+                            └─ workflow failed
+
+Timers ("timer started" -> "timer fired"), signals ("signal <name>") and cancellations
+("cancel requested") hang off the run's start span; the sender's own span is linked.
+
+Spans are opened while a batch is decided and ended when its transaction commits, so a span
+covers decide + commit, and the spans of an aborted transaction are never exported.
+
+What survives a restart: every event record carries the traceparent of the span that recorded
+it (`event_headers`). Rebuild hands each restored event and its headers to `restored`, which
+takes back the run's context from WorkflowStarted, each open step's from ActivityScheduled /
+ActivityRetried and each pending timer's from TimerStarted, without creating any span.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from confluent_kafka import Message
+from opentelemetry.trace import Span, SpanContext, SpanKind, Status, StatusCode
+
+from sagaflow.config import Config
+from sagaflow.core.messages import (
+    CLOSING_EVENTS,
+    ActivityAttemptFailed,
+    ActivityCompleted,
+    ActivityFailed,
+    ActivityRetried,
+    ActivityScheduled,
+    ActivityTask,
+    CancelRequested,
+    Command,
+    CommandRejected,
+    CompleteActivity,
+    Decision,
+    Event,
+    FailActivity,
+    SignalReceived,
+    TimerCancelled,
+    TimerFired,
+    TimerStarted,
+    WorkflowCancelled,
+    WorkflowCompleted,
+    WorkflowContinuedAsNew,
+    WorkflowFailed,
+    WorkflowParked,
+    WorkflowStarted,
+    WorkflowUnparked,
+)
+from sagaflow.metrics import OrchestratorMetrics
+from sagaflow.telemetry import (
+    KafkaHeaders,
+    Telemetry,
+    consumer_attributes,
+    extract,
+    inject,
+    links,
+    parent,
+    producer_attributes,
+)
+from sagaflow_orchestrator.hooks import Hooks, RecordHeaders
+
+Attributes = dict[str, str | int | bool]
+
+_CLOSED_NAMES: dict[type, str] = {
+    WorkflowCompleted: "workflow completed",
+    WorkflowFailed: "workflow failed",
+    WorkflowCancelled: "workflow cancelled",
+    WorkflowContinuedAsNew: "workflow continued as new",
+}
+
+
+@dataclass
+class _Step:
+    name: str
+    compensation: bool
+    scheduled_at_ms: int
+    context: SpanContext | None
+    """The span that dispatched the latest attempt (schedule or retry): the worker's parent."""
+
+
+@dataclass
+class _Run:
+    workflow_type: str
+    context: SpanContext | None
+    """The run's start span; the parent of what is not caused by a particular step."""
+    steps: dict[int, _Step] = field(default_factory=dict)
+    timers: dict[int, SpanContext | None] = field(default_factory=dict)
+
+
+@dataclass
+class _Batch:
+    """What becomes true only when the batch's transaction commits."""
+
+    spans: list[Span] = field(default_factory=list)
+    event_headers: dict[int, tuple[Event, KafkaHeaders]] = field(default_factory=dict)
+    task_headers: dict[int, tuple[ActivityTask, KafkaHeaders]] = field(default_factory=dict)
+    metrics: list[Callable[[], None]] = field(default_factory=list)
+    continued: dict[str, SpanContext | None] = field(default_factory=dict)
+    """workflow_id -> context of the run that continued as new, for the next run's link."""
+
+
+class Observer(Hooks):
+    """Tracing and metrics for the orchestrator loop; either may be left out."""
+
+    def __init__(
+        self,
+        config: Config,
+        telemetry: Telemetry | None = None,
+        metrics: OrchestratorMetrics | None = None,
+    ) -> None:
+        self._config = config
+        self._telemetry = telemetry
+        self._metrics = metrics
+        self._runs: dict[str, _Run] = {}
+        self._batch = _Batch()
+        self._last_command: tuple[Command, Decision] | None = None
+
+    # ------------------------------------------------------------------ rebuild (no spans)
+
+    def rebuilt(self, partition: int, events: int, seconds: float) -> None:
+        if self._metrics is not None:
+            self._metrics.rebuild_seconds.observe(seconds)
+            self._metrics.rebuild_events.inc(events)
+
+    def restored(self, event: Event, headers: RecordHeaders) -> None:
+        context = extract(headers)
+        body = event.body
+        if isinstance(body, WorkflowStarted):
+            self._runs[event.workflow_id] = _Run(body.workflow_type, context)
+            return
+        run = self._runs.get(event.workflow_id)
+        if run is None:
+            return
+        if isinstance(body, ActivityScheduled):
+            run.steps[body.activity_seq] = _Step(
+                body.activity_name, body.compensation, event.recorded_at_ms, context
+            )
+        elif isinstance(body, ActivityRetried):
+            step = run.steps.get(body.activity_seq)
+            if step is not None:
+                step.context = context or step.context
+        elif isinstance(body, ActivityCompleted | ActivityFailed):
+            run.steps.pop(body.activity_seq, None)
+        elif isinstance(body, TimerStarted):
+            run.timers[body.timer_seq] = context
+        elif isinstance(body, TimerFired | TimerCancelled):
+            run.timers.pop(body.timer_seq, None)
+        elif isinstance(body, CLOSING_EVENTS):
+            self._runs.pop(event.workflow_id, None)
+
+    # ------------------------------------------------------------------ deciding
+
+    def decided(self, command: Command, decision: Decision, seconds: float) -> None:
+        # emitted() follows at once for the same decision and needs the command's type.
+        self._last_command = (command, decision)
+        m = self._metrics
+        if m is None:
+            return
+        kind = type(command).__name__
+        rejection = decision.rejection
+        m.decide_seconds.observe(seconds)
+        self._batch.metrics.append(m.commands_processed.labels(kind).inc)
+        if rejection is not None:
+            self._batch.metrics.append(m.commands_rejected.labels(kind, rejection.reason).inc)
+
+    def emitted(self, decision: Decision, source: Message | None) -> None:
+        command = None
+        if self._last_command is not None and self._last_command[1] is decision:
+            command = self._last_command[0]
+        self._last_command = None
+        sender = extract(source.headers()) if source is not None else None
+        received: Attributes = {}
+        if source is not None:
+            received.update(
+                consumer_attributes(
+                    source.topic(),
+                    source.partition(),
+                    source.offset(),
+                    source.key(),
+                    self._config.orchestrator_group,
+                )
+            )
+        cause: SpanContext | None = None
+        for event in decision.events:
+            recorded_by, caused = self._observe(event, command, sender, cause, received)
+            if caused:
+                cause = recorded_by
+            run = self._runs.get(event.workflow_id)
+            fallback = run.context if run is not None else None
+            self._batch.event_headers[id(event)] = (event, inject(recorded_by or fallback))
+            if self._metrics is not None:
+                self._batch.metrics.append(
+                    self._metrics.events_appended.labels(type(event.body).__name__).inc
+                )
+        for task in decision.tasks:
+            self._batch.task_headers[id(task)] = (task, self._task_headers(task))
+
+    def event_headers(self, event: Event) -> list[tuple[str, bytes]]:
+        entry = self._batch.event_headers.get(id(event))
+        if entry is not None and entry[0] is event:
+            return entry[1]
+        run = self._runs.get(event.workflow_id)
+        return inject(run.context) if run is not None else []
+
+    def task_headers(self, task: ActivityTask) -> list[tuple[str, bytes]]:
+        entry = self._batch.task_headers.get(id(task))
+        if entry is not None and entry[0] is task:
+            return entry[1]
+        return self._task_headers(task)
+
+    def _task_headers(self, task: ActivityTask) -> KafkaHeaders:
+        run = self._runs.get(task.workflow_id)
+        if run is None:
+            return []
+        step = run.steps.get(task.activity_seq)
+        return inject(step.context if step is not None and step.context else run.context)
+
+    # ------------------------------------------------------------------ the transaction
+
+    def committed(self, commands: int, events: int, tasks: int, dead: int, seconds: float) -> None:
+        batch, self._batch = self._batch, _Batch()
+        for span in batch.spans:
+            span.end()
+        m = self._metrics
+        if m is None:
+            return
+        for update in batch.metrics:
+            update()
+        m.transaction_seconds.observe(seconds)
+        m.transactions_committed.inc()
+        m.tasks_produced.inc(tasks)
+
+    def aborted(self) -> None:
+        # Nothing of the batch happened: its spans are dropped unended (never exported), and
+        # what we remember per run is forgotten because the rebuild that follows restores it
+        # from the log as committed.
+        self._batch = _Batch()
+        self._runs.clear()
+        self._last_command = None
+        if self._metrics is not None:
+            self._metrics.transactions_aborted.inc()
+
+    def dead_lettered(self, stage: str) -> None:
+        if self._metrics is not None:
+            self._metrics.dlq_records.labels(stage).inc()
+
+    # ------------------------------------------------------------------ one event
+
+    def _observe(
+        self,
+        event: Event,
+        command: Command | None,
+        sender: SpanContext | None,
+        cause: SpanContext | None,
+        received: Attributes,
+    ) -> tuple[SpanContext | None, bool]:
+        """Open the event's span if it gets one: (its context, whether it causes what follows
+        in the decision)."""
+        body = event.body
+        wid = event.workflow_id
+        if isinstance(body, CommandRejected):
+            # Not part of any run; the sender's trace shows why its command did nothing.
+            span = self._span(
+                f"reject {body.command_type}",
+                event,
+                None,
+                sender,
+                SpanKind.CONSUMER,
+                {**received, "sagaflow.rejection.reason": body.reason},
+            )
+            _error(span, body.reason, body.message)
+            return _context(span), True
+        if isinstance(body, WorkflowStarted):
+            self._runs[wid] = started = _Run(body.workflow_type, None)
+            # A continued run is a new run, so a new trace, linked to the one it continues.
+            continued = bool(body.continued_from_run_id)
+            span = self._span(
+                f"start {body.workflow_type}",
+                event,
+                started,
+                None if continued else sender,
+                SpanKind.CONSUMER,
+                {**received, "sagaflow.workflow.version": body.version},
+                linked=self._batch.continued.pop(wid, None) if continued else None,
+            )
+            started.context = _context(span)
+            return started.context, True
+        run = self._runs.get(wid)
+        if run is None:
+            return None, False  # tracing began after this run did, and it left no context
+        if isinstance(body, ActivityScheduled):
+            scheduled = _Step(body.activity_name, body.compensation, event.recorded_at_ms, None)
+            run.steps[body.activity_seq] = scheduled
+            verb = "compensate" if body.compensation else "schedule"
+            span = self._span(
+                f"{verb} {body.activity_name}",
+                event,
+                run,
+                cause or run.context,
+                SpanKind.PRODUCER,
+                {
+                    **producer_attributes(self._config.topics.tasks(body.task_queue), wid),
+                    **_step_attributes(scheduled, body.activity_seq, 1),
+                },
+            )
+            scheduled.context = _context(span)
+            return scheduled.context, False
+        if isinstance(body, ActivityRetried):
+            step = run.steps.get(body.activity_seq)
+            if step is None:
+                return None, False
+            span = self._span(
+                f"retry {step.name}",
+                event,
+                run,
+                step.context,
+                SpanKind.PRODUCER,
+                _step_attributes(step, body.activity_seq, body.attempt),
+            )
+            step.context = _context(span) or step.context
+            return step.context, False
+        if isinstance(body, ActivityCompleted | ActivityFailed | ActivityAttemptFailed):
+            return self._step_outcome(event, body, run, command, sender, received), True
+        if isinstance(body, TimerStarted):
+            span = self._span(
+                "timer started",
+                event,
+                run,
+                cause or run.context,
+                SpanKind.INTERNAL,
+                {
+                    "sagaflow.timer.seq": body.timer_seq,
+                    "sagaflow.timer.fire_at_ms": body.fire_at_ms,
+                },
+            )
+            run.timers[body.timer_seq] = _context(span)
+            return _context(span), False
+        if isinstance(body, TimerFired):
+            timer = run.timers.pop(body.timer_seq, None)
+            span = self._span(
+                "timer fired",
+                event,
+                run,
+                timer or run.context,
+                SpanKind.INTERNAL,
+                {"sagaflow.timer.seq": body.timer_seq},
+            )
+            return _context(span), True
+        if isinstance(body, TimerCancelled):
+            run.timers.pop(body.timer_seq, None)
+            return None, False
+        if isinstance(body, SignalReceived):
+            span = self._span(
+                f"signal {body.name}",
+                event,
+                run,
+                run.context,
+                SpanKind.CONSUMER,
+                {**received, "sagaflow.signal.name": body.name},
+                linked=sender,
+            )
+            return _context(span), True
+        if isinstance(body, CancelRequested):
+            span = self._span(
+                "cancel requested",
+                event,
+                run,
+                run.context,
+                SpanKind.CONSUMER,
+                {**received, "sagaflow.cancel.reason": body.reason},
+                linked=sender,
+            )
+            return _context(span), True
+        if isinstance(body, WorkflowParked):
+            span = self._span(
+                "workflow parked",
+                event,
+                run,
+                cause or run.context,
+                SpanKind.INTERNAL,
+                {"sagaflow.parked.kind": body.kind},
+            )
+            _error(span, body.kind, body.message)
+            return _context(span), False
+        if isinstance(body, WorkflowUnparked):
+            span = self._span("workflow unparked", event, run, run.context, SpanKind.INTERNAL, {})
+            return _context(span), True
+        if isinstance(body, CLOSING_EVENTS):
+            span = self._span(
+                _CLOSED_NAMES[type(body)], event, run, cause or run.context, SpanKind.INTERNAL, {}
+            )
+            if isinstance(body, WorkflowFailed):
+                _error(span, body.error_type, body.message)
+            if isinstance(body, WorkflowContinuedAsNew):
+                self._batch.continued[wid] = run.context
+            del self._runs[wid]
+            return _context(span), False
+        return None, False  # MarkerRecorded and the like: recorded under the run's context
+
+    def _step_outcome(
+        self,
+        event: Event,
+        body: ActivityCompleted | ActivityFailed | ActivityAttemptFailed,
+        run: _Run,
+        command: Command | None,
+        sender: SpanContext | None,
+        received: Attributes,
+    ) -> SpanContext | None:
+        step = run.steps.get(body.activity_seq)
+        if step is None:
+            return None
+        from_worker = isinstance(command, CompleteActivity | FailActivity)
+        if isinstance(body, ActivityCompleted):
+            verb, outcome = "complete", "completed"
+        elif isinstance(body, ActivityAttemptFailed):
+            verb = "timeout" if body.timed_out else "complete"
+            outcome = "attempt_timed_out" if body.timed_out else "attempt_failed"
+        else:
+            verb = (
+                "complete"
+                if from_worker
+                else ("cancel" if body.reason == "cancelled" else "timeout")
+            )
+            outcome = f"failed_{body.reason}"
+        attrs: Attributes = {
+            **_step_attributes(step, body.activity_seq, body.attempt),
+            "sagaflow.activity.outcome": outcome,
+        }
+        if from_worker:
+            attrs.update(received)
+        # The worker's span is the parent when its command carried one; else the dispatch.
+        span = self._span(
+            f"{verb} {step.name}",
+            event,
+            run,
+            (sender if from_worker else None) or step.context or run.context,
+            SpanKind.CONSUMER if from_worker else SpanKind.INTERNAL,
+            attrs,
+        )
+        if isinstance(body, ActivityFailed | ActivityAttemptFailed):
+            if span is not None:
+                span.add_event(
+                    "exception",
+                    {"exception.type": body.error_type, "exception.message": body.message},
+                )
+            if isinstance(body, ActivityFailed):
+                _error(span, body.error_type, body.message)
+        if isinstance(body, ActivityCompleted | ActivityFailed):
+            del run.steps[body.activity_seq]
+            if self._metrics is not None:
+                seconds = max(0, event.recorded_at_ms - step.scheduled_at_ms) / 1000
+                histogram = self._metrics.step_seconds.labels(
+                    step.name, "completed" if isinstance(body, ActivityCompleted) else "failed"
+                )
+                self._batch.metrics.append(lambda: histogram.observe(seconds))
+        return _context(span)
+
+    def _span(
+        self,
+        name: str,
+        event: Event,
+        run: _Run | None,
+        parent_context: SpanContext | None,
+        kind: SpanKind,
+        attributes: Attributes,
+        linked: SpanContext | None = None,
+    ) -> Span | None:
+        if self._telemetry is None:
+            return None
+        attrs: Attributes = {
+            "sagaflow.workflow.id": event.workflow_id,
+            "sagaflow.run.id": event.run_id,
+            "sagaflow.event.seq": event.seq,
+            "sagaflow.event.type": type(event.body).__name__,
+        }
+        if run is not None:
+            attrs["sagaflow.workflow.type"] = run.workflow_type
+        attrs.update(attributes)
+        span = self._telemetry.tracer.start_span(
+            name, parent(parent_context), kind, attributes=attrs, links=links(linked)
+        )
+        self._batch.spans.append(span)
+        if run is not None and run.context is None and span.get_span_context().is_valid:
+            # A run restored without a context (traced only since now) keeps one trace from
+            # here on instead of one root per span.
+            run.context = span.get_span_context()
+        return span
+
+
+def _context(span: Span | None) -> SpanContext | None:
+    if span is None:
+        return None
+    context = span.get_span_context()
+    return context if context.is_valid else None
+
+
+def _error(span: Span | None, kind: str, message: str) -> None:
+    if span is not None:
+        span.set_status(Status(StatusCode.ERROR, f"{kind}: {message}"))
+
+
+def _step_attributes(step: _Step, seq: int, attempt: int) -> Attributes:
+    return {
+        "sagaflow.activity.name": step.name,
+        "sagaflow.activity.seq": seq,
+        "sagaflow.activity.attempt": attempt,
+        "sagaflow.activity.compensation": step.compensation,
+    }
