@@ -25,7 +25,11 @@ from sagaflow.app import load_registry
 from sagaflow.config import Config, ConfigError
 from sagaflow.db.migrate import migrate
 from sagaflow.logs import setup
+from sagaflow.metrics import GroupLag, WorkerMetrics, metrics_handler
+from sagaflow.telemetry import Telemetry, TelemetryConfigError
+from sagaflow.telemetry import from_env as telemetry_from_env
 from sagaflow_worker.idempotency import IdempotencyStore
+from sagaflow_worker.observe import WorkerObserver
 from sagaflow_worker.runner import Worker
 
 log = logging.getLogger("sagaflow_worker")
@@ -43,16 +47,18 @@ async def readyz(request: web.Request) -> web.Response:
     )
 
 
-def make_app(worker: Worker) -> web.Application:
+def make_app(worker: Worker, metrics: WorkerMetrics | None = None) -> web.Application:
     app = web.Application()
     app[WORKER] = worker
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics_handler(metrics or WorkerMetrics()))
     return app
 
 
-async def serve(config: Config) -> int:
+async def serve(config: Config, tracing: Telemetry) -> int:
     registry = load_registry(config.app)
+    metrics = WorkerMetrics()
     owner = f"{socket.gethostname()}-{os.getpid()}"
     stop = threading.Event()
     loop = asyncio.get_running_loop()
@@ -71,8 +77,19 @@ async def serve(config: Config) -> int:
         resources: dict[str, Any] = {}
         for name, factory in registry.resources.items():
             resources[name] = await stack.enter_async_context(factory(config))
-        worker = Worker(config, registry, IdempotencyStore(pool), resources, owner=owner)
-        runner = web.AppRunner(make_app(worker), access_log=None)
+        worker = Worker(
+            config,
+            registry,
+            IdempotencyStore(pool),
+            resources,
+            owner=owner,
+            hooks=WorkerObserver(config, tracing, metrics),
+        )
+        for queue in worker.status.queues:
+            lag = GroupLag(config, config.worker_group_prefix + queue, config.topics.tasks(queue))
+            stack.callback(lag.close)
+            metrics.add_lag_source(f"worker:{queue}", lag)
+        runner = web.AppRunner(make_app(worker, metrics), access_log=None)
         await runner.setup()
         stack.push_async_callback(runner.cleanup)
         await web.TCPSite(runner, config.http_host, config.worker_http_port).start()
@@ -89,10 +106,17 @@ def main() -> int:
         return 2
     setup(config.log_level)
     try:
-        return asyncio.run(serve(config))
+        tracing = telemetry_from_env("sagaflow-worker")
+    except TelemetryConfigError as exc:
+        print(f"sagaflow-worker: {exc}", file=sys.stderr)  # noqa: T201
+        return 2
+    try:
+        return asyncio.run(serve(config, tracing))
     except ConfigError as exc:
         print(f"sagaflow-worker: {exc}", file=sys.stderr)  # noqa: T201
         return 2
+    finally:
+        tracing.shutdown()  # exports the spans still buffered
 
 
 if __name__ == "__main__":

@@ -20,8 +20,12 @@ from sagaflow.app import load_registry
 from sagaflow.config import Config, ConfigError
 from sagaflow.kafka.triage import FatalKafkaError
 from sagaflow.logs import setup
+from sagaflow.metrics import GroupLag, OrchestratorMetrics
 from sagaflow.readmodel import Projector, ProjectorError
+from sagaflow.telemetry import Telemetry, TelemetryConfigError
+from sagaflow.telemetry import from_env as telemetry_from_env
 from sagaflow_orchestrator.loop import Orchestrator
+from sagaflow_orchestrator.observe import Observer
 from sagaflow_orchestrator.rebuild import RebuildError
 from sagaflow_orchestrator.web import make_app
 
@@ -30,17 +34,24 @@ log = logging.getLogger("sagaflow_orchestrator")
 EXIT_FATAL = 3
 
 
-async def serve(config: Config) -> int:
+async def serve(config: Config, tracing: Telemetry) -> int:
     registry = load_registry(config.app)
-    orchestrator = Orchestrator(config, registry)
+    metrics = OrchestratorMetrics()
+    commands_lag = GroupLag(config, config.orchestrator_group, config.topics.commands)
+    metrics.add_lag_source("orchestrator", commands_lag)
+    orchestrator = Orchestrator(config, registry, hooks=Observer(config, tracing, metrics))
     projector = (
         Projector(config, group_id=config.projector_group) if config.projector_enabled else None
     )
+    if projector is not None:
+        metrics.add_lag_source("projector", projector.lag_by_partition)
     stop = threading.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    runner = web.AppRunner(make_app(config, orchestrator, projector=projector), access_log=None)
+    runner = web.AppRunner(
+        make_app(config, orchestrator, metrics=metrics, projector=projector), access_log=None
+    )
     await runner.setup()
     await web.TCPSite(runner, config.http_host, config.http_port).start()
     log.info("http on %s:%d", config.http_host, config.http_port)
@@ -60,6 +71,7 @@ async def serve(config: Config) -> int:
         if projecting is not None and not projecting.done():
             await asyncio.wait([projecting], timeout=30)
         await runner.cleanup()
+        commands_lag.close()
 
 
 def _project(projector: Projector, stop: threading.Event) -> None:
@@ -79,10 +91,17 @@ def main() -> int:
         return 2
     setup(config.log_level)
     try:
-        return asyncio.run(serve(config))
+        tracing = telemetry_from_env("sagaflow-orchestrator")
+    except TelemetryConfigError as exc:
+        print(f"sagaflow-orchestrator: {exc}", file=sys.stderr)  # noqa: T201
+        return 2
+    try:
+        return asyncio.run(serve(config, tracing))
     except ConfigError as exc:
         print(f"sagaflow-orchestrator: {exc}", file=sys.stderr)  # noqa: T201
         return 2
+    finally:
+        tracing.shutdown()  # exports the spans still buffered
 
 
 if __name__ == "__main__":
