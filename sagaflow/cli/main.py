@@ -247,10 +247,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = Config.from_env()
         handler: Handler = args.handler
         code = handler(config, args)
+        sys.stdout.flush()
     except (ConfigError, CliError) as exc:
         print(f"sagaflow: {exc}", file=sys.stderr)
         return exc.code if isinstance(exc, CliError) else EXIT_USAGE
-        sys.stdout.flush()
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
