@@ -21,7 +21,7 @@ from __future__ import annotations
 import importlib
 from contextlib import AbstractAsyncContextManager
 from datetime import timedelta
-from typing import Any, cast
+from typing import Any, NotRequired, TypedDict, cast
 
 from sagaflow.examples.shop import Shop
 from sagaflow.workflow import (
@@ -37,6 +37,21 @@ DEFAULT_APPROVAL_TIMEOUT_S = 3600
 APPROVAL_SIGNAL = "approve"
 
 registry = Registry()
+
+
+class Order(TypedDict):
+    """The checkout input; the HTTP API checks a start request against it."""
+
+    order_id: str
+    sku: str
+    quantity: int
+    amount_cents: int
+    card: str
+    address: str
+    email: str
+    approval_threshold_cents: NotRequired[int]
+    approval_timeout_s: NotRequired[float]
+
 
 _RETRY = RetryPolicy(initial_interval_ms=500, backoff_coefficient=2.0, maximum_interval_ms=30_000)
 _STEP_TIMEOUT = timedelta(seconds=30)
@@ -127,7 +142,7 @@ def _approved(payload: Any) -> bool:
 
 
 @registry.workflow(name="checkout", version=1)
-async def checkout(ctx: WorkflowContext, order: dict[str, Any]) -> dict[str, Any]:
+async def checkout(ctx: WorkflowContext, order: Order) -> dict[str, Any]:
     """Reserve, charge, (approve), ship, email; compensate in reverse on failure or cancel."""
     order_id = order["order_id"]
     threshold = order.get("approval_threshold_cents", DEFAULT_APPROVAL_THRESHOLD_CENTS)
