@@ -26,6 +26,7 @@ from sagaflow.core.messages import (
     StartWorkflow,
 )
 from sagaflow.kafka.clients import command_producer, reader
+from sagaflow.kafka.records import headers_of, position, to_kafka
 
 HeaderFactory = Callable[[Command], list[tuple[str, bytes]]]
 
@@ -58,7 +59,7 @@ class Client:
             self.config.topics.commands,
             codec.encode_command(command),
             command.workflow_id.encode(),
-            headers=headers,
+            headers=to_kafka(headers),
             on_delivery=lambda err, _m: errors.append(err),
         )
         remaining = self._producer.flush(timeout_s)
@@ -142,7 +143,8 @@ def follow(
                 event = codec.decode_event(msg.value() or b"")
             except codec.DecodeError:
                 continue  # the orchestrator quarantines the workflow; a reader just moves on
-            yield Recorded(event, msg.partition(), msg.offset(), list(msg.headers() or []))
+            partition, offset = position(msg)
+            yield Recorded(event, partition, offset, headers_of(msg))
     finally:
         consumer.close()
 

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +34,7 @@ OUT = ROOT / "bench-results"
 HTTP_PORT = 18090
 
 
-def _pct(values: list[float], q: float) -> float:
+def _pct(values: Sequence[float], q: float) -> float:
     if not values:
         return float("nan")
     s = sorted(values)
@@ -104,10 +105,9 @@ def _run_sagas(config: Config, n: int, tag: str) -> dict[str, Any]:
 def _measure_rebuild(
     config: Config, env: dict[str, str], orch: subprocess.Popen[bytes], open_n: int, tag: str
 ) -> tuple[dict[str, Any], subprocess.Popen[bytes]]:
+    from sagaflow.bench.app import registry
     from sagaflow_orchestrator import checkpoints
     from sagaflow_orchestrator.rebuild import rebuild_partition
-
-    from sagaflow.bench.app import registry
 
     client = Client(config)
     ids = [f"{tag}-open-{i}" for i in range(open_n)]

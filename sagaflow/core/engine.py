@@ -186,6 +186,15 @@ class Engine:
         if isinstance(body, _ARMS_A_DEADLINE) or state.status in CLOSED_STATUSES:
             self._settle(state)
 
+    def quarantine(self, workflow_id: str, reason: str) -> None:
+        """Stop one workflow whose recorded history cannot be read (an undecodable event in the
+        log). Its later events are not applied and commands to it are rejected with
+        'workflow_quarantined'; no other workflow is affected."""
+        self._closed.pop(workflow_id, None)
+        state = self._open.setdefault(workflow_id, WorkflowState(workflow_id))
+        state.quarantine(reason)
+        self._drivers.pop(workflow_id, None)
+
     def _restore_orphan(self, state: WorkflowState, event: Event) -> None:
         """The first event seen for a workflow is not its start (rebuild began after it)."""
         body = event.body

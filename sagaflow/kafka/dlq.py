@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 from confluent_kafka import Message
 
+from sagaflow.kafka.records import headers_of
+
 H_REASON = "sagaflow.dlq.reason"
 H_TOPIC = "sagaflow.dlq.source.topic"
 H_PARTITION = "sagaflow.dlq.source.partition"
@@ -27,11 +29,7 @@ class DeadLetter:
 
 def dead_letter(msg: Message, reason: str, stage: str) -> DeadLetter:
     """Wrap `msg` for the dlq. `stage` names who gave up on it (e.g. 'orchestrator.decode')."""
-    original = [
-        (k, v if isinstance(v, bytes) else b"")
-        for k, v in (msg.headers() or [])
-        if k not in DLQ_HEADERS
-    ]
+    original = [(k, v) for k, v in headers_of(msg) if k not in DLQ_HEADERS]
     headers = [
         *original,
         (H_REASON, reason.encode()[:4000]),

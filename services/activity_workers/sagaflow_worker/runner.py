@@ -33,6 +33,7 @@ from sagaflow.core.registry import ActivityContext, Registry
 from sagaflow.kafka import triage
 from sagaflow.kafka.clients import command_producer, group_consumer
 from sagaflow.kafka.dlq import dead_letter
+from sagaflow.kafka.records import position, to_kafka
 from sagaflow_worker.hooks import WorkerHooks
 from sagaflow_worker.idempotency import (
     Acquired,
@@ -141,7 +142,7 @@ class Worker:
                     if err.code() != KafkaError._PARTITION_EOF:
                         log.warning("consumer error on %s: %s", topic, err)
                     continue
-                part, offset = msg.partition(), msg.offset()
+                part, offset = position(msg)
                 with lock:
                     tracker.started(part, offset)
                 fut = asyncio.run_coroutine_threadsafe(self._handle(msg), loop)
@@ -354,7 +355,9 @@ class Worker:
 
         while True:
             try:
-                self._producer.produce(topic, value, key, headers=headers, on_delivery=on_delivery)
+                self._producer.produce(
+                    topic, value, key, headers=to_kafka(headers), on_delivery=on_delivery
+                )
                 break
             except BufferError:
                 await asyncio.sleep(0.05)  # local queue full; the poll thread drains it

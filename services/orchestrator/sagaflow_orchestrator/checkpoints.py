@@ -17,6 +17,7 @@ from confluent_kafka import KafkaError, TopicPartition
 from sagaflow.config import Config
 from sagaflow.kafka import triage
 from sagaflow.kafka.clients import reader
+from sagaflow.kafka.records import position
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +95,7 @@ def read_all(config: Config, timeout_s: float = 30.0) -> dict[bytes, Checkpoint]
                 err = msg.error()
                 if err is not None:
                     if err.code() == KafkaError._PARTITION_EOF:
-                        done.add(msg.partition())
+                        done.add(position(msg)[0])
                         continue
                     raise RuntimeError(f"reading {topic} failed: {err}")
                 k, v = msg.key(), msg.value()
@@ -110,8 +111,9 @@ def read_all(config: Config, timeout_s: float = 30.0) -> dict[bytes, Checkpoint]
                             msg.offset(),
                             exc,
                         )
-                if msg.offset() + 1 >= ends[msg.partition()]:
-                    done.add(msg.partition())
+                part, offset = position(msg)
+                if offset + 1 >= ends[part]:
+                    done.add(part)
         return out
     finally:
         consumer.close()

@@ -37,6 +37,7 @@ from sagaflow.core.registry import Registry
 from sagaflow.kafka import triage
 from sagaflow.kafka.clients import group_consumer, transactional_producer
 from sagaflow.kafka.dlq import dead_letter
+from sagaflow.kafka.records import position, to_kafka
 from sagaflow_orchestrator import checkpoints
 from sagaflow_orchestrator.hooks import Hooks
 from sagaflow_orchestrator.rebuild import OwnedPartition, rebuild_partition
@@ -144,7 +145,10 @@ class Orchestrator:
         for p in new:
             low = lows.get(checkpoints.key(self.config.topics.events, p))
             owned = rebuild_partition(
-                self.config, self.registry, p, low.low_water if low is not None else 0,
+                self.config,
+                self.registry,
+                p,
+                low.low_water if low is not None else 0,
                 hooks=self.hooks,
             )
             self._owned[p] = owned
@@ -200,11 +204,11 @@ class Orchestrator:
             if err.code() != KafkaError._PARTITION_EOF:
                 log.warning("consumer error: %s", err)
             return
-        p = msg.partition()
+        p, offset = position(msg)
         owned = self._owned.get(p)
         if owned is None:
             return  # fetched just before a revocation; the new owner will read it
-        out.offsets[p] = msg.offset() + 1
+        out.offsets[p] = offset + 1
         out.commands += 1
         try:
             command = codec.decode_command(msg.value() or b"")
@@ -262,7 +266,7 @@ class Orchestrator:
                 )
             for msg, reason in out.dead:
                 dl = dead_letter(msg, reason, "orchestrator")
-                producer.produce(topics.dlq, dl.value, dl.key, headers=dl.headers)
+                producer.produce(topics.dlq, dl.value, dl.key, headers=to_kafka(dl.headers))
             if with_checkpoint:
                 self._produce_checkpoints(producer)
             if out.offsets:
@@ -344,7 +348,10 @@ class Orchestrator:
         for tp in committed:
             low = lows.get(checkpoints.key(self.config.topics.events, tp.partition))
             self._owned[tp.partition] = rebuild_partition(
-                self.config, self.registry, tp.partition, low.low_water if low else 0,
+                self.config,
+                self.registry,
+                tp.partition,
+                low.low_water if low else 0,
                 hooks=self.hooks,
             )
             self._pending_resume.add(tp.partition)
@@ -362,6 +369,6 @@ def _recorder(
 ) -> Callable[[Any, Message], None]:
     def on_delivery(err: Any, msg: Message) -> None:
         if err is None:
-            appended.append((p, event, msg.offset()))
+            appended.append((p, event, position(msg)[1]))
 
     return on_delivery

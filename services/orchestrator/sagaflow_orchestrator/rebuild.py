@@ -13,15 +13,16 @@ import time
 from dataclasses import dataclass, field
 
 from confluent_kafka import OFFSET_BEGINNING, KafkaError, TopicPartition
-from sagaflow.core.engine import Engine
 
 from sagaflow import codec
 from sagaflow.config import Config
+from sagaflow.core.engine import Engine
 from sagaflow.core.messages import CLOSING_EVENTS, Event, WorkflowContinuedAsNew, WorkflowStarted
 from sagaflow.core.registry import Registry
 from sagaflow.kafka import triage
 from sagaflow.kafka.clients import reader
-from sagaflow_orchestrator.hooks import Hooks
+from sagaflow.kafka.records import headers_of, position
+from sagaflow_orchestrator.hooks import Hooks, RecordHeaders
 
 log = logging.getLogger(__name__)
 
@@ -95,11 +96,11 @@ def rebuild_partition(
         )
         deadline = time.monotonic() + budget
         seen_start: set[str] = set()
-        position = start
-        while position < hi:
+        reached = start
+        while reached < hi:
             if time.monotonic() > deadline:
                 raise RebuildError(
-                    f"rebuilding events partition {partition} stalled at offset {position} of "
+                    f"rebuilding events partition {partition} stalled at offset {reached} of "
                     f"{hi} for {budget:.0f}s; an open transaction may be holding read_committed "
                     "back: check the broker's transaction coordinator, then restart"
                 )
@@ -109,11 +110,18 @@ def rebuild_partition(
                     if err.code() == KafkaError._PARTITION_EOF:
                         continue
                     raise RebuildError(f"reading events partition {partition} failed: {err}")
-                _restore_one(owned, msg.key(), msg.value(), msg.offset(), seen_start,
-                             msg.headers() or [], hooks)
+                _restore_one(
+                    owned,
+                    msg.key(),
+                    msg.value(),
+                    position(msg)[1],
+                    seen_start,
+                    headers_of(msg),
+                    hooks,
+                )
             pos = consumer.position([TopicPartition(topic, partition)])[0].offset
-            position = max(position, pos)
-        owned.end_offset = max(owned.end_offset, position)
+            reached = max(reached, pos)
+        owned.end_offset = max(owned.end_offset, reached)
         return owned
     finally:
         consumer.close()
@@ -133,7 +141,7 @@ def _restore_one(
     value: bytes | None,
     offset: int,
     seen_start: set[str],
-    headers: list[tuple[str, bytes]],
+    headers: RecordHeaders,
     hooks: Hooks,
 ) -> None:
     owned.rebuilt_events += 1
