@@ -1,0 +1,154 @@
+"""The wire format: schema evolution, schema files in step with the records, clear errors."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import typing
+from pathlib import Path
+
+import fastavro
+import pytest
+
+from sagaflow import codec
+from sagaflow.core import messages as m
+
+pytestmark = pytest.mark.unit
+
+REPO_SCHEMAS = Path(__file__).parents[2] / "schemas" / "avro"
+PACKAGE_SCHEMAS = Path(codec.__file__).parent / "schemas"
+
+# Written by sagaflow with event schema v1 (before continued_from_run_id existed). Frozen.
+EVENT_V1_WORKFLOW_STARTED = bytes.fromhex(
+    "f102010e6f726465722d31020a72756e2d3180a0d5edee660010636865636b6f7574022c7b226f726465725f6964"
+    "223a226f726465722d31227d5406632d31"
+)
+
+
+def test_an_event_written_with_v1_decodes_with_todays_reader() -> None:
+    event = codec.decode_event(EVENT_V1_WORKFLOW_STARTED)
+    assert event == m.Event(
+        "order-1",
+        1,
+        "run-1",
+        1_767_225_600_000,
+        m.WorkflowStarted("checkout", 1, b'{"order_id":"order-1"}', 42, "c-1", ""),
+    )
+
+
+def test_every_v1_event_body_still_decodes() -> None:
+    v1 = fastavro.parse_schema(json.loads((REPO_SCHEMAS / "event.v1.avsc").read_text()))
+    for cls in typing.get_args(m.EventBody):
+        fields = {f.name: _sample(f.type) for f in dataclasses.fields(cls)}
+        fields.pop("continued_from_run_id", None)
+        if cls is m.ActivityScheduled:
+            fields["retry_policy"] = dataclasses.asdict(m.RetryPolicy())
+        buffer = io.BytesIO()
+        buffer.write(bytes([codec.MAGIC, codec.KIND_EVENT, 1]))
+        datum = {"workflow_id": "w", "seq": 1, "run_id": "r", "recorded_at_ms": 5}
+        datum["body"] = ("sagaflow." + cls.__name__, fields)
+        fastavro.schemaless_writer(buffer, v1, datum)
+        decoded = codec.decode_event(buffer.getvalue())
+        assert type(decoded.body) is cls
+
+
+def _sample(hint: object) -> object:
+    return {
+        "str": "s",
+        "int": 1,
+        "bool": True,
+        "bytes": b"null",
+        "float": 1.5,
+        "int | None": None,
+        "tuple[str, ...]": ["x"],
+    }.get(str(hint))
+
+
+def test_writers_use_the_newest_schema_version() -> None:
+    event = m.Event("w", 1, "r", 0, m.TimerFired(1))
+    assert codec.encode_event(event)[:3] == bytes((codec.MAGIC, codec.KIND_EVENT, 2))
+    command = m.CancelWorkflow("w")
+    assert codec.encode_command(command)[:3] == bytes((codec.MAGIC, codec.KIND_COMMAND, 1))
+
+
+def _record_fields(schema: object, name: str) -> set[str] | None:
+    if isinstance(schema, dict):
+        if schema.get("type") == "record" and schema.get("name") == name:
+            return {f["name"] for f in schema["fields"]}
+        values: list[object] = list(schema.values())
+    elif isinstance(schema, list):
+        values = list(schema)
+    else:
+        return None
+    for value in values:
+        found = _record_fields(value, name)
+        if found is not None:
+            return found
+    return None
+
+
+@pytest.mark.parametrize(
+    ("schema_file", "types"),
+    [
+        ("command.v1.avsc", typing.get_args(m.Command)),
+        ("event.v2.avsc", (*typing.get_args(m.EventBody), m.Event, m.RetryPolicy)),
+        ("task.v1.avsc", (m.ActivityTask,)),
+    ],
+)
+def test_current_schemas_cover_every_field_of_every_record(
+    schema_file: str, types: tuple[type, ...]
+) -> None:
+    schema = json.loads((REPO_SCHEMAS / schema_file).read_text())
+    for cls in types:
+        fields = _record_fields(schema, cls.__name__)
+        assert fields == {f.name for f in dataclasses.fields(cls)}, cls
+
+
+def test_packaged_schemas_are_the_repo_schemas() -> None:
+    repo = {p.name: p.read_bytes() for p in REPO_SCHEMAS.glob("*.avsc")}
+    packaged = {p.name: p.read_bytes() for p in PACKAGE_SCHEMAS.glob("*.avsc")}
+    assert repo == packaged
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (b"", "without the sagaflow header"),
+        (b'{"json": 1}', "without the sagaflow header"),
+        (bytes([0xF1, 1, 1]), "found a command"),
+        (bytes([0xF1, 9, 1]), "unknown kind 9"),
+        (bytes([0xF1, 2, 99]), "schema version 99 is unknown"),
+        (bytes([0xF1, 2, 2, 0xFF]), "corrupt event"),
+        (bytes([0xF1, 2, 2]) + b"\x02w\x02\x02r\x02\x7e", "corrupt event"),
+    ],
+)
+def test_bad_bytes_raise_decode_error_with_a_clear_message(data: bytes, message: str) -> None:
+    with pytest.raises(codec.DecodeError, match=message):
+        codec.decode_event(data)
+
+
+def test_trailing_bytes_and_wrong_kinds_are_rejected() -> None:
+    good = codec.encode_task(m.ActivityTask("w", "r", "t", 1, 1, "a", "q", b"1", "w/1", 0, 0))
+    with pytest.raises(codec.DecodeError, match="trailing"):
+        codec.decode_task(good + b"\x00")
+    with pytest.raises(codec.DecodeError, match="found a task"):
+        codec.decode_command(good)
+    with pytest.raises(codec.DecodeError, match="expected bytes"):
+        codec.decode_command("text")  # type: ignore[arg-type]
+    assert isinstance(codec.DecodeError("x"), ValueError)
+
+
+def test_a_body_of_the_wrong_family_is_rejected() -> None:
+    schema = fastavro.parse_schema(json.loads((REPO_SCHEMAS / "command.v1.avsc").read_text()))
+    # Craft a command envelope whose union index points past the command records.
+    data = bytes([codec.MAGIC, codec.KIND_COMMAND, 1]) + b"\x20"
+    with pytest.raises(codec.DecodeError):
+        codec.decode_command(data)
+    assert schema  # parsed fine
+
+
+def test_payload_helpers() -> None:
+    assert codec.loads_payload(codec.dumps_payload({"a": [1, "é"]})) == {"a": [1, "é"]}
+    with pytest.raises(codec.DecodeError, match="not UTF-8 JSON"):
+        codec.loads_payload(b"\xff")
