@@ -41,7 +41,7 @@ REGISTRY = web.AppKey("registry", Registry)
 POOL = web.AppKey("read_model_pool", AsyncConnectionPool)
 PRODUCER = web.AppKey("command_producer", Producer)
 CLIENT = web.AppKey("command_client", Client)
-REQUEST_ID = "request_id"
+REQUEST_ID = web.RequestKey("request_id", str)
 
 MAX_LIMIT = 500
 DEFAULT_LIMIT = 50
