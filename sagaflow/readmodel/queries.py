@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
@@ -175,6 +174,3 @@ async def ping(target: Target) -> None:
     """Raises psycopg.Error when Postgres does not answer."""
     async with connection(target) as conn:
         await conn.execute("SELECT 1")
-
-
-__all__ = ["CursorError", "Page", "psycopg"]
