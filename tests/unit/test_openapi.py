@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 from aiohttp import web
-from sagaflow_orchestrator.loop import Orchestrator
-from sagaflow_orchestrator.web import load_openapi, make_app
 
 from sagaflow.config import Config
 from sagaflow.core.registry import Registry
+from sagaflow_orchestrator.loop import Orchestrator
+from sagaflow_orchestrator.web import load_openapi, make_app
 
 pytestmark = pytest.mark.unit
 
