@@ -20,7 +20,7 @@ import pytest
 
 from sagaflow import telemetry
 from sagaflow.client import Client, Recorded, wait_closed
-from sagaflow.core.messages import Command, WorkflowFailed, WorkflowStarted
+from sagaflow.core.messages import Command, TimerStarted, WorkflowFailed, WorkflowStarted
 from tests.sagas import Deployment, order, prepare
 from tests.support import assert_eventually
 
@@ -211,3 +211,75 @@ def _assert_tree(spans: list[JaegerSpan], names: dict[str, str]) -> None:
 
     closed = one("workflow failed")
     assert closed.error and closed.start_us >= compensate.start_us
+
+
+def test_the_trace_survives_an_orchestrator_restart(
+    kafka_bootstrap: str, database_url: str, otlp_endpoint: str, jaeger_query_url: str
+) -> None:
+    """kill -9 while the approval timer is pending: the new process rebuilds the run's trace
+    context from the events' headers, so the timeout, refund and release join the same trace."""
+    run = uuid.uuid4().hex[:8]
+    names = {"orchestrator": f"e2e-orchestrator-{run}", "worker": f"e2e-worker-{run}"}
+    otel = {
+        "OTEL_SDK_DISABLED": "false",
+        "OTEL_EXPORTER_OTLP_ENDPOINT": otlp_endpoint,
+        "OTEL_BSP_SCHEDULE_DELAY": "200",
+    }
+    d = prepare(kafka_bootstrap, database_url, "trace-restart", 3, **otel)
+    wid = f"trace-restart-{run}"
+    try:
+        first = d.orchestrator("orchestrator-1", OTEL_SERVICE_NAME=names["orchestrator"])
+        d.worker(OTEL_SERVICE_NAME=names["worker"])
+        Client(d.config).start(
+            "checkout",
+            order(wid, amount_cents=500_000, approval_timeout_s=4),
+            workflow_id=wid,
+        )
+        recorded: list[Recorded] = []
+
+        def on_event(rec: Recorded) -> None:
+            recorded.append(rec)
+            if isinstance(rec.event.body, TimerStarted) and first.alive():
+                first.kill()
+                d.orchestrator("orchestrator-2", OTEL_SERVICE_NAME=names["orchestrator"])
+
+        closed = wait_closed(d.config, [wid], 120, on_event=on_event)
+        assert isinstance(closed[wid].body, WorkflowFailed), closed[wid]
+        assert not first.alive()
+        for service in d.services:
+            if service.alive():
+                assert service.terminate() == 0, service.tail()
+    finally:
+        d.stop()
+    (started,) = [r for r in recorded if isinstance(r.event.body, WorkflowStarted)]
+    context = telemetry.extract(started.headers)
+    assert context is not None
+    trace_id = telemetry.trace_id_hex(context)
+
+    def complete(spans: list[JaegerSpan]) -> list[JaegerSpan] | None:
+        wanted = {"timer fired", "complete refund_payment", "workflow failed"}
+        return spans if wanted <= {s.name for s in spans} else None
+
+    spans = assert_eventually(
+        lambda: complete(fetch_trace(jaeger_query_url, trace_id)),
+        timeout=60,
+        interval=0.5,
+        message=f"trace {trace_id} has the spans made after the restart",
+    )
+    assert spans is not None
+    # No client span this time: the orchestrator's start span is the root.
+    (start,) = [s for s in spans if s.name == "start checkout"]
+    assert start.parent_id is None
+    # The killed process may not have exported its last spans ("timer started" among them),
+    # but the new one found that span's context in the TimerStarted event's headers.
+    (timer,) = [r for r in recorded if isinstance(r.event.body, TimerStarted)]
+    timer_context = telemetry.extract(timer.headers)
+    assert timer_context is not None
+    fired = next(s for s in spans if s.name == "timer fired")
+    assert fired.parent_id == format(timer_context.span_id, "016x")
+    refund = next(s for s in spans if s.name == "compensate refund_payment")
+    execute = next(s for s in spans if s.name == "execute refund_payment")
+    assert execute.parent_id == refund.span_id
+    # Rebuild created nothing: no span of the replayed history appears twice.
+    for name in ("start checkout", "schedule reserve_inventory", "schedule charge_payment"):
+        assert sum(s.name == name for s in spans) <= 1, name
