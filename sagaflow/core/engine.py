@@ -9,10 +9,10 @@ rebuilt lazily by replaying the run's history the first time a command needs it.
 from __future__ import annotations
 
 import heapq
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from sagaflow.core.admission import check_payloads, reject
 from sagaflow.core.driver import (
     CancelTimerCommand,
     CancelWorkflowCommand,
@@ -64,6 +64,7 @@ from sagaflow.core.messages import (
 )
 from sagaflow.core.registry import Registry, WorkflowDefinition
 from sagaflow.core.replay import replay
+from sagaflow.core.retry import after_failed_attempt, when_due
 from sagaflow.core.state import (
     CLOSED_STATUSES,
     CONTINUED_AS_NEW,
@@ -217,23 +218,9 @@ class Engine:
     def handle(self, command: Command, now_ms: int) -> Decision:
         """Decide and apply one command. Never raises for bad commands (a rejection event with
         seq 0) nor for bugs in workflow code (WorkflowParked). Duplicates decide nothing."""
-        too_big = self._oversized_field(command)
-        if too_big is not None:
-            return self._reject(
-                command,
-                now_ms,
-                "payload_too_large",
-                f"{type(command).__name__}.{too_big} is larger than {self._max_payload_bytes} "
-                "bytes; store large data elsewhere and pass a reference",
-            )
-        bad_json = self._invalid_json_field(command)
-        if bad_json is not None:
-            return self._reject(
-                command,
-                now_ms,
-                "invalid_payload",
-                f"{type(command).__name__}.{bad_json} is not UTF-8 JSON; encode payloads as JSON",
-            )
+        rejected = check_payloads(command, self._max_payload_bytes, now_ms)
+        if rejected is not None:
+            return rejected
         if isinstance(command, StartWorkflow):
             return self._handle_start_workflow(command, now_ms)
         workflow_id = command.workflow_id
@@ -246,17 +233,17 @@ class Engine:
             if workflow_id in self._closed:
                 if is_activity_report:
                     return Decision()
-                return self._reject(
+                return reject(
                     command,
                     now_ms,
                     "workflow_closed",
                     f"workflow {workflow_id!r} is already {self._closed[workflow_id]}",
                 )
-            return self._reject(
+            return reject(
                 command, now_ms, "workflow_not_found", f"no workflow {workflow_id!r} here"
             )
         if state.status == QUARANTINED:
-            return self._reject(
+            return reject(
                 command,
                 now_ms,
                 "workflow_quarantined",
@@ -269,14 +256,14 @@ class Engine:
         workflow_id = command.workflow_id
         if workflow_id in self._open or workflow_id in self._closed:
             status = self.status(workflow_id)
-            return self._reject(
+            return reject(
                 command,
                 now_ms,
                 "duplicate_workflow_id",
                 f"workflow {workflow_id!r} already exists ({status}); choose another id",
             )
         if not self._registry.has_workflow_type(command.workflow_type):
-            return self._reject(
+            return reject(
                 command,
                 now_ms,
                 "unknown_workflow_type",
@@ -285,7 +272,7 @@ class Engine:
         try:
             definition = self._registry.get_workflow(command.workflow_type, command.version)
         except RegistryError as err:
-            return self._reject(command, now_ms, "unknown_version", str(err))
+            return reject(command, now_ms, "unknown_version", str(err))
         state = self._open[workflow_id] = WorkflowState(workflow_id)
         batch = _Batch()
         self._start_run(batch, state, definition, command.input, now_ms, command.command_id, "")
@@ -322,9 +309,7 @@ class Engine:
             return
         if command.attempt != activity.attempt:
             return  # a stale attempt's report; the current attempt decides
-        self._fail_attempt(
-            batch,
-            state,
+        outcome = after_failed_attempt(
             activity,
             command.error_type,
             command.message,
@@ -333,6 +318,7 @@ class Engine:
             timed_out=False,
             now_ms=now_ms,
         )
+        self._record_activity_outcome(batch, state, activity, outcome, now_ms)
 
     def _handle_heartbeat_activity(
         self, batch: _Batch, state: WorkflowState, command: HeartbeatActivity, now_ms: int
@@ -374,72 +360,22 @@ class Engine:
     def _fire_activity(
         self, batch: _Batch, state: WorkflowState, activity: ActivityState, now_ms: int
     ) -> None:
-        deadline = activity.scheduled_at_ms + activity.schedule_to_close_ms
-        if activity.schedule_to_close_ms > 0 and deadline <= now_ms:
-            body = ActivityFailed(
-                activity.seq,
-                activity.attempt,
-                "ScheduleToCloseTimeout",
-                f"activity {activity.name!r} did not finish within "
-                f"{activity.schedule_to_close_ms} ms over all attempts",
-                b"null",
-                "schedule_to_close_timeout",
-            )
-            self._activate(batch, state, body, now_ms)
-        elif activity.retry_at_ms is not None:
-            self._append(batch, state, ActivityRetried(activity.seq, activity.attempt + 1), now_ms)
-            batch.tasks.append(self._task(state, activity, now_ms))
-        else:
-            self._fail_attempt(
-                batch,
-                state,
-                activity,
-                "StartToCloseTimeout",
-                f"attempt {activity.attempt} did not finish within {activity.start_to_close_ms} ms",
-                b"null",
-                retryable=True,
-                timed_out=True,
-                now_ms=now_ms,
-            )
+        self._record_activity_outcome(batch, state, activity, when_due(activity, now_ms), now_ms)
 
-    def _fail_attempt(
+    def _record_activity_outcome(
         self,
         batch: _Batch,
         state: WorkflowState,
         activity: ActivityState,
-        error_type: str,
-        message: str,
-        details: bytes,
-        *,
-        retryable: bool,
-        timed_out: bool,
+        body: ActivityFailed | ActivityAttemptFailed | ActivityRetried,
         now_ms: int,
     ) -> None:
-        policy = activity.retry_policy
-        reason = ""
-        retry_at_ms = 0
-        if not retryable or error_type in policy.non_retryable_error_types:
-            reason = "non_retryable"
-        elif policy.maximum_attempts and activity.attempt >= policy.maximum_attempts:
-            reason = "attempts_exhausted"
+        if isinstance(body, ActivityFailed):
+            self._activate(batch, state, body, now_ms)  # the workflow's await raises
         else:
-            delay = policy.initial_interval_ms * policy.backoff_coefficient ** (
-                activity.attempt - 1
-            )
-            retry_at_ms = now_ms + int(min(delay, policy.maximum_interval_ms))
-            deadline = activity.scheduled_at_ms + activity.schedule_to_close_ms
-            if activity.schedule_to_close_ms > 0 and retry_at_ms >= deadline:
-                reason = "schedule_to_close_timeout"
-        if reason:
-            body = ActivityFailed(
-                activity.seq, activity.attempt, error_type, message, details, reason
-            )
-            self._activate(batch, state, body, now_ms)
-        else:
-            attempt_failed = ActivityAttemptFailed(
-                activity.seq, activity.attempt, error_type, message, timed_out, retry_at_ms
-            )
-            self._append(batch, state, attempt_failed, now_ms)
+            self._append(batch, state, body, now_ms)
+            if isinstance(body, ActivityRetried):
+                batch.tasks.append(self._task(state, activity, now_ms))
 
     # ------------------------------------------------------------------ parking
 
@@ -650,27 +586,6 @@ class Engine:
             return None
         return state.activities.get(seq)
 
-    # ------------------------------------------------------------------ rejections
-
-    def _reject(self, command: Command, now_ms: int, reason: str, message: str) -> Decision:
-        body = CommandRejected(command.command_id, type(command).__name__, reason, message)
-        return Decision((Event(command.workflow_id, 0, "", now_ms, body),))
-
-    def _oversized_field(self, command: Command) -> str | None:
-        for name in _PAYLOAD_FIELDS[type(command)]:
-            if len(getattr(command, name)) > self._max_payload_bytes:
-                return name
-        return None
-
-    @staticmethod
-    def _invalid_json_field(command: Command) -> str | None:
-        for name in _PAYLOAD_FIELDS[type(command)]:
-            try:
-                json.loads(getattr(command, name))
-            except ValueError:
-                return name
-        return None
-
 
 _ARMS_A_DEADLINE = (
     WorkflowStarted,
@@ -680,15 +595,6 @@ _ARMS_A_DEADLINE = (
     TimerStarted,
     WorkflowUnparked,
 )
-
-_PAYLOAD_FIELDS: dict[type, tuple[str, ...]] = {
-    StartWorkflow: ("input",),
-    SignalWorkflow: ("payload",),
-    CancelWorkflow: (),
-    CompleteActivity: ("result",),
-    FailActivity: ("details",),
-    HeartbeatActivity: ("details",),
-}
 
 
 def _park_reason(problem: Exception) -> tuple[str, str]:

@@ -1,0 +1,62 @@
+"""Which commands the engine accepts at all: payload limits, JSON payloads, rejection records.
+
+A rejection is an Event with seq 0 carrying CommandRejected: visible to the caller, never part
+of a history.
+"""
+
+from __future__ import annotations
+
+import json
+
+from sagaflow.core.messages import (
+    CancelWorkflow,
+    Command,
+    CommandRejected,
+    CompleteActivity,
+    Decision,
+    Event,
+    FailActivity,
+    HeartbeatActivity,
+    SignalWorkflow,
+    StartWorkflow,
+)
+
+PAYLOAD_FIELDS: dict[type, tuple[str, ...]] = {
+    StartWorkflow: ("input",),
+    SignalWorkflow: ("payload",),
+    CancelWorkflow: (),
+    CompleteActivity: ("result",),
+    FailActivity: ("details",),
+    HeartbeatActivity: ("details",),
+}
+
+
+def reject(command: Command, now_ms: int, reason: str, message: str) -> Decision:
+    """The decision for a command that makes no sense: one rejection event, seq 0."""
+    body = CommandRejected(command.command_id, type(command).__name__, reason, message)
+    return Decision((Event(command.workflow_id, 0, "", now_ms, body),))
+
+
+def check_payloads(command: Command, max_payload_bytes: int, now_ms: int) -> Decision | None:
+    """A rejection if a payload is over the limit or not UTF-8 JSON; None if acceptable."""
+    kind = type(command).__name__
+    for name in PAYLOAD_FIELDS[type(command)]:
+        if len(getattr(command, name)) > max_payload_bytes:
+            return reject(
+                command,
+                now_ms,
+                "payload_too_large",
+                f"{kind}.{name} is larger than {max_payload_bytes} bytes; store large data "
+                "elsewhere and pass a reference",
+            )
+    for name in PAYLOAD_FIELDS[type(command)]:
+        try:
+            json.loads(getattr(command, name))
+        except ValueError:
+            return reject(
+                command,
+                now_ms,
+                "invalid_payload",
+                f"{kind}.{name} is not UTF-8 JSON; encode payloads as JSON",
+            )
+    return None
