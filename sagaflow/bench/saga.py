@@ -177,6 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sagas", type=int, default=500)
     ap.add_argument("--open", type=int, default=1000, help="open workflows for the rebuild")
     ap.add_argument("--partitions", type=int, default=6)
+    ap.add_argument("--sequential", type=int, default=20, help="sagas run one at a time")
     args = ap.parse_args(argv)
     tag = f"bench{int(time.time())}"
     env = {
@@ -206,6 +207,23 @@ def main(argv: list[str] | None = None) -> int:
     try:
         print("==> warm-up: 20 sagas")
         _run_sagas(config, 20, f"{tag}-warm")
+        print(f"==> {args.sequential} sagas one at a time (latency without queueing)")
+        idle_steps: list[float] = []
+        idle_sagas: list[float] = []
+        for i in range(args.sequential):
+            one = _run_sagas(config, 1, f"{tag}-seq{i}")
+            idle_steps += one["step_ms"]
+            idle_sagas += one["saga_ms"]
+        idle = {
+            "sagas": args.sequential,
+            "step_p50_ms": _pct(idle_steps, 0.5),
+            "step_p99_ms": _pct(idle_steps, 0.99),
+            "saga_p50_ms": _pct(idle_sagas, 0.5),
+        }
+        print(
+            f"    step p50 {idle['step_p50_ms']:.0f} ms, p99 {idle['step_p99_ms']:.0f} ms; "
+            f"saga p50 {idle['saga_p50_ms']:.0f} ms"
+        )
         print(f"==> {args.sagas} sagas at once")
         run = _run_sagas(config, args.sagas, tag)
         print(
@@ -235,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
     (OUT / "saga.json").write_text(json.dumps({**result, "run": summary}, indent=2))
     _plot(result, OUT / "saga-latency.png")
     print(f"==> wrote {OUT / 'saga.json'} and {OUT / 'saga-latency.png'}")
-    print(json.dumps({"run": summary, "rebuild": rebuild}, indent=2))
+    print(json.dumps({"run": summary, "idle": idle, "rebuild": rebuild}, indent=2))
     return 0
 
 

@@ -54,7 +54,8 @@ def group_consumer(config: Config, group_id: str, **overrides: Any) -> Consumer:
         "enable.auto.offset.store": False,
         "auto.offset.reset": "earliest",
         "partition.assignment.strategy": "cooperative-sticky",
-        "session.timeout.ms": 10_000,
+        # The broker's minimum: a kill -9'd member's partitions move on after 6s.
+        "session.timeout.ms": 6_000,
         "heartbeat.interval.ms": 1_000,
         "max.poll.interval.ms": 300_000,
         "client.id": group_id,

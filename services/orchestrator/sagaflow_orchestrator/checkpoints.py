@@ -91,7 +91,7 @@ def read_all(config: Config, timeout_s: float = 30.0) -> dict[bytes, Checkpoint]
         consumer.assign([TopicPartition(topic, p, 0) for p in ends])
         done: set[int] = set()
         while len(done) < len(ends):
-            for msg in consumer.consume(1000, timeout=0.5):
+            for msg in consumer.consume(1000, timeout=0.05):
                 err = msg.error()
                 if err is not None:
                     if err.code() == KafkaError._PARTITION_EOF:

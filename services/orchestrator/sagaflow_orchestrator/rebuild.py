@@ -104,7 +104,7 @@ def rebuild_partition(
                     f"{hi} for {budget:.0f}s; an open transaction may be holding read_committed "
                     "back: check the broker's transaction coordinator, then restart"
                 )
-            for msg in consumer.consume(1000, timeout=0.5):
+            for msg in consumer.consume(1000, timeout=0.05):
                 err = msg.error()
                 if err is not None:
                     if err.code() == KafkaError._PARTITION_EOF:
