@@ -28,7 +28,7 @@ def service_env(
             # Tests share one broker: groups and transactional ids must not meet across tests.
             "SAGAFLOW_ORCHESTRATOR_GROUP": f"{prefix}orchestrator",
             "SAGAFLOW_WORKER_GROUP_PREFIX": f"{prefix}worker-",
-        "SAGAFLOW_PROJECTOR_GROUP": f"{prefix}projector",
+            "SAGAFLOW_PROJECTOR_GROUP": f"{prefix}projector",
             "SAGAFLOW_PARTITIONS": "3",
             "SAGAFLOW_TRANSACTION_TIMEOUT_MS": "6000",
             "SAGAFLOW_CHECKPOINT_INTERVAL_MS": "500",

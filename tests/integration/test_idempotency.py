@@ -8,6 +8,9 @@ from typing import Any
 
 import pytest
 from psycopg_pool import AsyncConnectionPool
+
+from sagaflow.db import migrate, open_pool
+from sagaflow.db.testing import run_in_scratch_schema
 from sagaflow_worker.idempotency import (
     Acquired,
     AlreadyCompleted,
@@ -18,9 +21,6 @@ from sagaflow_worker.idempotency import (
     Succeeded,
     idempotency_key,
 )
-
-from sagaflow.db import migrate, open_pool
-from sagaflow.db.testing import run_in_scratch_schema
 
 pytestmark = pytest.mark.integration
 
