@@ -213,7 +213,9 @@ def _run_sagas(
         out(line)
         if saga is approver and isinstance(rec.event.body, TimerStarted) and not signalled:
             out(f"  [{saga.workflow_id}] (demo) a manager approves: sending signal 'approve'")
-            client.signal(saga.workflow_id, "approve", {"by": "manager@example.com"})
+            client.signal(
+                saga.workflow_id, "approve", {"approved": True, "by": "manager@example.com"}
+            )
             signalled.append(True)
         for p in procs:
             if p.poll() is not None:

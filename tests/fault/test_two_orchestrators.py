@@ -33,7 +33,7 @@ def test_survivor_finishes_the_dead_ones_sagas(deployment: Deployment) -> None:
     )
     a.kill()
     for w in ids:
-        client.signal(w, "approve", {"by": "test"})
+        client.signal(w, "approve", {"approved": True, "by": "test"})
 
     closed = d.wait_closed(ids, timeout_s=180)
 

@@ -32,7 +32,7 @@ def test_four_checkout_sagas(deployment: Deployment) -> None:
         workflow_id=timed_out,
     )
     # A signal that arrives before the workflow waits is buffered, so it can go at once.
-    client.signal(approved, "approve", {"by": "test"})
+    client.signal(approved, "approve", {"approved": True, "by": "test"})
 
     closed = d.wait_closed([ok, declined, approved, timed_out], timeout_s=120)
 
