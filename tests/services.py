@@ -65,7 +65,8 @@ class Service:
 
     @property
     def log_path(self) -> Path:
-        return LOGS / f"{self.name}.log"
+        prefix = self.env.get("SAGAFLOW_TOPIC_PREFIX", "").strip(".")
+        return LOGS / f"{prefix}-{self.name}.log"
 
     def start(self) -> Service:
         LOGS.mkdir(parents=True, exist_ok=True)
