@@ -20,9 +20,6 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanContext, SpanKind, StatusCode, TraceFlags
-from sagaflow_orchestrator.observe import Observer
-from sagaflow_worker.idempotency import Failed, Succeeded
-from sagaflow_worker.observe import WorkerObserver
 
 from sagaflow import telemetry
 from sagaflow.config import Config
@@ -43,6 +40,9 @@ from sagaflow.core.messages import (
     WorkflowStarted,
 )
 from sagaflow.metrics import OrchestratorMetrics, WorkerMetrics, metrics_handler
+from sagaflow_orchestrator.observe import Observer
+from sagaflow_worker.idempotency import Failed, Succeeded
+from sagaflow_worker.observe import WorkerObserver
 
 pytestmark = pytest.mark.unit
 
