@@ -7,8 +7,10 @@ checkpoint never runs ahead of the events it summarises. Keyed '<events topic>/<
 from __future__ import annotations
 
 import io
+import json
 import logging
 from dataclasses import dataclass
+from importlib import resources
 from typing import Any
 
 import fastavro
@@ -22,20 +24,7 @@ from sagaflow.kafka.records import position
 log = logging.getLogger(__name__)
 
 _SCHEMA = fastavro.parse_schema(
-    {
-        "type": "record",
-        "name": "Checkpoint",
-        "namespace": "sagaflow.orchestrator",
-        "doc": "Lowest events offset that any open workflow of a partition still needs.",
-        "fields": [
-            {"name": "events_topic", "type": "string"},
-            {"name": "partition", "type": "int"},
-            {"name": "low_water", "type": "long"},
-            {"name": "end_offset", "type": "long"},
-            {"name": "open_workflows", "type": "int"},
-            {"name": "written_at_ms", "type": "long"},
-        ],
-    }
+    json.loads((resources.files("sagaflow.schemas") / "checkpoint.v1.avsc").read_text())
 )
 _MAGIC = b"\x01"
 

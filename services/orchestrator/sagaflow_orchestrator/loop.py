@@ -114,6 +114,10 @@ class Orchestrator:
         )
         log.info("orchestrator %s consuming %s", self.transactional_id, topics.commands)
         try:
+            self._iterate()  # joins the group; an assignment is rebuilt before this returns
+            # Ready means "not rebuilding": a replica that owns no partition (more replicas than
+            # partitions) is a ready standby, not a pod that blocks a rollout.
+            self.status.ready = not self.status.rebuilding
             while not stop.is_set():
                 self._iterate()
         finally:
