@@ -50,7 +50,8 @@ async def serve(config: Config, tracing: Telemetry) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     runner = web.AppRunner(
-        make_app(config, orchestrator, metrics=metrics, projector=projector), access_log=None
+        make_app(config, orchestrator, metrics=metrics, projector=projector, telemetry=tracing),
+        access_log=None,
     )
     await runner.setup()
     await web.TCPSite(runner, config.http_host, config.http_port).start()

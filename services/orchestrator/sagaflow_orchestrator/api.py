@@ -32,6 +32,7 @@ from sagaflow.inputs import InputError, check_input
 from sagaflow.kafka.clients import command_producer
 from sagaflow.readmodel import queries
 from sagaflow.readmodel.fold import CLOSED_STATUSES, STATUSES
+from sagaflow.telemetry import Telemetry, command_headers
 
 log = logging.getLogger(__name__)
 access_log = logging.getLogger("sagaflow_orchestrator.access")
@@ -41,6 +42,7 @@ REGISTRY = web.AppKey("registry", Registry)
 POOL = web.AppKey("read_model_pool", AsyncConnectionPool)
 PRODUCER = web.AppKey("command_producer", Producer)
 CLIENT = web.AppKey("command_client", Client)
+TELEMETRY = web.AppKey("telemetry", Telemetry)
 REQUEST_ID = web.RequestKey("request_id", str)
 
 MAX_LIMIT = 500
@@ -204,7 +206,10 @@ async def api_resources(app: web.Application) -> AsyncIterator[None]:
     producer = command_producer(config, **{"client.id": "sagaflow-api"})
     app[POOL] = pool
     app[PRODUCER] = producer
-    app[CLIENT] = Client(config, producer=producer)
+    telemetry = app.get(TELEMETRY)
+    # Starts, signals and cancels sent through the API open the workflow's trace.
+    headers = command_headers(telemetry, config.topics.commands) if telemetry else None
+    app[CLIENT] = Client(config, producer=producer, headers=headers)
     try:
         yield
     finally:

@@ -20,6 +20,7 @@ from sagaflow.kafka import triage
 from sagaflow.metrics import Metrics, metrics_handler
 from sagaflow.readmodel import Projector
 from sagaflow.readmodel.queries import ping
+from sagaflow.telemetry import Telemetry
 from sagaflow_orchestrator import api
 from sagaflow_orchestrator.loop import Orchestrator
 
@@ -107,6 +108,7 @@ def make_app(
     *,
     metrics: Metrics | None = None,
     projector: Projector | None = None,
+    telemetry: Telemetry | None = None,
 ) -> web.Application:
     """The HTTP app. `metrics` is served at /metrics (an empty registry when not given);
     `projector`, when this process runs one, is kept for readers of its lag."""
@@ -126,6 +128,8 @@ def make_app(
     app[OPENAPI] = json.dumps(load_openapi()).encode()
     if projector is not None:
         app[PROJECTOR] = projector
+    if telemetry is not None:
+        app[api.TELEMETRY] = telemetry
     app.cleanup_ctx.append(api.api_resources)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
