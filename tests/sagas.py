@@ -39,6 +39,11 @@ class Deployment:
         self.services.append(svc)
         return svc
 
+    def wid(self, name: str) -> str:
+        """A workflow (and order) id unique to this deployment: Postgres outlives test runs,
+        and a reused id would find its steps already done in the idempotency table."""
+        return f"{self.config.topics.prefix.strip('.').split('.')[-1]}-{name}"
+
     def client(self) -> Client:
         return Client(self.config)
 

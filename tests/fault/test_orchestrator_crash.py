@@ -20,7 +20,7 @@ def test_kill9_orchestrator_mid_flight(deployment: Deployment) -> None:
     first = d.orchestrator("orch-a", instance="a")
     d.worker(SAGAFLOW_WORKER_CONCURRENCY="16")
     client = d.client()
-    ids = [f"kill9-{i}" for i in range(N)]
+    ids = [d.wid(f"kill9-{i}") for i in range(N)]
     # every tenth order waits for an approval that never comes: charged, then refunded
     compensated = {w for i, w in enumerate(ids) if i % 10 == 0}
     for w in ids:

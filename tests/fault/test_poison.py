@@ -45,8 +45,8 @@ def test_poison_command_goes_to_dlq(deployment: Deployment) -> None:
     d.orchestrator()
     d.worker()
     client = d.client()
-    before = [f"before-poison-{i}" for i in range(3)]
-    after = [f"after-poison-{i}" for i in range(3)]
+    before = [d.wid(f"before-poison-{i}") for i in range(3)]
+    after = [d.wid(f"after-poison-{i}") for i in range(3)]
     for w in before:
         client.start("checkout", order(w), workflow_id=w)
     poison = command_producer(d.config)

@@ -21,7 +21,7 @@ def test_sigterm_clean_exit_and_no_lost_command(deployment: Deployment) -> None:
     orch = d.orchestrator("orch-1", instance="x")
     d.worker()
     client = d.client()
-    ids = [f"term-{i}" for i in range(60)]
+    ids = [d.wid(f"term-{i}") for i in range(60)]
     for w in ids[:30]:
         client.start("checkout", order(w), workflow_id=w)
     assert_eventually(

@@ -22,7 +22,7 @@ def test_survivor_finishes_the_dead_ones_sagas(deployment: Deployment) -> None:
     )
     d.worker()
     client = d.client()
-    ids = [f"pair-{i}" for i in range(30)]
+    ids = [d.wid(f"pair-{i}") for i in range(30)]
     # They wait for approval, so they are still open when one orchestrator dies.
     for w in ids:
         client.start("checkout", order(w, amount_cents=500_000), workflow_id=w)

@@ -16,7 +16,7 @@ def test_kill9_worker_after_charge(deployment: Deployment) -> None:
     d = deployment
     d.orchestrator()
     doomed = d.worker("worker-doomed", SAGAFLOW_FAULT="after_charge")
-    wid = "crash-after-charge"
+    wid = d.wid("crash-after-charge")
     d.client().start("checkout", order(wid), workflow_id=wid)
 
     # The fault point kills the worker right after the charge committed at the provider.

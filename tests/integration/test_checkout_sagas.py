@@ -21,7 +21,7 @@ def test_four_checkout_sagas(deployment: Deployment) -> None:
     d.worker()
     client = d.client()
     ok, declined, approved, timed_out = (
-        f"o-{n}" for n in ("ok", "declined", "approved", "timeout")
+        d.wid(n) for n in ("ok", "declined", "approved", "timeout")
     )
     client.start("checkout", order(ok), workflow_id=ok)
     client.start("checkout", order(declined, card="tok_declined"), workflow_id=declined)

@@ -73,7 +73,7 @@ def _completions(d: Deployment, workflow_id: str) -> list[CompleteActivity]:
 def test_task_delivered_twice_charges_once(deployment: Deployment) -> None:
     d = deployment
     d.worker()
-    wid = "dup-sequential"
+    wid = d.wid("dup-sequential")
     _deliver(d, _task(wid), _task(wid))
 
     done = assert_eventually(
@@ -92,7 +92,7 @@ def test_task_delivered_twice_concurrently_charges_once(deployment: Deployment) 
     # double delivery, raced on the idempotency row.
     d.worker("worker-a", SAGAFLOW_WORKER_GROUP_PREFIX=d.env["SAGAFLOW_WORKER_GROUP_PREFIX"] + "a-")
     d.worker("worker-b", SAGAFLOW_WORKER_GROUP_PREFIX=d.env["SAGAFLOW_WORKER_GROUP_PREFIX"] + "b-")
-    wids = [f"dup-concurrent-{i}" for i in range(10)]
+    wids = [d.wid(f"dup-concurrent-{i}") for i in range(10)]
     _deliver(d, *[_task(w) for w in wids])
 
     assert_eventually(

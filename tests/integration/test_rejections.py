@@ -26,20 +26,21 @@ def test_nonsense_commands_are_recorded_rejections(deployment: Deployment) -> No
     d.orchestrator(SAGAFLOW_MAX_PAYLOAD_BYTES="2048")
     d.worker()
     client = d.client()
-    client.start("checkout", order("rj-ok"), workflow_id="rj-ok", command_id="c-ok")
+    ok = d.wid("rj-ok")
+    client.start("checkout", order(ok), workflow_id=ok, command_id="c-ok")
     client.start("no_such_type", {}, workflow_id="rj-unknown", command_id="c-unknown-type")
-    client.start("checkout", order("rj-ok"), workflow_id="rj-ok", command_id="c-duplicate")
+    client.start("checkout", order(ok), workflow_id=ok, command_id="c-duplicate")
     client.signal("rj-nobody", "approve", {}, command_id="c-signal-unknown")
     client.send(StartWorkflow("rj-big", "checkout", b'"' + b"x" * 4096 + b'"', None, "c-big"))
 
-    closed = d.wait_closed(["rj-ok"])
+    closed = d.wait_closed([ok])
     got = assert_eventually(
         lambda: len(_rejections(d)) >= 4 and _rejections(d),
         timeout=30,
         message="four rejections recorded",
     )
 
-    assert isinstance(closed["rj-ok"].body, WorkflowCompleted), "good work is unaffected"
+    assert isinstance(closed[ok].body, WorkflowCompleted), "good work is unaffected"
     assert got["c-unknown-type"].reason == "unknown_workflow_type"
     assert got["c-duplicate"].reason == "duplicate_workflow_id"
     assert got["c-signal-unknown"].reason == "workflow_not_found"
