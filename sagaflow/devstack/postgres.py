@@ -8,10 +8,12 @@ readable by that user, which a clone under /work or /tmp is; a clone under /root
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import os
 import pwd
 import secrets
+import shutil
 import signal
 import subprocess
 import time
@@ -58,9 +60,43 @@ def _bin_dir() -> Path:
     return Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
 
 
+def _shared_root() -> Path:
+    """Where a root-run stack keeps what the unprivileged server user must reach."""
+    return Path(os.environ.get("SAGAFLOW_PG_SHARED_DIR", "/var/lib/sagaflow"))
+
+
+def _server_bin_dir() -> Path:
+    """The binaries the server user runs. As root they are copied (once) out of the virtualenv:
+    a clone under a 0700 home (e.g. /root) is out of that user's reach."""
+    src = _bin_dir()
+    if os.geteuid() != 0:
+        return src
+    dest = _shared_root() / "pginstall-pgserver-0.1.4"
+    if not (dest / "bin" / "postgres").is_file():
+        progress(f"copying the Postgres binaries to {dest} for the {PG_USER} user")
+        _shared_root().mkdir(mode=0o755, parents=True, exist_ok=True)
+        staging = dest.with_name(dest.name + ".partial")
+        shutil.rmtree(staging, ignore_errors=True)
+        shutil.copytree(src.parent, staging, symlinks=True)
+        staging.rename(dest)
+    return dest / "bin"
+
+
 class Postgres(Service):
     name = "postgres"
     ports = (PORT,)
+
+    @property
+    def home(self) -> Path:
+        if os.geteuid() == 0:
+            # Data and log where the server user can reach them, one cluster per clone.
+            digest = hashlib.sha1(str(self.paths.repo.resolve()).encode()).hexdigest()[:12]
+            return _shared_root() / f"postgres-{digest}"
+        return super().home
+
+    @property
+    def log(self) -> Path:
+        return self.home / "postgres.log" if os.geteuid() == 0 else super().log
 
     @property
     def _data(self) -> Path:
@@ -98,6 +134,7 @@ class Postgres(Service):
                 )
         if os.geteuid() == 0:
             self._ensure_system_user()
+            _server_bin_dir()
 
     def _ensure_system_user(self) -> None:
         try:
@@ -153,7 +190,7 @@ class Postgres(Service):
         done = subprocess.run(
             self._as_owner(
                 [
-                    str(_bin_dir() / "initdb"),
+                    str(_server_bin_dir() / "initdb"),
                     "-D",
                     str(self._data),
                     "-U",
@@ -190,7 +227,7 @@ class Postgres(Service):
         done = subprocess.run(
             self._as_owner(
                 [
-                    str(_bin_dir() / "pg_ctl"),
+                    str(_server_bin_dir() / "pg_ctl"),
                     "-D",
                     str(self._data),
                     "-l",
