@@ -71,15 +71,21 @@ def _server_bin_dir() -> Path:
     src = _bin_dir()
     if os.geteuid() != 0:
         return src
-    dest = _shared_root() / "pginstall-pgserver-0.1.4"
-    if not (dest / "bin" / "postgres").is_file():
+    # The wheel's binaries find their libraries through an rpath of
+    # $ORIGIN/../../../pgserver.libs, so the copy keeps that layout.
+    site = src.parents[2]
+    dest = _shared_root() / "pgserver-0.1.4"
+    if not (dest / "pgserver" / "pginstall" / "bin" / "postgres").is_file():
         progress(f"copying the Postgres binaries to {dest} for the {PG_USER} user")
         _shared_root().mkdir(mode=0o755, parents=True, exist_ok=True)
         staging = dest.with_name(dest.name + ".partial")
         shutil.rmtree(staging, ignore_errors=True)
-        shutil.copytree(src.parent, staging, symlinks=True)
+        shutil.copytree(
+            site / "pgserver" / "pginstall", staging / "pgserver" / "pginstall", symlinks=True
+        )
+        shutil.copytree(site / "pgserver.libs", staging / "pgserver.libs", symlinks=True)
         staging.rename(dest)
-    return dest / "bin"
+    return dest / "pgserver" / "pginstall" / "bin"
 
 
 class Postgres(Service):
