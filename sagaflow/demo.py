@@ -40,8 +40,20 @@ from sagaflow.core.messages import (
     WorkflowStarted,
 )
 from sagaflow.kafka.admin import create_topics
+from sagaflow.kafka.clients import command_producer
 
 ROOT = Path(__file__).resolve().parents[1]
+JAEGER = "http://127.0.0.1:16686"
+
+
+def _trace_id(headers: list[tuple[str, bytes]]) -> str:
+    """The trace id in a record's W3C traceparent header ('' when there is none)."""
+    for name, value in headers:
+        if name == "traceparent":
+            parts = value.decode(errors="replace").split("-")
+            if len(parts) == 4:
+                return parts[1]
+    return ""
 
 
 @dataclass
@@ -55,6 +67,7 @@ class Saga:
     timeline: list[str] = field(default_factory=list)
     names: dict[int, str] = field(default_factory=dict)
     t0: float = 0.0
+    trace_id: str = ""
 
 
 def _orders(run: str) -> list[Saga]:
@@ -195,7 +208,7 @@ def _run_sagas(
 ) -> int:
     run_id = f"demo-{time.strftime('%H%M%S')}-{os.getpid() % 1000}"
     sagas = {s.workflow_id: s for s in _orders(run_id)}
-    client = Client(config)
+    client = Client(config, producer=command_producer(config, log_level=3))
     out(f"==> starting four checkout sagas ({run_id}-1..4)")
     for s in sagas.values():
         s.t0 = time.monotonic()
@@ -210,6 +223,8 @@ def _run_sagas(
             f"{_describe(rec.event, saga)}"
         )
         saga.timeline.append(line)
+        if isinstance(rec.event.body, WorkflowStarted):
+            saga.trace_id = _trace_id(rec.headers)
         out(line)
         if saga is approver and isinstance(rec.event.body, TimerStarted) and not signalled:
             out(f"  [{saga.workflow_id}] (demo) a manager approves: sending signal 'approve'")
@@ -246,6 +261,8 @@ def _report(
             f"  {'ok ' if good else 'BAD'} {wid:24} {s.label:24} {got:18} "
             f"charges={charges} refunds={refunds}"
         )
+        if s.trace_id:
+            out(f"      trace: {JAEGER}/api/traces/{s.trace_id}")
     out("\n==> the payment provider's ledger")
     for r in ledger:
         out(
