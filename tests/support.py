@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import TypeVar
 
 from confluent_kafka import KafkaError, KafkaException
@@ -48,6 +49,33 @@ def assert_eventually(
             raise AssertionError(f"{message} (after {timeout:.1f}s; last: {seen})")
         # The one sanctioned sleep in the test suite: the polling interval.
         time.sleep(interval)
+
+
+async def assert_eventually_async(
+    condition: Callable[[], Awaitable[T]],
+    *,
+    timeout: float = 10.0,
+    interval: float = 0.05,
+    message: str = "condition did not hold",
+) -> T:
+    """assert_eventually for coroutines: when the code under test shares the event loop, the
+    poll must yield to it instead of blocking. Same rules: AssertionError means "not yet"."""
+    deadline = time.monotonic() + timeout
+    last: object = _UNSET
+    while True:
+        try:
+            value = await condition()
+        except AssertionError as exc:
+            last = exc
+        else:
+            if value:
+                return value
+            last = value
+        if time.monotonic() >= deadline:
+            seen = "never evaluated" if last is _UNSET else repr(last)
+            raise AssertionError(f"{message} (after {timeout:.1f}s; last: {seen})")
+        # The async twin of the one sanctioned sleep: the polling interval.
+        await asyncio.sleep(interval)
 
 
 def unique_prefix(label: str = "test") -> str:

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any, NotRequired, TypedDict, TypeVar
 
@@ -20,6 +19,7 @@ from sagaflow.workflow import Registry, WorkflowContext
 from sagaflow_orchestrator.loop import Orchestrator
 from sagaflow_orchestrator.web import make_app
 from tests.readmodel_support import EventWriter, environment, running_projector
+from tests.support import assert_eventually_async
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
@@ -62,25 +62,6 @@ async def api(
         yield client
 
 
-async def eventually(
-    condition: Callable[[], Awaitable[T]],
-    *,
-    timeout: float = 30.0,
-    message: str = "condition did not hold",
-) -> T:
-    """assert_eventually for coroutines: the server under test shares this event loop, so the
-    poll must yield to it instead of blocking."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while True:
-        last = await condition()
-        if last:
-            return last
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"{message} (after {timeout:.0f}s; last: {last!r})")
-        await asyncio.sleep(0.05)  # the polling interval
-
-
 @contextmanager
 def running_orchestrator(config: Config) -> Iterator[Orchestrator]:
     orchestrator = Orchestrator(config, registry)
@@ -121,7 +102,9 @@ def test_a_workflow_started_signalled_and_read_through_the_api(config: Config) -
                 async def ready() -> bool:
                     return (await client.get("/readyz")).status == 200
 
-                await eventually(ready, message="/readyz 200 with the orchestrator running")
+                await assert_eventually_async(
+                    timeout=30, condition=ready, message="/readyz 200 with the orchestrator running"
+                )
                 r = await client.post(
                     "/workflows", json={"type": "pay", "id": "p-1", "input": GOOD}
                 )
@@ -140,7 +123,9 @@ def test_a_workflow_started_signalled_and_read_through_the_api(config: Config) -
                     wf = await status_of(client, "p-1")
                     return wf if wf and wf["status"] == "running" else None
 
-                wf = await eventually(running, message="p-1 running in the read model")
+                wf = await assert_eventually_async(
+                    timeout=30, condition=running, message="p-1 running in the read model"
+                )
                 assert (wf["type"], wf["version"], wf["input"]) == ("pay", 1, GOOD)
                 assert wf["rejections"] == []
                 # Once projected, the repeat is still idempotent and a conflict still 409.
@@ -160,7 +145,9 @@ def test_a_workflow_started_signalled_and_read_through_the_api(config: Config) -
                     wf = await status_of(client, "p-1")
                     return wf if wf and wf["status"] == "completed" else None
 
-                wf = await eventually(completed, message="p-1 completed")
+                wf = await assert_eventually_async(
+                    timeout=30, condition=completed, message="p-1 completed"
+                )
                 assert wf["result"] == {"paid": 1250, "go": {"by": "ann"}}
                 assert [s["name"] for s in wf["received_signals"]] == ["go"]
 
@@ -188,7 +175,9 @@ def test_a_workflow_started_signalled_and_read_through_the_api(config: Config) -
                     wf = await status_of(client, wid)
                     return wf if wf and wf["status"] == "cancelled" else None
 
-                await eventually(cancelled, message=f"{wid} cancelled")
+                await assert_eventually_async(
+                    timeout=30, condition=cancelled, message=f"{wid} cancelled"
+                )
 
     asyncio.run(body())
 
@@ -291,7 +280,9 @@ def test_list_pages_with_a_cursor_and_filters(config: Config) -> None:
                     statuses = {x["workflow_id"]: x["status"] for x in page["workflows"]}
                     return len(statuses) == 7 and statuses["wf-0"] == "completed"
 
-                await eventually(projected, message="7 workflows projected")
+                await assert_eventually_async(
+                    timeout=30, condition=projected, message="7 workflows projected"
+                )
 
                 seen: list[str] = []
                 cursor: str | None = None

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from typing import Any
 
 import pytest
@@ -21,6 +20,7 @@ from sagaflow_worker.idempotency import (
     Succeeded,
     idempotency_key,
 )
+from tests.support import assert_eventually_async
 
 pytestmark = pytest.mark.integration
 
@@ -162,14 +162,18 @@ def test_lease_runs_out_in_database_time(database_url: str) -> None:
     async def body(store: IdempotencyStore, pool: AsyncConnectionPool[Any]) -> None:
         assert await _claim(store, owner="w1", lease_ms=200) == Acquired(token=1)
         assert isinstance(await _claim(store, owner="w2"), LeasedElsewhere)
-        deadline = time.monotonic() + 10
-        while True:
+
+        async def taken_over() -> Acquired | None:
             claim = await _claim(store, owner="w2")
-            if isinstance(claim, Acquired):
-                break
-            assert isinstance(claim, LeasedElsewhere)
-            assert time.monotonic() < deadline, "a 200 ms lease was still live after 10 s"
-            await asyncio.sleep(0.02)  # poll interval, not a wait for an outcome
+            assert isinstance(claim, Acquired | LeasedElsewhere)
+            return claim if isinstance(claim, Acquired) else None
+
+        claim = await assert_eventually_async(
+            taken_over,
+            timeout=10,
+            interval=0.02,
+            message="a 200 ms lease was still live after 10 s",
+        )
         assert claim == Acquired(token=2)
 
     _with_store(database_url, body)

@@ -6,7 +6,6 @@ import asyncio
 import json
 import os
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +15,7 @@ import pytest
 from sagaflow.db import MigrationError, migrate
 from sagaflow.db.migrate import MIGRATION_LOCK_KEY, load_migrations
 from sagaflow.db.testing import run_in_scratch_schema
+from tests.support import assert_eventually_async
 
 pytestmark = pytest.mark.integration
 
@@ -98,11 +98,14 @@ def test_migrate_waits_for_the_advisory_lock(database_url: str) -> None:
         async with await psycopg.AsyncConnection.connect(url, autocommit=True) as holder:
             await holder.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK_KEY,))
             task = asyncio.create_task(migrate(url))
-            deadline = time.monotonic() + 10
-            while not await _someone_waits_for_the_lock(holder):
+
+            async def queued() -> bool:
                 assert not task.done(), task
-                assert time.monotonic() < deadline, "migrate never queued on the lock"
-                await asyncio.sleep(0.01)  # poll interval
+                return await _someone_waits_for_the_lock(holder)
+
+            await assert_eventually_async(
+                queued, timeout=10, interval=0.01, message="migrate never queued on the lock"
+            )
             assert not task.done()
             await holder.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK_KEY,))
             assert await task == PACKAGED
