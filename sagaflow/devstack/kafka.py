@@ -248,8 +248,10 @@ class Kafka(Service):
         # log_level 0: librdkafka would log every refused connection while the broker boots.
         admin = AdminClient({"bootstrap.servers": self.endpoint(), "log_level": 0})
         last = "no answer yet"
+        started = time.monotonic()
         while time.monotonic() < deadline:
-            if self.pid() is None:
+            # Like Postgres: a just-started process can briefly fail the pid check.
+            if self.pid() is None and time.monotonic() - started > 5:
                 raise StackError(
                     f"Kafka exited during start-up; last log lines: "
                     f"{tail(self.paths.logs / 'kafka.out')} (full logs in {self.paths.logs})"

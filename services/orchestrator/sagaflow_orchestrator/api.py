@@ -214,6 +214,8 @@ async def api_resources(app: web.Application) -> AsyncIterator[None]:
         yield
     finally:
         await asyncio.to_thread(producer.flush, 10)
+        # Destroy it now, not at garbage collection: a dangling client keeps reconnecting.
+        await asyncio.to_thread(producer.close)
         await pool.close()
 
 
