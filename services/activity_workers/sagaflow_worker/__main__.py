@@ -14,7 +14,6 @@ import logging
 import os
 import signal
 import socket
-import sys
 import threading
 from typing import Any
 
@@ -22,12 +21,11 @@ from aiohttp import web
 from psycopg_pool import AsyncConnectionPool
 
 from sagaflow.app import load_registry
-from sagaflow.config import Config, ConfigError
+from sagaflow.config import Config
 from sagaflow.db.migrate import migrate
-from sagaflow.logs import setup
 from sagaflow.metrics import GroupLag, WorkerMetrics, metrics_handler
-from sagaflow.telemetry import Telemetry, TelemetryConfigError
-from sagaflow.telemetry import from_env as telemetry_from_env
+from sagaflow.service import run_service
+from sagaflow.telemetry import Telemetry
 from sagaflow_worker.idempotency import IdempotencyStore
 from sagaflow_worker.observe import WorkerObserver
 from sagaflow_worker.runner import Worker
@@ -99,24 +97,7 @@ async def serve(config: Config, tracing: Telemetry) -> int:
 
 
 def main() -> int:
-    try:
-        config = Config.from_env()
-    except ConfigError as exc:
-        print(f"sagaflow-worker: {exc}", file=sys.stderr)  # noqa: T201
-        return 2
-    setup(config.log_level)
-    try:
-        tracing = telemetry_from_env("sagaflow-worker")
-    except TelemetryConfigError as exc:
-        print(f"sagaflow-worker: {exc}", file=sys.stderr)  # noqa: T201
-        return 2
-    try:
-        return asyncio.run(serve(config, tracing))
-    except ConfigError as exc:
-        print(f"sagaflow-worker: {exc}", file=sys.stderr)  # noqa: T201
-        return 2
-    finally:
-        tracing.shutdown()  # exports the spans still buffered
+    return run_service("sagaflow-worker", serve)
 
 
 if __name__ == "__main__":

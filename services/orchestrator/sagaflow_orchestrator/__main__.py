@@ -11,19 +11,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-import sys
 import threading
 
 from aiohttp import web
 
 from sagaflow.app import load_registry
-from sagaflow.config import Config, ConfigError
+from sagaflow.config import Config
 from sagaflow.kafka.triage import FatalKafkaError
-from sagaflow.logs import setup
 from sagaflow.metrics import GroupLag, OrchestratorMetrics
 from sagaflow.readmodel import Projector, ProjectorError
-from sagaflow.telemetry import Telemetry, TelemetryConfigError
-from sagaflow.telemetry import from_env as telemetry_from_env
+from sagaflow.service import run_service
+from sagaflow.telemetry import Telemetry
 from sagaflow_orchestrator.loop import Orchestrator
 from sagaflow_orchestrator.observe import Observer
 from sagaflow_orchestrator.rebuild import RebuildError
@@ -85,24 +83,7 @@ def _project(projector: Projector, stop: threading.Event) -> None:
 
 
 def main() -> int:
-    try:
-        config = Config.from_env()
-    except ConfigError as exc:
-        print(f"sagaflow-orchestrator: {exc}", file=sys.stderr)  # noqa: T201
-        return 2
-    setup(config.log_level)
-    try:
-        tracing = telemetry_from_env("sagaflow-orchestrator")
-    except TelemetryConfigError as exc:
-        print(f"sagaflow-orchestrator: {exc}", file=sys.stderr)  # noqa: T201
-        return 2
-    try:
-        return asyncio.run(serve(config, tracing))
-    except ConfigError as exc:
-        print(f"sagaflow-orchestrator: {exc}", file=sys.stderr)  # noqa: T201
-        return 2
-    finally:
-        tracing.shutdown()  # exports the spans still buffered
+    return run_service("sagaflow-orchestrator", serve)
 
 
 if __name__ == "__main__":
