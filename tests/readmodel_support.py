@@ -3,11 +3,9 @@ Postgres schema, a projector thread, and events produced straight to the events 
 
 from __future__ import annotations
 
-import threading
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Any
 
 import psycopg
@@ -18,7 +16,13 @@ from sagaflow.config import Config
 from sagaflow.core.messages import Event, EventBody
 from sagaflow.kafka.clients import command_producer
 from sagaflow.readmodel import Projector
-from tests.support import assert_eventually, create_topics, delete_topics, unique_prefix
+from tests.support import (
+    assert_eventually,
+    create_topics,
+    delete_topics,
+    running_loop,
+    unique_prefix,
+)
 
 T0_MS = 1_700_000_000_000
 
@@ -57,36 +61,11 @@ def environment(
         delete_topics(kafka_bootstrap, prefix)
 
 
-@dataclass
-class Running:
-    projector: Projector
-    thread: threading.Thread
-    errors: list[BaseException]
-
-
 @contextmanager
 def running_projector(config: Config, group: str | None = None) -> Iterator[Projector]:
     projector = Projector(config, group_id=group or config.projector_group)
-    stop = threading.Event()
-    errors: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            projector.run(stop)
-        except BaseException as exc:  # handed to the test thread, which fails with it
-            errors.append(exc)
-            raise
-
-    thread = threading.Thread(target=run, name="projector", daemon=True)
-    thread.start()
-    try:
+    with running_loop(projector.run, "projector"):
         yield projector
-    finally:
-        stop.set()
-        thread.join(30)
-        assert not thread.is_alive(), "projector did not stop within 30s"
-    if errors:
-        raise errors[0]
 
 
 class EventWriter:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import re
+import threading
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Iterator
+from contextlib import contextmanager
 from typing import TypeVar
 
 from confluent_kafka import KafkaError, KafkaException
@@ -153,3 +155,29 @@ def delete_topics(bootstrap: str, prefix: str, timeout: float = 30.0) -> None:
         return
     for future in admin.delete_topics(names, request_timeout=timeout).values():
         future.result(timeout=timeout)
+
+
+@contextmanager
+def running_loop(run: Callable[[threading.Event], None], name: str) -> Iterator[None]:
+    """Run a service loop (`run(stop)`) in a thread for the block; stop it after, and fail the
+    test with whatever the loop raised."""
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            run(stop)
+        except BaseException as exc:  # handed to the test thread, which fails with it
+            errors.append(exc)
+            raise
+
+    thread = threading.Thread(target=target, name=name, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(30)
+        assert not thread.is_alive(), f"{name} did not stop within 30s"
+    if errors:
+        raise errors[0]

@@ -4,7 +4,6 @@ workflow driven through the API by a real orchestrator and projector."""
 from __future__ import annotations
 
 import asyncio
-import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any, NotRequired, TypedDict, TypeVar
@@ -19,7 +18,7 @@ from sagaflow.workflow import Registry, WorkflowContext
 from sagaflow_orchestrator.loop import Orchestrator
 from sagaflow_orchestrator.web import make_app
 from tests.readmodel_support import EventWriter, environment, running_projector
-from tests.support import assert_eventually_async
+from tests.support import assert_eventually_async, running_loop
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
@@ -65,25 +64,8 @@ async def api(
 @contextmanager
 def running_orchestrator(config: Config) -> Iterator[Orchestrator]:
     orchestrator = Orchestrator(config, registry)
-    stop = threading.Event()
-    errors: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            orchestrator.run(stop)
-        except BaseException as exc:  # handed to the test thread, which fails with it
-            errors.append(exc)
-            raise
-
-    thread = threading.Thread(target=run, name="orchestrator", daemon=True)
-    thread.start()
-    try:
+    with running_loop(orchestrator.run, "orchestrator"):
         yield orchestrator
-    finally:
-        stop.set()
-        thread.join(30)
-    if errors:
-        raise errors[0]
 
 
 async def status_of(client: TestClient[web.Request, web.Application], wid: str) -> Any:
