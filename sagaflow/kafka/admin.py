@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -81,6 +82,7 @@ def create_topics(
                 f"could not create topic {name}: {err}; check the broker at "
                 f"{config.kafka_bootstrap} and the client's ACLs"
             ) from exc
+    _await_metadata(admin, [s.name for s in specs], timeout_s)
     counts = partition_counts(config, [config.topics.commands, config.topics.events], timeout_s)
     if len(set(counts.values())) != 1:
         raise TopicError(
@@ -88,6 +90,30 @@ def create_topics(
             f"{counts}; recreate or alter them to match"
         )
     return outcome
+
+
+def _await_metadata(admin: AdminClient, topics: list[str], timeout_s: float) -> None:
+    """Wait until the broker's metadata shows every topic with a leader on each partition:
+    a created topic is not visible to clients at once, and users act on it straight away."""
+    deadline = time.monotonic() + timeout_s
+    missing = list(topics)
+    while True:
+        md = admin.list_topics(timeout=max(1.0, deadline - time.monotonic()))
+        missing = [
+            t
+            for t in topics
+            if (tm := md.topics.get(t)) is None
+            or tm.error is not None
+            or any(p.leader < 0 for p in tm.partitions.values())
+        ]
+        if not missing:
+            return
+        if time.monotonic() >= deadline:
+            raise TopicError(
+                f"topics {missing} were created but have no leader after {timeout_s:.0f}s; "
+                "check the broker's controller log, then re-run 'sagaflow topics create'"
+            )
+        time.sleep(0.1)  # metadata propagation poll
 
 
 def partition_counts(config: Config, topics: list[str], timeout_s: float = 10.0) -> dict[str, int]:
