@@ -142,8 +142,9 @@ def test_span_exported_over_otlp_is_queryable_in_jaeger(
         trace_id = f"{parent.get_span_context().trace_id:032x}"
     provider.shutdown()
 
+    # The two spans arrive in separate OTLP requests: wait for both, not just the first.
     spans = assert_eventually(
-        lambda: _fetch_trace(jaeger_query_url, trace_id),
+        lambda: (names := _fetch_trace(jaeger_query_url, trace_id)) and len(names) >= 2 and names,
         timeout=30,
         interval=0.2,
         message=f"trace {trace_id} never appeared in Jaeger at {jaeger_query_url}",
