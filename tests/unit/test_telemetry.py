@@ -42,6 +42,7 @@ from sagaflow.core.messages import (
 from sagaflow.metrics import OrchestratorMetrics, WorkerMetrics, metrics_handler
 from sagaflow_orchestrator.observe import Observer
 from sagaflow_worker.idempotency import Failed, Succeeded
+from sagaflow_worker.hooks import ConsumedTask, TaskTrace
 from sagaflow_worker.observe import WorkerObserver
 
 pytestmark = pytest.mark.unit
@@ -175,11 +176,22 @@ class Saga:
         self, task: ActivityTask, headers: list[tuple[str, bytes]], outcome: Succeeded | Failed
     ) -> list[tuple[str, bytes]]:
         """What the worker does for one task; returns the result command's headers."""
-        msg = self.message(CONFIG.topics.tasks(task.task_queue), task, headers)
-        with self.worker.task_span(task, msg) as trace:
-            self.worker.claimed(task, "Acquired")
-            self.worker.executed(task, outcome, 0.02, trace)
-            return self.worker.command_headers(trace)
+        self.offset += 1
+        consumed = ConsumedTask(
+            task,
+            CONFIG.topics.tasks(task.task_queue),
+            0,
+            self.offset,
+            WID.encode(),
+            tuple(headers),
+            CONFIG.worker_group_prefix + task.task_queue,
+        )
+        trace = self.worker.begin(consumed)
+        self.worker.claimed(trace, "Acquired")
+        self.worker.executed(trace, outcome, 0.02)
+        out = self.worker.result_headers(trace)
+        self.worker.end(trace, None)
+        return out
 
 
 def scheduled(seq: int, name: str, compensation: bool = False) -> ActivityScheduled:
@@ -443,7 +455,7 @@ def test_metrics(saga: Saga) -> None:
         == 1
     )
     t = task(9, "charge_card")
-    saga.worker.claimed(t, "AlreadyCompleted")
+    saga.worker.claimed(TaskTrace(ConsumedTask(t, "t", 0, 1, None, (), "g")), "AlreadyCompleted")
     saga.worker.dead_lettered("worker.decode")
     assert (
         wm(

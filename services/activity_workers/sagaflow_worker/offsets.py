@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 
 @dataclass
 class _Partition:
-    in_flight: list[int] = field(default_factory=list)  # heap of started, unfinished offsets
-    finished: set[int] = field(default_factory=set)
+    in_flight: list[int] = field(default_factory=list)  # heap of started offsets
+    pending: set[int] = field(default_factory=set)  # started, not yet finished
+    finished: set[int] = field(default_factory=set)  # finished, still in the heap
     highest_started: int = -1
     committed: int = -1  # next offset to read, as last committed
 
@@ -26,15 +27,21 @@ class OffsetTracker:
     def started(self, partition: int, offset: int) -> None:
         part = self._parts.setdefault(partition, _Partition())
         heapq.heappush(part.in_flight, offset)
+        part.pending.add(offset)
         part.highest_started = max(part.highest_started, offset)
 
-    def finished(self, partition: int, offset: int) -> None:
+    def finished(self, partition: int, offset: int) -> bool:
+        """Mark a task done; False when it was not being tracked (its partition was revoked
+        since it started, or it was already marked)."""
         part = self._parts.get(partition)
-        if part is not None:
-            part.finished.add(offset)
+        if part is None or offset not in part.pending:
+            return False
+        part.pending.discard(offset)
+        part.finished.add(offset)
+        return True
 
     def in_flight(self) -> int:
-        return sum(len(p.in_flight) - len(p.finished) for p in self._parts.values())
+        return sum(len(p.pending) for p in self._parts.values())
 
     def committable(self) -> dict[int, int]:
         """{partition: next offset to commit} for partitions whose position moved."""
@@ -48,6 +55,8 @@ class OffsetTracker:
                 out[pid] = nxt
         return out
 
-    def forget(self, partition: int) -> None:
-        """The partition was revoked; its unfinished tasks are the next owner's."""
-        self._parts.pop(partition, None)
+    def forget(self, partition: int) -> int:
+        """The partition was revoked; its unfinished tasks are the next owner's. Returns how
+        many were still unfinished (they no longer count as in flight here)."""
+        part = self._parts.pop(partition, None)
+        return len(part.pending) if part is not None else 0
