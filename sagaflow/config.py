@@ -61,8 +61,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("SAGAFLOW_BATCH_MAX", "500", "Most commands decided in one Kafka transaction."),
     Setting(
         "SAGAFLOW_COMMIT_INTERVAL_MS",
-        "20",
-        "How long the orchestrator gathers a batch before committing it.",
+        "200",
+        "Longest an idle orchestrator waits for a command before it looks at due timers and "
+        "checkpoints. Commands never wait for it: each batch is what arrived while the "
+        "previous transaction committed.",
     ),
     Setting(
         "SAGAFLOW_TRANSACTION_TIMEOUT_MS",

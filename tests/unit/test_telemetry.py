@@ -41,8 +41,8 @@ from sagaflow.core.messages import (
 )
 from sagaflow.metrics import OrchestratorMetrics, WorkerMetrics, metrics_handler
 from sagaflow_orchestrator.observe import Observer
-from sagaflow_worker.idempotency import Failed, Succeeded
 from sagaflow_worker.hooks import ConsumedTask, TaskTrace
+from sagaflow_worker.idempotency import Failed, Succeeded
 from sagaflow_worker.observe import WorkerObserver
 
 pytestmark = pytest.mark.unit

@@ -41,7 +41,7 @@ import psycopg
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 from psycopg_pool import PoolTimeout
 
-from sagaflow import codec
+from sagaflow import codec, faults
 from sagaflow.config import Config
 from sagaflow.core.errors import ApplicationError
 from sagaflow.core.messages import ActivityTask, CompleteActivity, FailActivity
@@ -230,7 +230,17 @@ class Worker:
                     q.in_flight -= q.tracker.forget(tp.partition)
                 q.room.notify()
 
-        consumer = group_consumer(self.config, q.group)
+        def on_commit(err: KafkaError | None, parts: list[TopicPartition]) -> None:
+            # Runs inside poll(), on this thread.
+            with q.lock:
+                for tp in parts:
+                    if err is None and tp.error is None:
+                        q.tracker.commit_acked(tp.partition, tp.offset)
+                    else:
+                        log.info("offset commit of %s failed (%s); retrying", tp, err or tp.error)
+                        q.tracker.commit_failed(tp.partition, tp.offset)
+
+        consumer = group_consumer(self.config, q.group, on_commit=on_commit)
         consumer.subscribe([q.topic], on_revoke=on_revoke, on_lost=on_revoke)
         log.info("worker %s consuming %s", self.owner, q.topic)
         try:
@@ -273,7 +283,13 @@ class Worker:
 
     def _commit(self, consumer: Consumer, q: _Queue, *, sync: bool) -> None:
         """Commit what every partition's acknowledged prefix allows (q.lock held)."""
-        ready = q.tracker.committable()
+        idle = q.tracker.idle_partitions()
+        positions = {}
+        if idle:
+            for tp in consumer.position([TopicPartition(q.topic, p) for p in idle]):
+                if tp.offset >= 0:
+                    positions[tp.partition] = tp.offset
+        ready = q.tracker.committable(positions)
         if not ready:
             return
         offsets = [TopicPartition(q.topic, p, o) for p, o in ready.items()]
@@ -564,6 +580,8 @@ class Worker:
     def _delivered(self, rec: _Publish, err: KafkaError | None) -> None:
         """Delivery report (producer thread): acknowledged → the offset may advance; failed →
         produce it again after a backoff, so a partition never sticks behind it."""
+        if err is None and faults.fails_once("worker_publish_lost"):
+            err = KafkaError(KafkaError._MSG_TIMED_OUT, "simulated by fault point", fatal=False)
         if err is None:
             self._loop.call_soon_threadsafe(self._finish, rec.job, None)
             return
