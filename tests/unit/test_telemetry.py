@@ -485,3 +485,43 @@ def test_metrics_handler_serves_the_registry_and_lag() -> None:
     assert 'sagaflow_commands_processed_total{type="StartWorkflow"} 1.0' in body
     assert 'sagaflow_consumer_lag{consumer="orchestrator",partition="0"} 3.0' in body
     assert 'sagaflow_consumer_lag_unknown{consumer="orchestrator"} 0.0' in body
+
+
+def test_an_unsampled_workflow_makes_no_span_at_any_hop_but_carries_the_decision() -> None:
+    """The client's sampler said no: the orchestrator and the worker follow it (parent-based),
+    make no spans, and every record still carries the unsampled traceparent."""
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON, ParentBased
+
+    exporter = InMemorySpanExporter()
+    providers = []
+    for name, sampler in (("client", ALWAYS_OFF), ("orchestrator", None), ("worker", None)):
+        provider = TracerProvider(
+            resource=Resource.create({"service.name": name}),
+            sampler=sampler or ParentBased(ALWAYS_ON),
+            shutdown_on_exit=False,
+        )
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+        providers.append(
+            telemetry.Telemetry(provider.get_tracer(telemetry.INSTRUMENTATION), provider, name)
+        )
+    om, wm = OrchestratorMetrics(), WorkerMetrics()
+    saga = Saga(
+        exporter,
+        providers[0],
+        Observer(CONFIG, providers[1], om),
+        WorkerObserver(CONFIG, providers[2], wm),
+        om,
+        wm,
+    )
+    try:
+        headers = run_compensated_checkout(saga)
+    finally:
+        for p in providers:
+            p.shutdown()
+    assert exporter.get_finished_spans() == ()
+    assert headers and all(headers), "every event record carries a traceparent"
+    for record in headers:
+        parent = telemetry.extract(record)
+        assert parent is not None and not parent.trace_flags.sampled

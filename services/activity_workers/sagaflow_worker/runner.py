@@ -38,7 +38,7 @@ from functools import partial
 from typing import Any, TypeVar
 
 import psycopg
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 from psycopg_pool import PoolTimeout
 
 from sagaflow import codec, faults
@@ -49,7 +49,8 @@ from sagaflow.core.registry import ActivityContext, Registry
 from sagaflow.kafka import triage
 from sagaflow.kafka.clients import command_producer, group_consumer
 from sagaflow.kafka.dlq import dead_letter
-from sagaflow.kafka.records import headers_of, position, to_kafka
+from sagaflow.kafka.produce import describe_error, produce
+from sagaflow.kafka.records import headers_of, position
 from sagaflow_worker.hooks import ConsumedTask, TaskTrace, WorkerHooks
 from sagaflow_worker.idempotency import (
     Acquired,
@@ -552,30 +553,26 @@ class Worker:
                 await self._produce(rec)
 
     async def _produce(self, rec: _Publish) -> None:
-        while True:
+        backoff = 0.5
+        while self._fatal is None:
             try:
-                self._producer.produce(
+                produce(
+                    self._producer,
                     rec.topic,
                     rec.value,
                     rec.key,
-                    headers=to_kafka(rec.headers),
+                    headers=rec.headers,
                     on_delivery=lambda err, _msg: self._delivered(rec, err),
                 )
                 return
-            except BufferError:
-                await asyncio.sleep(0.01)  # local queue full; the pump thread drains it
-            except KafkaException as exc:
-                verdict = triage.classify(exc)
-                if verdict is triage.Verdict.FATAL:
-                    self._fail_fatally(exc, "produce")
-                    return
-                log.error(
-                    "produce to %s failed (%s); retrying in 1s",
-                    rec.topic,
-                    triage.describe(exc),
-                )
+            except triage.FatalKafkaError as exc:
+                self._fatal = exc
+                return
+            except triage.AbortRequired as exc:
+                log.error("%s; producing it again in %.1fs", exc, backoff)
                 self.status.publish_retries += 1
-                await asyncio.sleep(1.0)  # backoff before producing the record again
+                await asyncio.sleep(backoff)  # backoff before producing the record again
+                backoff = min(backoff * 2, 10.0)
 
     def _delivered(self, rec: _Publish, err: KafkaError | None) -> None:
         """Delivery report (producer thread): acknowledged → the offset may advance; failed →
@@ -586,20 +583,15 @@ class Worker:
             self._loop.call_soon_threadsafe(self._finish, rec.job, None)
             return
         if err.fatal():
-            self._loop.call_soon_threadsafe(
-                self._fail_fatally, KafkaException(err), f"delivery to {rec.topic}"
+            self._fatal = triage.FatalKafkaError(
+                f"delivery to {rec.topic} failed fatally ({describe_error(err)}); the worker "
+                "must restart with a fresh producer"
             )
             return
         log.warning("delivery to %s failed (%s); producing it again", rec.topic, err)
         self.status.publish_retries += 1
         self._loop.call_soon_threadsafe(
             self._loop.call_later, 0.5, self._to_publish.put_nowait, rec
-        )
-
-    def _fail_fatally(self, exc: KafkaException, what: str) -> None:
-        self._fatal = triage.FatalKafkaError(
-            f"kafka {what} failed fatally ({triage.describe(exc)}); the worker must restart "
-            "with a fresh producer"
         )
 
     # ------------------------------------------------------------------ leaving the pipeline

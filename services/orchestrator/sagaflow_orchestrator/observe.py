@@ -103,6 +103,13 @@ class _Run:
     """The run's start span; the parent of what is not caused by a particular step."""
     steps: dict[int, _Step] = field(default_factory=dict)
     timers: dict[int, SpanContext | None] = field(default_factory=dict)
+    unsampled: KafkaHeaders | None = None
+    """The run's traceparent when its trace was not sampled: every record of the run carries
+    it (so each hop follows the decision) and nothing else is tracked for the run."""
+
+    def note_sampling(self) -> None:
+        if self.context is not None and not self.context.trace_flags.sampled:
+            self.unsampled = inject(self.context)
 
 
 @dataclass
@@ -152,10 +159,15 @@ class Observer(Hooks):
         context = extract(headers)
         body = event.body
         if isinstance(body, WorkflowStarted):
-            self._runs[event.workflow_id] = _Run(body.workflow_type, context)
+            self._runs[event.workflow_id] = restored = _Run(body.workflow_type, context)
+            restored.note_sampling()
             return
         run = self._runs.get(event.workflow_id)
         if run is None:
+            return
+        if run.unsampled is not None:
+            if isinstance(body, CLOSING_EVENTS):
+                del self._runs[event.workflow_id]
             return
         if isinstance(body, ActivityScheduled):
             run.steps[body.activity_seq] = _Step(
@@ -214,6 +226,15 @@ class Observer(Hooks):
             )
         cause: SpanContext | None = None
         for event in decision.events:
+            run = self._runs.get(event.workflow_id)
+            if run is not None and run.unsampled is not None:
+                # Not sampled: count it, carry the decision on, make no spans.
+                self._batch.event_headers[id(event)] = (event, run.unsampled)
+                if self._metrics is not None:
+                    self._count_untraced(event)
+                if isinstance(event.body, CLOSING_EVENTS):
+                    del self._runs[event.workflow_id]
+                continue
             recorded_by, caused = self._observe(event, command, sender, cause, received)
             if caused:
                 cause = recorded_by
@@ -246,6 +267,8 @@ class Observer(Hooks):
         run = self._runs.get(task.workflow_id)
         if run is None:
             return []
+        if run.unsampled is not None:
+            return run.unsampled
         step = run.steps.get(task.activity_seq)
         return inject(step.context if step is not None and step.context else run.context)
 
@@ -344,6 +367,7 @@ class Observer(Hooks):
                 linked=self._batch.continued.pop(wid, None) if continued else None,
             )
             started.context = _context(span)
+            started.note_sampling()
             return started.context, True
         run = self._runs.get(wid)
         if run is None:
