@@ -275,7 +275,9 @@ def watermarks(config: Config, consumer: Consumer, topic: str, partition: int) -
                 TopicPartition(topic, partition), timeout=METADATA_TIMEOUT_S
             ),
             f"offsets of {topic}",
-            deadline_s=0,
+            # A leader that moved (or a topic created a moment ago) answers NOT_LEADER for a
+            # moment: retried; a broker that is down still fails within this bound.
+            deadline_s=METADATA_TIMEOUT_S,
         )
     except (triage.AbortRequired, triage.FatalKafkaError) as exc:
         raise unreachable(config, f"offsets of {topic}", exc.__cause__ or exc) from exc
