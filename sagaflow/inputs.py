@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import re
 import types
 import typing
 from collections.abc import Callable, Mapping
@@ -265,8 +266,11 @@ def check_json(value: Any, root: str, *, max_depth: int = MAX_JSON_DEPTH) -> Non
             check_text(item, here)
         elif isinstance(item, dict | list):
             if depth >= max_depth:
+                # The path down there is as long as the nesting; name the top-level field.
+                top = re.split(r"[.\[]", path, maxsplit=1)[0] if path else "body"
                 raise InputError(
-                    here, f"is nested more than {max_depth} levels deep; flatten the document"
+                    top or root or "body",
+                    f"is nested more than {max_depth} levels deep; flatten the document",
                 )
             if isinstance(item, dict):
                 # Pushed in reverse so that the first offending value in document order is named.
