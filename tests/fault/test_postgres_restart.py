@@ -28,7 +28,7 @@ from sagaflow.core.messages import WorkflowStarted
 from sagaflow.devstack import Stack
 from sagaflow.devstack.postgres import Postgres
 from tests.sagas import Deployment, order
-from tests.services import ROOT
+from tests.services import ROOT, Service
 from tests.support import assert_eventually
 
 pytestmark = [pytest.mark.fault, pytest.mark.timeout(240)]
@@ -60,6 +60,16 @@ def get(port: int, path: str) -> tuple[int, Any]:
         return 0, str(exc)
 
 
+def readiness(port: int, service: Service) -> tuple[int, Any]:
+    """/readyz, failing at once (not "not yet") when the process has died."""
+    if not service.alive():
+        assert service.proc is not None
+        raise RuntimeError(
+            f"the orchestrator died (exit {service.proc.returncode}):\n{service.tail()}"
+        )
+    return get(port, "/readyz")
+
+
 def started_in_log(d: Deployment, ids: list[str], timeout_s: float) -> None:
     """Waits until the orchestrator has appended WorkflowStarted for every id."""
     pending = set(ids)
@@ -85,7 +95,7 @@ def test_orchestrator_lives_through_a_postgres_kill(
     orchestrator = d.orchestrator(SAGAFLOW_HTTP_PORT=str(port), SAGAFLOW_PROJECTOR="on")
     client = d.client()
     assert_eventually(
-        lambda: get(port, "/readyz")[0] == 200, timeout=60, message="orchestrator ready"
+        lambda: readiness(port, orchestrator)[0] == 200, timeout=60, message="orchestrator ready"
     )
     before = [d.wid(f"pg-before-{i}") for i in range(2)]
     during = [d.wid(f"pg-during-{i}") for i in range(3)]
@@ -103,7 +113,7 @@ def test_orchestrator_lives_through_a_postgres_kill(
     os.kill(pid, signal.SIGKILL)
 
     def not_ready() -> Any:
-        status, body = get(port, "/readyz")
+        status, body = readiness(port, orchestrator)
         return body if status == 503 and body["checks"]["postgres"] != "ok" else None
 
     body = assert_eventually(not_ready, timeout=30, message="/readyz 503 naming Postgres")
@@ -128,7 +138,7 @@ def test_orchestrator_lives_through_a_postgres_kill(
     Stack().up(["postgres"])
 
     assert_eventually(
-        lambda: get(port, "/readyz")[0] == 200, timeout=60, message="/readyz 200 again"
+        lambda: readiness(port, orchestrator)[0] == 200, timeout=60, message="/readyz 200 again"
     )
     for w in before + during:
         status, row = assert_eventually(
