@@ -126,8 +126,8 @@ def test_orchestrator_lives_through_a_postgres_kill(
     assert status == 503 and "unavailable" in answer["error"], answer
     projector_waits = assert_eventually(
         lambda: (
-            get(port, "/readyz")[1]["checks"].get("projector", "ok") != "ok"
-            and get(port, "/readyz")[1]["checks"]["projector"]
+            readiness(port, orchestrator)[1]["checks"].get("projector", "ok") != "ok"
+            and readiness(port, orchestrator)[1]["checks"]["projector"]
         ),
         timeout=30,
         message="the projector says it waits for Postgres",
