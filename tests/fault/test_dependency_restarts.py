@@ -1,11 +1,11 @@
-"""Postgres killed with kill -9 and started again (issue 10, findings 1 and 9).
+"""Postgres, and the broker, killed with kill -9 and started again (issue 10, findings 1, 2, 9).
 
 The orchestrator (Kafka loop, API and read model projector in one process) must live through
 it: /readyz says Postgres is away while it is, the Kafka loop keeps deciding, reads answer 503,
 and once Postgres is back the read model catches up with what happened meanwhile. And the local
 stack must be able to start Postgres again while the killed postmaster is still a zombie.
 
-Both tests restart the local stack's Postgres, so they run only when the tests use it.
+These tests restart the local stack's services, so they run only when the tests use it.
 """
 
 from __future__ import annotations
@@ -27,6 +27,13 @@ from sagaflow.client import follow
 from sagaflow.core.messages import WorkflowStarted
 from sagaflow.devstack import Stack
 from sagaflow.devstack.postgres import Postgres
+from tests.readmodel_support import (
+    EventWriter,
+    environment,
+    query,
+    running_projector,
+    wait_caught_up,
+)
 from tests.sagas import Deployment, order
 from tests.services import ROOT, Service
 from tests.support import assert_eventually
@@ -195,3 +202,47 @@ def test_stack_starts_postgres_while_the_killed_postmaster_is_a_zombie(
     assert "zombie" in done.stdout, "the fault (a zombie postmaster) never happened"
     assert "restarted" in done.stdout
     assert Stack().services["postgres"].health().ok
+
+
+def test_projector_lives_through_a_broker_kill(kafka_bootstrap: str, database_url: str) -> None:
+    """The broker is killed with kill -9 and started again under a running projector: its lag
+    refresh, commits and reads see transport and NOT_COORDINATOR errors, and it must neither
+    raise nor lose anything -- it says Kafka is away, then catches up.
+
+    (The orchestrator's own Kafka loop is exercised through a broker kill by the chaos suite.)
+    """
+    local_postgres(database_url)  # the same local stack runs the broker
+    stack = Stack()
+    kafka = stack.services["kafka"]
+    if kafka.pid() is None or kafka_bootstrap != stack.kafka_bootstrap:
+        pytest.skip("restarting the broker needs the local stack's Kafka (make up)")
+    with (
+        environment(kafka_bootstrap, database_url, "broker-kill") as config,
+        running_projector(config) as projector,
+    ):
+        writer = EventWriter(config)
+        for i in range(5):
+            writer.event(f"wf-{i}", WorkflowStarted("checkout", 1, b"{}", 1))
+        writer.flush()
+        wait_caught_up(projector, at_least=5)
+
+        pid = kafka.pid()
+        assert pid is not None
+        os.kill(pid, signal.SIGKILL)
+        assert_eventually(
+            lambda: "kafka" in projector.away(),
+            timeout=30,
+            message="the projector says Kafka is away",
+        )
+        stack.up(["kafka"])
+
+        for i in range(5, 10):
+            writer.event(f"wf-{i}", WorkflowStarted("checkout", 1, b"{}", 1))
+        writer.flush()
+        wait_caught_up(projector, at_least=10, timeout=60)
+        assert_eventually(
+            lambda: projector.away() == {}, timeout=30, message="the projector ready again"
+        )
+        rows = query(config, "SELECT count(*) FROM sagaflow_workflows")
+        assert rows == [(10,)]
+        assert projector.outages >= 1
