@@ -192,7 +192,7 @@ class Projector:
         """One batch; a dependency going away rewinds it and waits, instead of propagating."""
         positions: dict[int, int] = {}
         try:
-            self._iterate(stop, positions)
+            self._iterate(positions)
         except DependencyAway as exc:
             self._rewind(positions)
             self._dependency_away(exc, stop)
@@ -275,7 +275,7 @@ class Projector:
 
     # ------------------------------------------------------------------ one batch
 
-    def _iterate(self, stop: threading.Event, positions: dict[int, int]) -> None:
+    def _iterate(self, positions: dict[int, int]) -> None:
         """One batch. `positions` is filled with the first offset read per partition, for the
         caller to rewind to if a dependency goes away before the batch is committed."""
         self._migrate()
@@ -398,7 +398,8 @@ class Projector:
 
     def _dead_letter(self, dead: Sequence[tuple[Message, str]]) -> None:
         """Produce the dead letters and wait for them; DependencyAway if the broker does not
-        take them (the batch is then rewound, so nothing is committed past an undelivered one)."""
+        take them (the batch is then rewound, so nothing is committed past an undelivered one;
+        a letter delivered late may then be in the dlq twice, which is harmless)."""
         producer = self._dlq
         assert producer is not None
         try:
