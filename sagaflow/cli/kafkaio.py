@@ -275,7 +275,9 @@ def watermarks(config: Config, consumer: Consumer, topic: str, partition: int) -
                 TopicPartition(topic, partition), timeout=METADATA_TIMEOUT_S
             ),
             f"offsets of {topic}",
-            deadline_s=0,
+            # A leader that is moving (a broker restart, a topic created a moment ago) answers
+            # NOT_LEADER for a while: retriable, so retried briefly instead of failing the command.
+            deadline_s=METADATA_TIMEOUT_S,
         )
     except (triage.AbortRequired, triage.FatalKafkaError) as exc:
         raise unreachable(config, f"offsets of {topic}", exc.__cause__ or exc) from exc
