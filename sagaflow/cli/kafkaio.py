@@ -275,8 +275,8 @@ def watermarks(config: Config, consumer: Consumer, topic: str, partition: int) -
                 TopicPartition(topic, partition), timeout=METADATA_TIMEOUT_S
             ),
             f"offsets of {topic}",
-            # A leader that moved (or a topic created a moment ago) answers NOT_LEADER for a
-            # moment: retried; a broker that is down still fails within this bound.
+            # A leader that is moving (a broker restart, a topic created a moment ago) answers
+            # NOT_LEADER for a while: retriable, so retried briefly instead of failing the command.
             deadline_s=METADATA_TIMEOUT_S,
         )
     except (triage.AbortRequired, triage.FatalKafkaError) as exc:

@@ -7,10 +7,16 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from confluent_kafka import KafkaError, KafkaException
-from confluent_kafka.admin import AdminClient
+from confluent_kafka.admin import (  # type: ignore[attr-defined]  # re-exported without __all__
+    AdminClient,
+    ConfigResource,
+    ResourceType,
+)
 from confluent_kafka.cimpl import NewTopic
 
 from sagaflow.config import Config
+from sagaflow.kafka import triage
+from sagaflow.kafka.dlq import DLQ_TOPIC_MAX_BYTES
 
 
 class TopicError(RuntimeError):
@@ -37,7 +43,8 @@ def wanted_topics(
     specs = [
         TopicSpec(t.commands, n, {}),
         TopicSpec(t.events, n, {"retention.ms": "-1"}),
-        TopicSpec(t.dlq, 1, {}),
+        # Larger than the other topics' limit, so a dead letter (a record plus headers) fits.
+        TopicSpec(t.dlq, 1, {"max.message.bytes": str(DLQ_TOPIC_MAX_BYTES)}),
         TopicSpec(t.checkpoints, 1, {"cleanup.policy": "compact"}),
     ]
     specs += [TopicSpec(t.tasks(q), n, {}) for q in sorted(set(queues))]
@@ -135,3 +142,21 @@ def describe_topics(config: Config, timeout_s: float = 10.0) -> dict[str, int]:
         for name, tm in sorted(md.topics.items())
         if name.startswith(config.topics.prefix)
     }
+
+
+def topic_max_message_bytes(config: Config, topic: str, timeout_s: float = 10.0) -> int:
+    """The topic's effective max.message.bytes (its own setting or the broker's default).
+
+    Raises triage.AbortRequired when the broker does not answer or the client may not describe
+    the topic's configuration (DescribeConfigs ACL).
+    """
+    admin = admin_client(config)
+    resource = ConfigResource(ResourceType.TOPIC, topic)
+
+    def describe() -> int:
+        entries = admin.describe_configs([resource], request_timeout=timeout_s)[resource].result(
+            timeout=timeout_s
+        )
+        return int(entries["max.message.bytes"].value)
+
+    return triage.call(describe, f"describe_configs {topic}", deadline_s=timeout_s)

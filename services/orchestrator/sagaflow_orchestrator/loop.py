@@ -277,8 +277,15 @@ class Orchestrator:
                     None,
                 )
             for msg, reason in out.dead:
+                # dead_letter() fits the copy into the producer's default message.max.bytes
+                # whatever arrived, and any refusal is triaged (abort and rewind), never raised.
                 dl = dead_letter(msg, reason, "orchestrator")
-                producer.produce(topics.dlq, dl.value, dl.key, headers=to_kafka(dl.headers))
+                triage.call(
+                    lambda dl=dl: producer.produce(  # type: ignore[misc]
+                        topics.dlq, dl.value, dl.key, headers=to_kafka(dl.headers)
+                    ),
+                    "dlq produce",
+                )
             if with_checkpoint:
                 self._produce_checkpoints(producer)
             if out.offsets:
