@@ -34,6 +34,7 @@ from sagaflow.kafka import triage
 from sagaflow.kafka.admin import topic_max_message_bytes
 from sagaflow.kafka.clients import command_producer, group_consumer
 from sagaflow.kafka.dlq import DEFAULT_RECORD_LIMIT, DLQ_TOPIC_MAX_BYTES, dead_letter, record_limit
+from sagaflow.kafka.produce import produce
 from sagaflow.readmodel.store import Located, store_batch
 
 log = logging.getLogger(__name__)
@@ -406,11 +407,12 @@ class Projector:
             for msg, reason in dead:
                 stage = STAGE_DECODE if reason.startswith("cannot decode") else STAGE_STORE
                 letter = dead_letter(msg, reason, stage, max_bytes=self._dlq_limit)
-                triage.call(
-                    lambda letter=letter: producer.produce(  # type: ignore[misc]
-                        self.config.topics.dlq, letter.value, letter.key, headers=letter.headers
-                    ),
-                    "dlq produce",
+                produce(
+                    producer,
+                    self.config.topics.dlq,
+                    letter.value,
+                    letter.key,
+                    headers=letter.headers,
                 )
         except triage.AbortRequired as exc:
             raise DependencyAway(KAFKA, str(exc)) from exc

@@ -38,7 +38,7 @@ from sagaflow.kafka import triage
 from sagaflow.kafka.clients import group_consumer, transactional_producer
 from sagaflow.kafka.dlq import dead_letter
 from sagaflow.kafka.produce import produce
-from sagaflow.kafka.records import position, to_kafka
+from sagaflow.kafka.records import position
 from sagaflow_orchestrator import checkpoints
 from sagaflow_orchestrator.hooks import Hooks
 from sagaflow_orchestrator.rebuild import OwnedPartition, rebuild_partition
@@ -280,12 +280,7 @@ class Orchestrator:
                 # dead_letter() fits the copy into the producer's default message.max.bytes
                 # whatever arrived, and any refusal is triaged (abort and rewind), never raised.
                 dl = dead_letter(msg, reason, "orchestrator")
-                triage.call(
-                    lambda dl=dl: producer.produce(  # type: ignore[misc]
-                        topics.dlq, dl.value, dl.key, headers=to_kafka(dl.headers)
-                    ),
-                    "dlq produce",
-                )
+                produce(producer, topics.dlq, dl.value, dl.key, headers=dl.headers)
             if with_checkpoint:
                 self._produce_checkpoints(producer)
             if out.offsets:
