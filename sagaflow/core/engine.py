@@ -38,6 +38,7 @@ from sagaflow.core.messages import (
     ActivityTask,
     CancelRequested,
     CancelWorkflow,
+    ClosedWorkflow,
     Command,
     CommandRejected,
     CompleteActivity,
@@ -90,9 +91,10 @@ class _Batch:
     events: list[Event] = field(default_factory=list)
     tasks: list[ActivityTask] = field(default_factory=list)
     touched: dict[str, WorkflowState] = field(default_factory=dict)
+    closed: list[ClosedWorkflow] = field(default_factory=list)
 
     def decision(self) -> Decision:
-        return Decision(tuple(self.events), tuple(self.tasks))
+        return Decision(tuple(self.events), tuple(self.tasks), tuple(self.closed))
 
 
 class Engine:
@@ -102,8 +104,9 @@ class Engine:
         self._registry = registry
         self._max_payload_bytes = max_payload_bytes
         self._open: dict[str, WorkflowState] = {}
-        self._closed: dict[str, str] = {}
-        """Compact index of closed workflow ids -> final status."""
+        self._closed: dict[str, ClosedWorkflow] = {}
+        """Every closed workflow id this partition has seen (loaded by `remember` on rebuild,
+        however long ago it closed)."""
         self._drivers: dict[str, Driver] = {}
         self._due: list[tuple[int, str]] = []
         """Heap of (due_ms, workflow_id); entries may be stale and are checked when popped."""
@@ -123,6 +126,10 @@ class Engine:
         state = self._open.get(workflow_id)
         if state is not None:
             return state.status
+        closed = self._closed.get(workflow_id)
+        return closed.status if closed is not None else None
+
+    def closed_workflow(self, workflow_id: str) -> ClosedWorkflow | None:
         return self._closed.get(workflow_id)
 
     def open_workflow_ids(self) -> frozenset[str]:
@@ -150,6 +157,12 @@ class Engine:
         return None
 
     # ------------------------------------------------------------------ rebuild
+
+    def remember(self, closed: ClosedWorkflow) -> None:
+        """Rebuild: load one closed workflow from the durable index (before folding events).
+        Its events, if the rebuild reads any, are then ignored."""
+        if closed.workflow_id not in self._open:
+            self._closed[closed.workflow_id] = closed
 
     def restore(self, event: Event) -> None:
         """Rebuild: fold one recorded event. Never runs workflow code, never raises for bad
@@ -201,8 +214,12 @@ class Engine:
         body = event.body
         closing = _CLOSING_STATUS.get(type(body))
         if closing is not None:
+            # Closed before the rebuild's start and not in the durable index (written by an
+            # older version): what the closing event says is all there is to keep.
             del self._open[state.workflow_id]
-            self._closed[state.workflow_id] = closing
+            self._closed[state.workflow_id] = ClosedWorkflow(
+                state.workflow_id, event.run_id, closing, "", event.seq, event.recorded_at_ms
+            )
             return
         state.last_seq = event.seq
         if isinstance(body, WorkflowContinuedAsNew):
@@ -237,7 +254,7 @@ class Engine:
                     command,
                     now_ms,
                     "workflow_closed",
-                    f"workflow {workflow_id!r} is already {self._closed[workflow_id]}",
+                    f"workflow {workflow_id!r} is already {self._closed[workflow_id].status}",
                 )
             return reject(
                 command, now_ms, "workflow_not_found", f"no workflow {workflow_id!r} here"
@@ -254,7 +271,12 @@ class Engine:
 
     def _handle_start_workflow(self, command: StartWorkflow, now_ms: int) -> Decision:
         workflow_id = command.workflow_id
-        if workflow_id in self._open or workflow_id in self._closed:
+        known = self._open.get(workflow_id) or self._closed.get(workflow_id)
+        if known is not None:
+            if command.command_id and command.command_id == known.start_command_id:
+                # The start that created this workflow, sent again (a client's retry, a
+                # redelivery): it is already started, so it decides nothing.
+                return Decision()
             status = self.status(workflow_id)
             return reject(
                 command,
@@ -523,7 +545,9 @@ class Engine:
         except RegistryError as err:  # pragma: no cover - the type ran a moment ago
             state.quarantine(str(err))
             return
-        self._start_run(batch, state, definition, command.input, now_ms, "", old_run_id)
+        self._start_run(
+            batch, state, definition, command.input, now_ms, state.start_command_id, old_run_id
+        )
 
     # ------------------------------------------------------------------ events
 
@@ -550,20 +574,31 @@ class Engine:
 
     def _finish(self, batch: _Batch) -> Decision:
         for state in batch.touched.values():
-            self._settle(state)
+            closed = self._settle(state)
+            if closed is not None:
+                batch.closed.append(closed)
         return batch.decision()
 
-    def _settle(self, state: WorkflowState) -> None:
-        """Retire a closed workflow to the compact index, or (re)arm its next due time."""
+    def _settle(self, state: WorkflowState) -> ClosedWorkflow | None:
+        """Retire a closed workflow to the compact index (returning its record), or (re)arm
+        its next due time."""
         workflow_id = state.workflow_id
         if state.status in CLOSED_STATUSES:
             self._open.pop(workflow_id, None)
             self._drivers.pop(workflow_id, None)
-            self._closed[workflow_id] = state.status
-            return
+            closed = self._closed[workflow_id] = ClosedWorkflow(
+                workflow_id,
+                state.run_id,
+                state.status,
+                state.start_command_id,
+                state.last_seq,
+                state.history[-1].recorded_at_ms if state.history else 0,
+            )
+            return closed
         due = state.next_due_ms()
         if due is not None:
             heapq.heappush(self._due, (due, workflow_id))
+        return None
 
     def _task(self, state: WorkflowState, activity: ActivityState, now_ms: int) -> ActivityTask:
         return ActivityTask(

@@ -26,7 +26,9 @@ class StartWorkflow:
     version: int | None = None
     """None starts the newest registered version of the type."""
     command_id: str = ""
-    """Chosen by the sender; echoed in a rejection so callers can match it."""
+    """Chosen by the sender, derived from what is started (see `start_command_id`), so a
+    repeated identical start is the same command; echoed in a rejection. The engine answers a
+    start whose command_id equals the workflow's recorded one with nothing (already started)."""
 
 
 @dataclass(frozen=True)
@@ -107,6 +109,7 @@ class WorkflowStarted:
     random_seed: int
     """Derived from (workflow_id, run_id) by the shell; feeds ctx.random() and ctx.uuid4()."""
     command_id: str = ""
+    """The creating StartWorkflow's command_id; a continued run carries it on."""
     continued_from_run_id: str = ""
 
 
@@ -288,6 +291,29 @@ class Event:
 # --------------------------------------------------------------------------- effects
 
 
+@dataclass(frozen=True, slots=True)
+class ClosedWorkflow:
+    """What the engine keeps of a workflow id once it has closed, for ever: enough to answer a
+    repeated start (the same start command is a no-op, another one a duplicate id) and to
+    recognise late commands as addressed to a closed workflow.
+
+    An effect: the orchestrator writes it, keyed by workflow id, to the compacted
+    closed-workflows topic in the same transaction as the closing event, and a rebuild loads it
+    back, so the engine knows every workflow id a partition has ever seen, not only the open
+    ones above the checkpoint's low-water mark. Slotted because a partition holds many.
+    """
+
+    workflow_id: str
+    run_id: str
+    """The last run's id."""
+    status: str
+    """'completed', 'failed' or 'cancelled'."""
+    start_command_id: str
+    """command_id of the StartWorkflow that created the workflow ("" if it is not known)."""
+    last_seq: int
+    closed_at_ms: int
+
+
 @dataclass(frozen=True)
 class ActivityTask:
     """Run one attempt of an activity. Produced to tasks.<task_queue>, keyed by workflow_id."""
@@ -316,6 +342,8 @@ class Decision:
 
     events: tuple[Event, ...] = ()
     tasks: tuple[ActivityTask, ...] = ()
+    closed: tuple[ClosedWorkflow, ...] = ()
+    """Workflows this input closed, to be remembered durably with the closing events."""
 
     @property
     def rejection(self) -> CommandRejected | None:
@@ -325,4 +353,6 @@ class Decision:
         return None
 
     def __add__(self, other: Decision) -> Decision:
-        return Decision(self.events + other.events, self.tasks + other.tasks)
+        return Decision(
+            self.events + other.events, self.tasks + other.tasks, self.closed + other.closed
+        )

@@ -85,6 +85,8 @@ class WorkflowState:
     version: int = 0
     random_seed: int = 0
     last_seq: int = 0
+    start_command_id: str = ""
+    """command_id of the StartWorkflow that created this workflow id (kept across runs)."""
     activities: dict[int, ActivityState] = field(default_factory=dict)
     timers: dict[int, int] = field(default_factory=dict)
     """Open timers: seq -> fire_at_ms."""
@@ -138,6 +140,8 @@ class WorkflowState:
         self.workflow_type = body.workflow_type
         self.version = body.version
         self.random_seed = body.random_seed
+        if body.command_id:
+            self.start_command_id = body.command_id
         self.activities = {}
         self.timers = {}
         self.cancel_requested = False

@@ -39,6 +39,8 @@ def wanted_topics(
         TopicSpec(t.events, n, {"retention.ms": "-1"}),
         TopicSpec(t.dlq, 1, {}),
         TopicSpec(t.checkpoints, 1, {"cleanup.policy": "compact"}),
+        # Read whole by every rebuild of partition p: one record per closed workflow id.
+        TopicSpec(t.closed_workflows, n, {"cleanup.policy": "compact"}),
     ]
     specs += [TopicSpec(t.tasks(q), n, {}) for q in sorted(set(queues))]
     return specs
