@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 import pytest
 from confluent_kafka import Producer
+from confluent_kafka.admin import AdminClient
 
 from sagaflow import codec
 from sagaflow.cli.kafkaio import partition_for
@@ -20,7 +21,9 @@ from sagaflow.core.messages import (
     WorkflowCompleted,
     WorkflowStarted,
 )
+from sagaflow.examples.checkout import registry
 from sagaflow_orchestrator import checkpoints
+from sagaflow_orchestrator.rebuild import RebuildError, rebuild_partition
 from tests.sagas import Deployment, order
 from tests.support import assert_eventually
 
@@ -114,3 +117,21 @@ def test_commands_without_the_workflow_id_as_key_are_rerouted(deployment: Deploy
         assert {r.partition for r in found} == {owner}, "decided on the partition it maps to"
         assert sum(isinstance(r.event.body, WorkflowStarted) for r in found) == 1
         assert not rejections(found)
+
+
+def test_a_missing_closed_workflows_topic_is_named_with_the_fix(deployment: Deployment) -> None:
+    d = deployment
+    admin = AdminClient(dict(d.config.kafka_common()))
+    admin.delete_topics([d.config.topics.closed_workflows])[
+        d.config.topics.closed_workflows
+    ].result(timeout=30)
+
+    def refused() -> bool:
+        try:
+            rebuild_partition(d.config, registry, 0, low_water=0, timeout_s=10)
+        except RebuildError as exc:
+            assert "sagaflow topics create" in str(exc)
+            return True
+        return False
+
+    assert_eventually(refused, timeout=30, message="rebuild names the missing topic")

@@ -132,6 +132,13 @@ def _read_to_end(
 ) -> int:
     """Hand every committed record of topic/partition from `start_at` to its end (as of now)
     to `take`; returns that end offset."""
+    md = triage.call(lambda: consumer.list_topics(topic, timeout=10), f"metadata of {topic}")
+    tmeta = md.topics.get(topic)
+    if tmeta is None or tmeta.error is not None or partition not in tmeta.partitions:
+        raise RebuildError(
+            f"topic {topic} has no partition {partition}; create the missing topics with "
+            "'sagaflow topics create' (an upgrade to a version that adds a topic needs it too)"
+        )
     lo, hi = triage.call(
         lambda: consumer.get_watermark_offsets(
             TopicPartition(topic, partition), timeout=10, cached=False
@@ -175,8 +182,9 @@ def _remember_one(owned: OwnedPartition, msg: Message, topic: str) -> None:
         # If its events lie above the low-water mark they still say it closed; if not, a repeat
         # of its start would run it again, so this is loud.
         log.error(
-            "undecodable closed-workflow record at %s/%d@%d: %s; inspect it with 'sagaflow "
-            "dlq'-style tools and re-create it from the workflow's closing event",
+            "undecodable closed-workflow record at %s/%d@%d (%s) is ignored; a repeated start "
+            "of that workflow is refused only while its closing event lies above the "
+            "checkpoint's low-water mark: re-create the record from its closing event",
             topic,
             msg.partition(),
             msg.offset(),
