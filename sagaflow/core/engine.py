@@ -132,6 +132,10 @@ class Engine:
     def closed_workflow(self, workflow_id: str) -> ClosedWorkflow | None:
         return self._closed.get(workflow_id)
 
+    def drivers_held(self) -> int:
+        """Live workflow coroutines kept between commands (idle workflows hold none)."""
+        return len(self._drivers)
+
     def open_workflow_ids(self) -> frozenset[str]:
         return frozenset(self._open)
 
@@ -267,7 +271,7 @@ class Engine:
                 f"workflow {workflow_id!r} is quarantined ({state.quarantine_reason})",
             )
         self._handlers[type(command)](batch, state, command, now_ms)
-        return self._finish(batch)
+        return self._finish(batch, now_ms)
 
     def _handle_start_workflow(self, command: StartWorkflow, now_ms: int) -> Decision:
         workflow_id = command.workflow_id
@@ -298,7 +302,7 @@ class Engine:
         state = self._open[workflow_id] = WorkflowState(workflow_id)
         batch = _Batch()
         self._start_run(batch, state, definition, command.input, now_ms, command.command_id, "")
-        return self._finish(batch)
+        return self._finish(batch, now_ms)
 
     def _handle_signal_workflow(
         self, batch: _Batch, state: WorkflowState, command: SignalWorkflow, now_ms: int
@@ -358,7 +362,7 @@ class Engine:
             state = self._open.get(workflow_id)
             if state is not None and state.status in (RUNNING, PARKED):
                 self._fire_workflow(batch, state, now_ms)
-        return self._finish(batch)
+        return self._finish(batch, now_ms)
 
     def _fire_workflow(self, batch: _Batch, state: WorkflowState, now_ms: int) -> None:
         while state.status in (RUNNING, PARKED):
@@ -423,7 +427,7 @@ class Engine:
             self._drivers[state.workflow_id] = outcome.driver
             for command in outcome.new_commands:
                 self._record(batch, state, command, now_ms)
-        return self._finish(batch)
+        return self._finish(batch, now_ms)
 
     # ------------------------------------------------------------------ running code
 
@@ -572,11 +576,15 @@ class Engine:
         batch.touched[state.workflow_id] = state
         return event
 
-    def _finish(self, batch: _Batch) -> Decision:
+    def _finish(self, batch: _Batch, now_ms: int) -> Decision:
         for state in batch.touched.values():
             closed = self._settle(state)
             if closed is not None:
                 batch.closed.append(closed)
+            elif _is_idle(state, now_ms):
+                # Waiting costs no coroutine: the driver is rebuilt by replaying the run's
+                # history when the next command or timer wakes the workflow.
+                self._drivers.pop(state.workflow_id, None)
         return batch.decision()
 
     def _settle(self, state: WorkflowState) -> ClosedWorkflow | None:
@@ -630,6 +638,17 @@ _ARMS_A_DEADLINE = (
     TimerStarted,
     WorkflowUnparked,
 )
+
+
+IDLE_AFTER_MS = 60_000
+"""A running workflow with no activity in flight and nothing due sooner than this is idle."""
+
+
+def _is_idle(state: WorkflowState, now_ms: int) -> bool:
+    if state.status != RUNNING or state.activities:
+        return False
+    due = state.next_due_ms()
+    return due is None or due - now_ms >= IDLE_AFTER_MS
 
 
 def _park_reason(problem: Exception) -> tuple[str, str]:

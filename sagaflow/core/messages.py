@@ -17,7 +17,7 @@ from typing import TypeAlias
 # --------------------------------------------------------------------------- commands
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class StartWorkflow:
     workflow_id: str
     workflow_type: str
@@ -31,7 +31,7 @@ class StartWorkflow:
     start whose command_id equals the workflow's recorded one with nothing (already started)."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SignalWorkflow:
     workflow_id: str
     name: str
@@ -39,14 +39,14 @@ class SignalWorkflow:
     command_id: str = ""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class CancelWorkflow:
     workflow_id: str
     reason: str = ""
     command_id: str = ""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class CompleteActivity:
     workflow_id: str
     run_id: str
@@ -56,7 +56,7 @@ class CompleteActivity:
     command_id: str = ""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class FailActivity:
     workflow_id: str
     run_id: str
@@ -69,7 +69,7 @@ class FailActivity:
     command_id: str = ""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class HeartbeatActivity:
     workflow_id: str
     run_id: str
@@ -91,7 +91,7 @@ Command: TypeAlias = (
 # --------------------------------------------------------------------------- events
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class RetryPolicy:
     initial_interval_ms: int = 1_000
     backoff_coefficient: float = 2.0
@@ -101,7 +101,7 @@ class RetryPolicy:
     non_retryable_error_types: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class WorkflowStarted:
     workflow_type: str
     version: int
@@ -113,7 +113,7 @@ class WorkflowStarted:
     continued_from_run_id: str = ""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ActivityScheduled:
     activity_seq: int
     activity_name: str
@@ -128,7 +128,7 @@ class ActivityScheduled:
     """True when a saga runs this activity to undo an earlier step."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ActivityAttemptFailed:
     activity_seq: int
     attempt: int
@@ -139,7 +139,7 @@ class ActivityAttemptFailed:
     """When the next attempt is dispatched (a durable timer)."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ActivityRetried:
     """The next attempt was dispatched (its task produced in the same transaction)."""
 
@@ -147,14 +147,14 @@ class ActivityRetried:
     attempt: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ActivityCompleted:
     activity_seq: int
     attempt: int
     result: bytes
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ActivityFailed:
     """Final: no more attempts. The workflow's await raises ActivityError."""
 
@@ -167,65 +167,65 @@ class ActivityFailed:
     """'non_retryable', 'attempts_exhausted', 'schedule_to_close_timeout' or 'cancelled'."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class TimerStarted:
     timer_seq: int
     fire_at_ms: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class TimerFired:
     timer_seq: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class TimerCancelled:
     timer_seq: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SignalReceived:
     name: str
     payload: bytes
     command_id: str = ""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class CancelRequested:
     reason: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class MarkerRecorded:
     """A `patched(change_id)` decision, so replay takes the same branch forever."""
 
     change_id: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class WorkflowCompleted:
     result: bytes
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class WorkflowFailed:
     error_type: str
     message: str
     details: bytes
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class WorkflowCancelled:
     reason: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class WorkflowContinuedAsNew:
     new_run_id: str
     input: bytes
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class WorkflowParked:
     """Workflow code hit a bug or a nondeterminism; the workflow waits for fixed code."""
 
@@ -234,12 +234,12 @@ class WorkflowParked:
     message: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class WorkflowUnparked:
     """Newly deployed code got a parked workflow moving again."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class CommandRejected:
     """A command that made no sense. Recorded with seq 0: it is not part of any history."""
 
@@ -276,7 +276,7 @@ EventBody: TypeAlias = (
 CLOSING_EVENTS = (WorkflowCompleted, WorkflowFailed, WorkflowCancelled, WorkflowContinuedAsNew)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Event:
     """One entry of a workflow's history. Identity is (workflow_id, seq)."""
 
@@ -314,7 +314,7 @@ class ClosedWorkflow:
     closed_at_ms: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ActivityTask:
     """Run one attempt of an activity. Produced to tasks.<task_queue>, keyed by workflow_id."""
 
@@ -336,7 +336,7 @@ def idempotency_key(workflow_id: str, activity_seq: int) -> str:
     return f"{workflow_id}/{activity_seq}"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Decision:
     """What one input to the core decided: events to append and tasks to produce."""
 

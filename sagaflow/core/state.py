@@ -46,7 +46,7 @@ class ApplyError(Exception):
     """An event does not fit the state it is applied to (the workflow gets quarantined)."""
 
 
-@dataclass
+@dataclass(slots=True)
 class ActivityState:
     """An open activity: scheduled and not yet completed or failed for good."""
 
@@ -74,7 +74,7 @@ class ActivityState:
         return min(candidates) if candidates else None
 
 
-@dataclass
+@dataclass(slots=True)
 class WorkflowState:
     """One workflow id's current run, rebuilt from its events."""
 

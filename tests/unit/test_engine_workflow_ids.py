@@ -123,3 +123,16 @@ def test_continued_runs_carry_the_start_command_id() -> None:
     assert rebuilt.handle(start, T0 + 1) == m.Decision()
     done = rebuilt.handle(m.SignalWorkflow("loop", "go", encode(1), "s"), T0 + 2)
     assert [c.start_command_id for c in done.closed] == [start.command_id]
+
+
+def test_a_workflow_waiting_for_a_signal_holds_no_driver() -> None:
+    engine = Engine(make_registry())
+    engine.handle(start_of("waits", 0, "looper"), T0)
+    assert engine.status("waits") == "running"
+    assert engine.drivers_held() == 0, "waiting costs no coroutine"
+    engine.handle(start_of("busy"), T0)
+    assert engine.drivers_held() == 1, "a workflow with an activity in flight keeps its driver"
+    done = engine.handle(m.SignalWorkflow("waits", "go", encode(5), "s-1"), T0 + 1)
+    assert [type(e.body) for e in done.events] == [m.SignalReceived, m.WorkflowCompleted]
+    assert done.events[-1].body == m.WorkflowCompleted(encode(5))
+    assert engine.drivers_held() == 1
