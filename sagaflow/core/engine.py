@@ -14,17 +14,10 @@ from dataclasses import dataclass, field
 
 from sagaflow.core.admission import check_payloads, reject
 from sagaflow.core.driver import (
-    CancelTimerCommand,
-    CancelWorkflowCommand,
     CodeCommand,
-    CompleteWorkflowCommand,
     ContinueAsNewCommand,
     Driver,
-    FailWorkflowCommand,
     LiveSink,
-    RecordMarkerCommand,
-    ScheduleActivityCommand,
-    StartTimerCommand,
 )
 from sagaflow.core.errors import NonDeterminismError, RegistryError, WorkflowCodeError
 from sagaflow.core.identity import derive_random_seed, derive_run_id
@@ -47,11 +40,9 @@ from sagaflow.core.messages import (
     EventBody,
     FailActivity,
     HeartbeatActivity,
-    MarkerRecorded,
     SignalReceived,
     SignalWorkflow,
     StartWorkflow,
-    TimerCancelled,
     TimerFired,
     TimerStarted,
     WorkflowCancelled,
@@ -64,7 +55,7 @@ from sagaflow.core.messages import (
     idempotency_key,
 )
 from sagaflow.core.registry import Registry, WorkflowDefinition
-from sagaflow.core.replay import replay
+from sagaflow.core.replay import recorded_event, replay
 from sagaflow.core.retry import after_failed_attempt, when_due
 from sagaflow.core.state import (
     CLOSED_STATUSES,
@@ -507,35 +498,13 @@ class Engine:
         self, batch: _Batch, state: WorkflowState, command: CodeCommand, now_ms: int
     ) -> None:
         """Turn one command of the code into its event (and task)."""
-        seq = state.last_seq + 1
-        if isinstance(command, ScheduleActivityCommand):
-            scheduled = ActivityScheduled(
-                activity_seq=seq,
-                activity_name=command.activity_name,
-                task_queue=command.task_queue,
-                input=command.input,
-                retry_policy=command.retry_policy,
-                start_to_close_ms=command.start_to_close_ms,
-                schedule_to_close_ms=command.schedule_to_close_ms,
-                compensation=command.compensation,
-            )
-            self._append(batch, state, scheduled, now_ms)
-            batch.tasks.append(self._task(state, state.activities[seq], now_ms))
-        elif isinstance(command, StartTimerCommand):
-            self._append(batch, state, TimerStarted(seq, command.fire_at_ms), now_ms)
-        elif isinstance(command, CancelTimerCommand):
-            self._append(batch, state, TimerCancelled(command.timer_seq), now_ms)
-        elif isinstance(command, RecordMarkerCommand):
-            self._append(batch, state, MarkerRecorded(command.change_id), now_ms)
-        elif isinstance(command, CompleteWorkflowCommand):
-            self._append(batch, state, WorkflowCompleted(command.result), now_ms)
-        elif isinstance(command, FailWorkflowCommand):
-            failed = WorkflowFailed(command.error_type, command.message, command.details)
-            self._append(batch, state, failed, now_ms)
-        elif isinstance(command, CancelWorkflowCommand):
-            self._append(batch, state, WorkflowCancelled(command.reason), now_ms)
-        else:
+        if isinstance(command, ContinueAsNewCommand):
             self._continue_as_new(batch, state, command, now_ms)
+            return
+        body = recorded_event(command, state.last_seq + 1)
+        self._append(batch, state, body, now_ms)
+        if isinstance(body, ActivityScheduled):
+            batch.tasks.append(self._task(state, state.activities[body.activity_seq], now_ms))
 
     def _continue_as_new(
         self, batch: _Batch, state: WorkflowState, command: ContinueAsNewCommand, now_ms: int
@@ -581,7 +550,7 @@ class Engine:
             closed = self._settle(state)
             if closed is not None:
                 batch.closed.append(closed)
-            elif _is_idle(state, now_ms):
+            elif state.is_idle(now_ms):
                 # Waiting costs no coroutine: the driver is rebuilt by replaying the run's
                 # history when the next command or timer wakes the workflow.
                 self._drivers.pop(state.workflow_id, None)
@@ -638,17 +607,6 @@ _ARMS_A_DEADLINE = (
     TimerStarted,
     WorkflowUnparked,
 )
-
-
-IDLE_AFTER_MS = 60_000
-"""A running workflow with no activity in flight and nothing due sooner than this is idle."""
-
-
-def _is_idle(state: WorkflowState, now_ms: int) -> bool:
-    if state.status != RUNNING or state.activities:
-        return False
-    due = state.next_due_ms()
-    return due is None or due - now_ms >= IDLE_AFTER_MS
 
 
 def _park_reason(problem: Exception) -> tuple[str, str]:

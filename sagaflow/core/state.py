@@ -40,6 +40,8 @@ FAILED = "failed"
 CANCELLED = "cancelled"
 CONTINUED_AS_NEW = "continued_as_new"
 CLOSED_STATUSES = frozenset({COMPLETED, FAILED, CANCELLED})
+IDLE_AFTER_MS = 60_000
+"""Nothing due sooner than this (and no activity in flight): the workflow is idle."""
 
 
 class ApplyError(Exception):
@@ -109,6 +111,14 @@ class WorkflowState:
         dues = [d for a in self.activities.values() if (d := a.next_due_ms()) is not None]
         dues.extend(self.timers.values())
         return min(dues) if dues else None
+
+    def is_idle(self, now_ms: int) -> bool:
+        """Running with no activity in flight and nothing due within IDLE_AFTER_MS: waiting for
+        a signal or a distant timer, so its driver need not be kept between commands."""
+        if self.status != RUNNING or self.activities:
+            return False
+        due = self.next_due_ms()
+        return due is None or due - now_ms >= IDLE_AFTER_MS
 
     def apply(self, event: Event) -> None:
         """Fold one event (its seq already checked). Raises ApplyError if it does not fit."""

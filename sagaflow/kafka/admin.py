@@ -85,10 +85,11 @@ def create_topics(
                 f"{config.kafka_bootstrap} and the client's ACLs"
             ) from exc
     _await_metadata(admin, [s.name for s in specs], timeout_s)
-    counts = partition_counts(config, [config.topics.commands, config.topics.events], timeout_s)
+    t = config.topics
+    counts = partition_counts(config, [t.commands, t.events, t.closed_workflows], timeout_s)
     if len(set(counts.values())) != 1:
         raise TopicError(
-            f"commands and events must have the same partition count, found "
+            f"commands, events and closed-workflows must have the same partition count, found "
             f"{counts}; recreate or alter them to match"
         )
     return outcome
