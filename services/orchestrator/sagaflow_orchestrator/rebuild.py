@@ -206,6 +206,10 @@ def _restore_one(
 ) -> None:
     owned.rebuilt_events += 1
     workflow_id = key.decode(errors="replace") if isinstance(key, bytes) else str(key)
+    if owned.engine.closed_workflow(workflow_id) is not None:
+        # Known closed from the index (events are keyed by workflow id): nothing of it to fold,
+        # so not even decoded; a low-water mark held back by one long workflow re-reads many.
+        return
     try:
         event = codec.decode_event(value or b"")
     except codec.DecodeError as exc:
