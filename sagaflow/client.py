@@ -17,6 +17,7 @@ from confluent_kafka import KafkaError, Producer, TopicPartition
 
 from sagaflow import codec
 from sagaflow.config import Config
+from sagaflow.core.identity import start_command_id
 from sagaflow.core.messages import (
     CLOSING_EVENTS,
     CancelWorkflow,
@@ -79,15 +80,12 @@ class Client:
         version: int | None = None,
         command_id: str = "",
     ) -> str:
-        self.send(
-            StartWorkflow(
-                workflow_id,
-                workflow_type,
-                payload(input),
-                version,
-                command_id or f"start:{workflow_id}",
-            )
-        )
+        """Send StartWorkflow. Safe to repeat: the command_id is derived from what is started,
+        so the engine answers a repeat as already started (and refuses a different start with
+        the same workflow id as a duplicate)."""
+        data = payload(input)
+        command_id = command_id or start_command_id(workflow_id, workflow_type, version, data)
+        self.send(StartWorkflow(workflow_id, workflow_type, data, version, command_id))
         return workflow_id
 
     def signal(self, workflow_id: str, name: str, value: Any = None, command_id: str = "") -> None:

@@ -167,6 +167,11 @@ class Topics:
     def checkpoints(self) -> str:
         return f"{self.prefix}checkpoints"
 
+    @property
+    def closed_workflows(self) -> str:
+        """Compacted, keyed by workflow id, partitioned like commands: every closed workflow."""
+        return f"{self.prefix}closed-workflows"
+
     def tasks(self, queue: str) -> str:
         return f"{self.prefix}tasks.{queue}"
 

@@ -46,6 +46,8 @@ def wanted_topics(
         # Larger than the other topics' limit, so a dead letter (a record plus headers) fits.
         TopicSpec(t.dlq, 1, {"max.message.bytes": str(DLQ_TOPIC_MAX_BYTES)}),
         TopicSpec(t.checkpoints, 1, {"cleanup.policy": "compact"}),
+        # Read whole by every rebuild of partition p: one record per closed workflow id.
+        TopicSpec(t.closed_workflows, n, {"cleanup.policy": "compact"}),
     ]
     specs += [TopicSpec(t.tasks(q), n, {}) for q in sorted(set(queues))]
     return specs
@@ -90,10 +92,11 @@ def create_topics(
                 f"{config.kafka_bootstrap} and the client's ACLs"
             ) from exc
     _await_metadata(admin, [s.name for s in specs], timeout_s)
-    counts = partition_counts(config, [config.topics.commands, config.topics.events], timeout_s)
+    t = config.topics
+    counts = partition_counts(config, [t.commands, t.events, t.closed_workflows], timeout_s)
     if len(set(counts.values())) != 1:
         raise TopicError(
-            f"commands and events must have the same partition count, found "
+            f"commands, events and closed-workflows must have the same partition count, found "
             f"{counts}; recreate or alter them to match"
         )
     return outcome

@@ -83,9 +83,10 @@ async def get_rejections(target: Target, workflow_id: str) -> list[dict[str, Any
 
 
 async def get_start_request(target: Target, workflow_id: str) -> dict[str, Any] | None:
+    """A start the API has sent that the read model may not show yet (see record_start_request)."""
     async with connection(target) as conn, conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(
-            "SELECT workflow_id, type, version, input, requested_at"
+            "SELECT workflow_id, type, version, input, command_id, requested_at"
             " FROM sagaflow_start_requests WHERE workflow_id = %s",
             (workflow_id,),
         )
@@ -100,24 +101,16 @@ async def record_start_request(
     version: int | None,
     input: Any,
     command_id: str,
-) -> dict[str, Any] | None:
-    """Record that the API accepts this start. None when it is new; otherwise the earlier
-    request with this id (type, version, input), for the caller to compare."""
-    async with connection(target) as conn, conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(
+) -> None:
+    """Note a start the API has *sent* (never before: the engine alone decides whether a start
+    happens), so GET can answer "accepted" until the projector has caught up and a repeat with
+    other content can be answered 409 at once. The first start sent for an id is kept."""
+    async with connection(target) as conn:
+        await conn.execute(
             "INSERT INTO sagaflow_start_requests (workflow_id, type, version, input, command_id)"
-            " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (workflow_id) DO NOTHING"
-            " RETURNING workflow_id",
+            " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (workflow_id) DO NOTHING",
             (workflow_id, workflow_type, version, Jsonb(input), command_id),
         )
-        inserted = await cur.fetchone()
-        if inserted is not None:
-            return None
-        await cur.execute(
-            "SELECT type, version, input FROM sagaflow_start_requests WHERE workflow_id = %s",
-            (workflow_id,),
-        )
-        return await cur.fetchone()
 
 
 async def get_history(

@@ -9,6 +9,7 @@ are a 500 carrying only a request id (the traceback goes to the server log).
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import hmac
 import json
 import logging
@@ -26,9 +27,11 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from sagaflow.client import Client, DeliveryError, payload
 from sagaflow.config import Config
+from sagaflow.core.identity import start_command_id
 from sagaflow.core.messages import CancelWorkflow, SignalWorkflow, StartWorkflow
 from sagaflow.core.registry import Registry
 from sagaflow.db import describe_url, migrate
+from sagaflow.faults import fault_point
 from sagaflow.inputs import InputError, check_input, check_json, check_text
 from sagaflow.kafka.clients import command_producer
 from sagaflow.readmodel import queries
@@ -383,7 +386,7 @@ async def start_workflow(request: web.Request) -> web.Response:
         )
     workflow_id = body.get("id")
     if workflow_id is None:
-        workflow_id = f"wf-{uuid.uuid4().hex}"
+        workflow_id = _generated_id(request)
     elif (
         not isinstance(workflow_id, str)
         or not 0 < len(workflow_id) <= 200
@@ -404,43 +407,71 @@ async def start_workflow(request: web.Request) -> web.Response:
             400, f"{exc}; fix the input to match workflow {wtype!r}", field=exc.field
         ) from None
     encoded = _check_size(request, value, "input")
+    # The same request is the same command, so a client's retry is answered by the engine as
+    # already started; whether a start happens is decided there alone (send first, always).
+    command_id = start_command_id(workflow_id, wtype, version, encoded)
     pool = request.app[POOL]
-    conflict = (
-        f"workflow id {workflow_id!r} was already started with a different type, "
-        "version or input; choose a new id, or repeat the original request exactly"
-    )
-    existing = await queries.get_workflow(pool, workflow_id)
-    if existing is not None:
-        if (
-            existing["type"] != wtype
-            or not _same_input(existing["input"], value)
-            or (version is not None and existing["version"] != version)
-        ):
-            raise ApiError(409, conflict, field="id")
-        return web.json_response({"workflow_id": workflow_id}, status=202)
-    command_id = f"start:{workflow_id}"
-    earlier = await queries.record_start_request(
-        pool, workflow_id, wtype, version, value, command_id
-    )
-    if earlier is not None:
-        if (
-            earlier["type"] != wtype
-            or earlier["version"] != version
-            or not _same_input(earlier["input"], value)
-        ):
-            raise ApiError(409, conflict, field="id")
-        # Accepted before and sent (a failed send removes the request), so the orchestrator
-        # has it: the repeat is answered without a second command.
-        return web.json_response({"workflow_id": workflow_id}, status=202)
+    if await _conflicts(pool, workflow_id, wtype, version, value, command_id):
+        raise ApiError(
+            409,
+            f"workflow id {workflow_id!r} was already started with a different type, "
+            "version or input; choose a new id, or repeat the original request exactly",
+            field="id",
+        )
+    fault_point("api_before_start_send")
+    await _send(request, StartWorkflow(workflow_id, wtype, encoded, version, command_id))
+    fault_point("api_after_start_send")
     try:
-        await _send(request, StartWorkflow(workflow_id, wtype, encoded, version, command_id))
-    except DeliveryError:
-        async with pool.connection() as conn:
-            await conn.execute(
-                "DELETE FROM sagaflow_start_requests WHERE workflow_id = %s", (workflow_id,)
-            )
-        raise
+        await queries.record_start_request(pool, workflow_id, wtype, version, value, command_id)
+    except _READ_MODEL_AWAY as exc:
+        # The start is in Kafka; only the "accepted" answer of GET before projection is lost.
+        log.warning("start of %s sent; not noted in the read model: %s", workflow_id, exc)
     return web.json_response({"workflow_id": workflow_id}, status=202)
+
+
+_READ_MODEL_AWAY = (psycopg.OperationalError, PoolTimeout)
+IDEMPOTENCY_KEY = "Idempotency-Key"
+
+
+def _generated_id(request: web.Request) -> str:
+    """A new workflow id; derived from the Idempotency-Key header when the client sends one, so
+    a retried request without an id starts the same workflow, not a second one."""
+    key = request.headers.get(IDEMPOTENCY_KEY)
+    if key is None:
+        return f"wf-{uuid.uuid4().hex}"
+    if not 0 < len(key) <= 200:
+        raise ApiError(
+            400,
+            f"the {IDEMPOTENCY_KEY} header must be 1 to 200 characters; send a shorter unique "
+            "key per request, or leave it out",
+            field=IDEMPOTENCY_KEY,
+        )
+    return "wf-" + hashlib.sha256(f"idempotency-key\x00{key}".encode()).hexdigest()[:32]
+
+
+async def _conflicts(
+    pool: AsyncConnectionPool[Any],
+    workflow_id: str,
+    wtype: str,
+    version: int | None,
+    value: Any,
+    command_id: str,
+) -> bool:
+    """Whether the read model already knows this id started differently (a fast, advisory 409;
+    the engine refuses such a start anyway). Unknown while Postgres is away: send regardless."""
+    try:
+        existing = await queries.get_workflow(pool, workflow_id)
+        if existing is not None:
+            return (
+                existing["type"] != wtype
+                or not _same_input(existing["input"], value)
+                or (version is not None and existing["version"] != version)
+            )
+        earlier = await queries.get_start_request(pool, workflow_id)
+    except _READ_MODEL_AWAY as exc:
+        log.info("start of %s: read model unavailable (%s); the engine decides", workflow_id, exc)
+        return False
+    return earlier is not None and earlier["command_id"] != command_id
 
 
 async def signal_workflow(request: web.Request) -> web.Response:

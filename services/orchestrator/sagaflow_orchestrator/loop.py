@@ -31,14 +31,15 @@ from confluent_kafka import (
 )
 
 from sagaflow import codec
+from sagaflow.cli.kafkaio import partition_for
 from sagaflow.config import Config
-from sagaflow.core.messages import ActivityTask, Decision, Event
+from sagaflow.core.messages import ActivityTask, ClosedWorkflow, Decision, Event
 from sagaflow.core.registry import Registry
 from sagaflow.kafka import triage
 from sagaflow.kafka.clients import group_consumer, transactional_producer
 from sagaflow.kafka.dlq import dead_letter
 from sagaflow.kafka.produce import produce
-from sagaflow.kafka.records import position
+from sagaflow.kafka.records import headers_of, position
 from sagaflow_orchestrator import checkpoints
 from sagaflow_orchestrator.hooks import Hooks
 from sagaflow_orchestrator.rebuild import OwnedPartition, rebuild_partition
@@ -55,6 +56,11 @@ class _Outgoing:
     events: list[tuple[int, Event, bytes]] = field(default_factory=list)
     tasks: list[tuple[ActivityTask, bytes]] = field(default_factory=list)
     dead: list[tuple[Message, str]] = field(default_factory=list)
+    closed: list[tuple[int, ClosedWorkflow]] = field(default_factory=list)
+    """Workflows closed by this batch, remembered in the closed-workflows topic."""
+    rerouted: list[tuple[int, str, Message]] = field(default_factory=list)
+    """Commands that landed on a partition that does not own their workflow id: (the owning
+    partition, the workflow id, the record), produced there keyed by the id."""
     offsets: dict[int, int] = field(default_factory=dict)
     commands: int = 0
 
@@ -94,6 +100,7 @@ class Orchestrator:
         self._producer: Producer | None = None
         self._last_checkpoint = 0.0
         self._pending_resume: set[int] = set()
+        self._command_partitions: int | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -228,14 +235,32 @@ class Orchestrator:
             out.dead.append((msg, f"undecodable command: {exc}"))
             self.hooks.dead_lettered("orchestrator.decode")
             return
+        owner = self._owner_of(command.workflow_id)
+        if owner != p:
+            # Produced without a key or with another key than the workflow id: decided here, its
+            # workflow's reports (keyed by the id) would all land elsewhere. Send it where it
+            # belongs, in this batch's transaction, instead of deciding it.
+            out.rerouted.append((owner, command.workflow_id, msg))
+            return
         started = time.perf_counter()
         decision = owned.engine.handle(command, now_ms)
         self.hooks.decided(command, decision, time.perf_counter() - started)
         self._emit(p, decision, out, source=msg)
 
+    def _owner_of(self, workflow_id: str) -> int:
+        """The commands partition of a workflow id, by the producers' partitioner (murmur2)."""
+        if self._command_partitions is None:
+            topic = self.config.topics.commands
+            md = triage.call(
+                lambda: self._consumer_or_die().list_topics(topic, timeout=10), "list commands"
+            )
+            self._command_partitions = len(md.topics[topic].partitions)
+        return partition_for(workflow_id.encode(), self._command_partitions)
+
     def _emit(
         self, p: int, decision: Decision, out: _Outgoing, source: Message | None = None
     ) -> None:
+        out.closed.extend((p, closed) for closed in decision.closed)
         for event in decision.events:
             out.events.append((p, event, codec.encode_event(event)))
         for task in decision.tasks:
@@ -276,6 +301,15 @@ class Orchestrator:
                     self.hooks.task_headers(task),
                     None,
                 )
+            for p, closed in out.closed:
+                data = codec.encode_closed(closed)
+                self._produce(
+                    producer, topics.closed_workflows, data, closed.workflow_id, p, [], None
+                )
+            for p, workflow_id, msg in out.rerouted:
+                value = msg.value() or b""
+                headers = headers_of(msg)
+                self._produce(producer, topics.commands, value, workflow_id, p, headers, None)
             for msg, reason in out.dead:
                 # dead_letter() fits the copy into the producer's default message.max.bytes
                 # whatever arrived, and any refusal is triaged (abort and rewind), never raised.
