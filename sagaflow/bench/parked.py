@@ -1,4 +1,4 @@
-"""`python -m sagaflow.bench.waiting`: what a workflow parked on wait_for_signal costs.
+"""`python -m sagaflow.bench.parked`: what a workflow parked on wait_for_signal costs.
 
 Starts N workflows that run one activity and then wait for a signal, in one partition's engine
 (pure core, no I/O), and reports:
@@ -8,7 +8,7 @@ Starts N workflows that run one activity and then wait for a signal, in one part
 - with --kafka: the time to rebuild that partition from a real events log (the decided events
   are produced to a fresh topic set first), and that a signal to one of them completes it.
 
-Numbers, not pass/fail; printed and written to bench-results/waiting.json.
+Numbers, not pass/fail; printed and written to bench-results/parked.json.
 """
 
 from __future__ import annotations
@@ -98,11 +98,11 @@ def measure_rebuild(events: list[Event], n: int) -> dict[str, Any]:
     from sagaflow_orchestrator.rebuild import rebuild_partition
 
     env = dict(os.environ)
-    env.setdefault("SAGAFLOW_TOPIC_PREFIX", f"bench-waiting-{uuid.uuid4().hex[:8]}.")
-    env.setdefault("SAGAFLOW_APP", "sagaflow.bench.waiting:registry")
+    env.setdefault("SAGAFLOW_TOPIC_PREFIX", f"bench-parked-{uuid.uuid4().hex[:8]}.")
+    env.setdefault("SAGAFLOW_APP", "sagaflow.bench.parked:registry")
     config = Config.from_env(env)
     create_topics(config, ["waiting"], partitions=1, replication_factor=1)
-    producer = transactional_producer(config, f"bench-waiting-{uuid.uuid4().hex[:8]}")
+    producer = transactional_producer(config, f"bench-parked-{uuid.uuid4().hex[:8]}")
     producer.init_transactions(30)
     producer.begin_transaction()
     for event in events:
