@@ -44,6 +44,17 @@ def _error_of(exc: KafkaException) -> KafkaError | None:
     return err if isinstance(err, KafkaError) else None
 
 
+_TRANSIENT = frozenset(
+    {
+        KafkaError.NOT_LEADER_FOR_PARTITION,
+        KafkaError.LEADER_NOT_AVAILABLE,
+    }
+)
+"""Leadership moving (a broker restart, a topic created a moment ago): some client calls
+(watermark and metadata queries) report these without librdkafka's retriable flag, though the
+protocol defines them as retriable."""
+
+
 def classify(exc: KafkaException) -> Verdict:
     err = _error_of(exc)
     if err is None:
@@ -52,7 +63,7 @@ def classify(exc: KafkaException) -> Verdict:
         return Verdict.FATAL
     if err.txn_requires_abort():
         return Verdict.ABORT
-    if err.retriable():
+    if err.retriable() or err.code() in _TRANSIENT:
         return Verdict.RETRY
     # Producer fencing and invalid transaction state are not flagged fatal by every librdkafka
     # path, but continuing after them could duplicate events: treat them as fatal.

@@ -166,3 +166,13 @@ def test_deep_nesting_is_refused_without_recursion() -> None:
         check_json({"input": deep}, "")
     assert caught.value.field == "input"
     check_json({"input": [[["fine"]]], "unicode": "żółw ✓"}, "")
+
+
+def test_a_moving_leader_is_retried_even_without_the_retriable_flag() -> None:
+    from confluent_kafka import KafkaError, KafkaException
+
+    from sagaflow.kafka import triage
+
+    for code in (KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE):
+        exc = KafkaException(KafkaError(code, "moved", retriable=False))
+        assert triage.classify(exc) is triage.Verdict.RETRY
