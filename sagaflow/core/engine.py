@@ -1,9 +1,11 @@
 """The engine: every workflow of one Kafka partition. Pure and single-threaded.
 
 Commands decide, events change state (sagaflow.core.state appliers), and rebuilding folds
-events without running workflow code. Each open workflow keeps its driver (the suspended
-coroutine) so a command only runs the code from where it stopped; after `restore`, the driver is
-rebuilt lazily by replaying the run's history the first time a command needs it.
+events without running workflow code. A busy workflow keeps its driver (the suspended
+coroutine) so a command only runs the code from where it stopped; an idle one (waiting for a
+signal or a distant timer) and every workflow after `restore` get theirs rebuilt lazily, by
+replaying the run's history, the first time a command needs it. Closed workflows stay known
+for ever as compact ClosedWorkflow records (returned in Decision.closed, loaded by `remember`).
 """
 
 from __future__ import annotations
