@@ -186,6 +186,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             flush=True,
         )
         meter = CpuMeter(procs)
+        missing = [k for k, pids in meter.pids().items() if not pids]
+        if missing:
+            print(
+                f"    no process found for {', '.join(missing)}: their CPU is not measured (the "
+                "bench reads the local stack of this clone; is SAGAFLOW_PG_SHARED_DIR the same "
+                "as for `make up`?)",
+                flush=True,
+            )
         closed = _closed_rounds(args, trackers, senders, meter, tag)
         best = _mean(r["sagas_per_s"] for r in closed["runs"]["sagaflow"])
         raw_best = _mean(r["sagas_per_s"] for r in closed["runs"]["raw"])
