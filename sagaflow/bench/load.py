@@ -30,6 +30,7 @@ Observed = tuple[str, str, int, int]
 Decoder = Callable[[bytes, bytes], Observed | None]
 Sender = Callable[[list[str]], None]
 SEND_BATCH = 500
+STEPS_PER_SAGA = 5  # sagaflow.bench.app's bench_saga and sagaflow.bench.raw's loop
 
 
 def sagaflow_decoder(key: bytes, value: bytes) -> Observed | None:
@@ -64,6 +65,7 @@ class Tracker:
     decode: Decoder
     started: int = 0
     closed: int = 0
+    completed_steps: int = 0
     steps: list[tuple[int, int]] = field(default_factory=list)  # (completed ms, latency ms)
     sagas: list[tuple[int, int]] = field(default_factory=list)  # (closed ms, latency ms)
     closed_ids: set[str] = field(default_factory=set)
@@ -120,6 +122,7 @@ class Tracker:
                     self._scheduled_ms[(wid, step)] = ms
                 elif kind == "completed":
                     s = self._scheduled_ms.pop((wid, step), None)
+                    self.completed_steps += 1
                     if s is not None:
                         self.steps.append((ms, ms - s))
                 elif kind == "started":
@@ -162,16 +165,19 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
-def progress(label: str, t0: float, closed: int, last: tuple[float, int]) -> tuple[float, int]:
+def progress(
+    label: str, t0: float, closed: int, worth: float, last: tuple[float, float]
+) -> tuple[float, float]:
+    """A progress line: sagas closed, and the rate in sagas' worth of completed steps."""
     now = time.monotonic()
-    rate = (closed - last[1]) / max(now - last[0], 1e-6)
-    avg = closed / max(now - t0, 1e-6)
+    rate = (worth - last[1]) / max(now - last[0], 1e-6)
+    avg = worth / max(now - t0, 1e-6)
     print(
-        f"    {label}: {now - t0:5.1f}s {closed:>8,} closed, "
-        f"{rate:7.1f}/s now, {avg:7.1f}/s so far",
+        f"    {label}: {now - t0:5.1f}s {closed:>8,} closed; {rate:7.1f} sagas/s now, "
+        f"{avg:7.1f}/s so far",
         flush=True,
     )
-    return (now, closed)
+    return (now, worth)
 
 
 def closed_loop(
@@ -185,12 +191,17 @@ def closed_loop(
 ) -> dict[str, Any]:
     """Keep `in_flight` sagas open for `ramp_s + duration_s`, topping up in batches as they
     close; then let the last ones finish. Throughput and latencies count only the last
-    `duration_s` (the first closures come a whole saga latency after the first starts)."""
+    `duration_s` (the first closures come a whole saga latency after the first starts).
+
+    Throughput is steps completed in that window / STEPS_PER_SAGA: sagas started together
+    advance in lock-step and close in bursts, so counting closures would quantise the rate to
+    whole bursts; steps complete continuously."""
     base = tracker.closed
     sent = 0
-    timeline: list[tuple[float, int]] = []
+    timeline: list[tuple[float, int, float]] = []  # (seconds, closed, sagas' worth of steps)
+    steps0 = tracker.completed_steps
     t0 = time.monotonic()
-    last = (t0, 0)
+    last = (t0, 0.0)
     next_sample = t0 + 1.0
     next_print = t0 + every_s
     measure_from = t0 + ramp_s
@@ -208,10 +219,12 @@ def closed_loop(
         else:
             tracker.wait_event(0.02)
         if now >= next_sample:
-            timeline.append((round(now - t0, 3), done))
+            worth = (tracker.completed_steps - steps0) / STEPS_PER_SAGA
+            timeline.append((round(now - t0, 3), done, worth))
             next_sample += 1.0
         if now >= next_print:
-            last = progress(label, t0, done, last)
+            worth = (tracker.completed_steps - steps0) / STEPS_PER_SAGA
+            last = progress(label, t0, done, worth, last)
             next_print += every_s
     m_start, m_closed, m_ms = measured or (t0, 0, now_ms())
     elapsed = time.monotonic() - m_start
@@ -220,14 +233,17 @@ def closed_loop(
     tracker.wait_until(
         lambda: tracker.closed - base >= sent, max(120.0, sent / 50), f"{label} drain"
     )
+    step_ms = window(tracker.steps, m_ms, t1_ms)
     return {
         "seconds": round(elapsed, 3),
         "ramp_seconds": ramp_s,
         "sent": sent,
         "closed_in_window": in_window,
-        "sagas_per_s": in_window / elapsed,
+        "closed_per_s": in_window / elapsed,
+        "steps_in_window": len(step_ms),
+        "sagas_per_s": len(step_ms) / STEPS_PER_SAGA / elapsed,
         "timeline": timeline,
-        "step_ms": window(tracker.steps, m_ms, t1_ms),
+        "step_ms": step_ms,
         "saga_ms": window(tracker.sagas, m_ms, t1_ms),
     }
 
@@ -236,11 +252,12 @@ def open_loop(
     tracker: Tracker, send: Sender, label: str, rate: float, duration_s: float, every_s: float = 5.0
 ) -> dict[str, Any]:
     """Start sagas at a fixed rate (in small batches every 20 ms), whatever closes."""
+    steps0 = tracker.completed_steps
     base = tracker.closed
     sent = 0
     t0 = time.monotonic()
     t0_ms = now_ms()
-    last = (t0, 0)
+    last = (t0, 0.0)
     next_print = t0 + every_s
     while (now := time.monotonic()) < t0 + duration_s:
         due = int(rate * (now - t0)) - sent
@@ -248,7 +265,8 @@ def open_loop(
             send([f"{label}-{sent + i}" for i in range(due)])
             sent += due
         if now >= next_print:
-            last = progress(label, t0, tracker.closed - base, last)
+            worth = (tracker.completed_steps - steps0) / STEPS_PER_SAGA
+            last = progress(label, t0, tracker.closed - base, worth, last)
             next_print += every_s
         time.sleep(0.02)  # the open loop's sending tick: it paces the load, not a wait for it
     tracker.wait_until(

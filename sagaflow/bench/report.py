@@ -55,10 +55,10 @@ def write(out: Path, summary: dict[str, Any], detail: dict[str, Any]) -> Path:
 
 
 def _rates(timeline: Sequence[Sequence[float]]) -> tuple[list[float], list[float]]:
-    """Per-second closure rates from a (seconds, closed so far) timeline."""
+    """Per-second rates (sagas' worth of completed steps) from a closed loop's timeline."""
     xs, ys = [], []
     prev_t, prev_n = 0.0, 0.0
-    for t, n in timeline:
+    for t, _closed, n in timeline:
         if t > prev_t:
             xs.append(t)
             ys.append((n - prev_n) / (t - prev_t))
@@ -78,7 +78,7 @@ def plot(out: Path, detail: dict[str, Any]) -> Path:
         for i, run in enumerate(detail["closed_loop"][system]):
             xs, ys = _rates(run["timeline"])
             ax.plot(xs, ys, color=color, alpha=1.0 if i == 0 else 0.6, label=f"{system} #{i + 1}")
-    ax.set_title("closed loop: sagas closed per second")
+    ax.set_title("closed loop: sagas per second (completed steps / 5)")
     ax.set_xlabel("s")
     ax.legend(fontsize=8)
     for ax, what in ((axes[0][1], "step_ms"), (axes[1][0], "saga_ms")):
