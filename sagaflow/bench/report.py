@@ -79,15 +79,32 @@ def plot(out: Path, detail: dict[str, Any]) -> Path:
             xs, ys = _rates(run["timeline"])
             ax.plot(xs, ys, color=color, alpha=1.0 if i == 0 else 0.6, label=f"{system} #{i + 1}")
     ax.set_title("closed loop: sagas per second (completed steps / 5)")
+    ax.set_yscale("log")  # sagaflow and the raw loop can be orders of magnitude apart
     ax.set_xlabel("s")
     ax.legend(fontsize=8)
     for ax, what in ((axes[0][1], "step_ms"), (axes[1][0], "saga_ms")):
-        for phase, color in (("unloaded", "#2a9d50"), ("half_load", "#d8843b")):
-            values = detail[phase][what]
-            if values:
-                ax.hist(values, bins=50, alpha=0.6, color=color, label=f"{phase} (n={len(values)})")
+        phases = [
+            (p, c, detail[p][what]) for p, c in (("unloaded", "#2a9d50"), ("half_load", "#d8843b"))
+        ]
+        every = [v for _p, _c, values in phases for v in values]
+        if every:
+            # Shared bins, each run as fractions of its own samples: the unloaded run has a
+            # hundredth of the half-load samples.
+            hi = pct(every, 0.995)
+            bins = [min(every) + (hi - min(every)) * i / 50 for i in range(51)]
+            for phase, color, values in phases:
+                if values:
+                    ax.hist(
+                        [min(v, hi) for v in values],
+                        bins=bins,
+                        weights=[1 / len(values)] * len(values),
+                        alpha=0.6,
+                        color=color,
+                        label=f"{phase} (n={len(values)})",
+                    )
         ax.set_title(f"sagaflow {'step' if what == 'step_ms' else 'saga'} latency")
-        ax.set_xlabel("ms")
+        ax.set_xlabel("ms (values above p99.5 in the last bin)")
+        ax.set_ylabel("fraction of the run's samples")
         ax.legend(fontsize=8)
     ax = axes[1][1]
     cpu = detail["cpu_ms_per_step"]
