@@ -70,6 +70,9 @@ class Tracker:
     sagas: list[tuple[int, int]] = field(default_factory=list)  # (closed ms, latency ms)
     closed_ids: set[str] = field(default_factory=set)
     error: BaseException | None = None
+    # Says what went wrong with the processes under test (one exited), or None: checked while
+    # waiting, so a dead service fails the run at once instead of at the wait's deadline.
+    trouble: Callable[[], str | None] = lambda: None
     _cond: threading.Condition = field(default_factory=threading.Condition)
     _stop: threading.Event = field(default_factory=threading.Event)
     _started_ms: dict[str, int] = field(default_factory=dict)
@@ -145,6 +148,9 @@ class Tracker:
             while not condition():
                 if self.error is not None:
                     raise RuntimeError(f"bench tracker failed: {self.error}") from self.error
+                problem = self.trouble()
+                if problem is not None:
+                    raise RuntimeError(f"{what}: {problem}")
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise TimeoutError(

@@ -47,6 +47,7 @@ class Proc:
     env: dict[str, str]
     port: int | None = None
     popen: subprocess.Popen[bytes] | None = None
+    stopped: bool = False  # the bench stopped or killed it on purpose
 
     def start(self) -> Proc:
         LOGS.mkdir(parents=True, exist_ok=True)
@@ -92,12 +93,14 @@ class Proc:
         return {int(p) for p in body.get("assigned", [])}
 
     def kill9(self) -> None:
+        self.stopped = True
         if self.alive():
             os.kill(self.pid, signal.SIGKILL)
         if self.popen is not None:
             self.popen.wait(30)
 
     def stop(self) -> None:
+        self.stopped = True
         if self.popen is None or not self.alive():
             return
         self.popen.terminate()
@@ -111,6 +114,17 @@ class Proc:
         if not path.is_file():
             return ""
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+
+def exited(procs: Iterable[Proc]) -> str | None:
+    """Which started process has exited, with its code and the end of its log; None if none."""
+    for p in procs:
+        if not p.stopped and p.popen is not None and p.popen.poll() is not None:
+            return (
+                f"{p.name} (pid {p.pid}) exited with {p.popen.returncode} while the bench ran; "
+                f"its log ({LOGS}/bench-{p.name}.log) ends with:\n{p.log_tail()}"
+            )
+    return None
 
 
 def wait_ready(procs: Iterable[Proc], timeout_s: float = 120.0) -> float:

@@ -25,7 +25,15 @@ from pathlib import Path
 from typing import Any
 
 from sagaflow.bench import load, report, waiting
-from sagaflow.bench.procs import ROOT, CpuMeter, Proc, raw_processes, sagaflow_services, wait_ready
+from sagaflow.bench.procs import (
+    ROOT,
+    CpuMeter,
+    Proc,
+    exited,
+    raw_processes,
+    sagaflow_services,
+    wait_ready,
+)
 from sagaflow.bench.raw import send_starts, start_producer
 from sagaflow.client import Client
 from sagaflow.config import Config
@@ -163,6 +171,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "sagaflow": load.Tracker(config, load.sagaflow_decoder).start(),
         "raw": load.Tracker(raw_config, load.raw_decoder).start(),
     }
+    for t in trackers.values():
+        t.trouble = lambda: exited(procs)
     try:
         print(f"    services ready in {wait_ready(procs):.1f}s", flush=True)
         client, raw_producer = Client(config), start_producer(raw_config)
