@@ -61,8 +61,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("SAGAFLOW_BATCH_MAX", "500", "Most commands decided in one Kafka transaction."),
     Setting(
         "SAGAFLOW_COMMIT_INTERVAL_MS",
-        "20",
-        "How long the orchestrator gathers a batch before committing it.",
+        "200",
+        "Longest an idle orchestrator waits for a command before it looks at due timers and "
+        "checkpoints. Commands never wait for it: each batch is what arrived while the "
+        "previous transaction committed.",
     ),
     Setting(
         "SAGAFLOW_TRANSACTION_TIMEOUT_MS",
@@ -85,6 +87,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("SAGAFLOW_API_TOKEN", "", "Bearer token the API requires; empty: no auth."),
     Setting("SAGAFLOW_WORKER_QUEUES", "", "Task queues this worker serves; empty: all in the app."),
     Setting("SAGAFLOW_WORKER_CONCURRENCY", "8", "Activities a worker runs at once."),
+    Setting(
+        "SAGAFLOW_WORKER_PREFETCH",
+        "1000",
+        "Tasks a worker holds per queue at once (claiming, running, recording or publishing); "
+        "bounds its memory and how far its consumer reads ahead.",
+    ),
     Setting(
         "SAGAFLOW_WORKER_LEASE_MS",
         "30000",
@@ -189,6 +197,7 @@ class Config:
     api_token: str = field(repr=False)
     worker_queues: tuple[str, ...]
     worker_concurrency: int
+    worker_prefetch: int
     worker_lease_ms: int
     worker_group_prefix: str
     log_level: str
@@ -236,6 +245,7 @@ class Config:
             api_token=_get(e, "SAGAFLOW_API_TOKEN"),
             worker_queues=queues,
             worker_concurrency=_int(e, "SAGAFLOW_WORKER_CONCURRENCY", 1),
+            worker_prefetch=_int(e, "SAGAFLOW_WORKER_PREFETCH", 1),
             worker_lease_ms=_int(e, "SAGAFLOW_WORKER_LEASE_MS", 100),
             worker_group_prefix=_get(e, "SAGAFLOW_WORKER_GROUP_PREFIX"),
             log_level=_get(e, "SAGAFLOW_LOG_LEVEL").upper(),

@@ -283,6 +283,8 @@ def _report(
 def main() -> int:
     from sagaflow.logs import setup
 
+    # The demo shows every saga's trace, so it traces every workflow (the default samples 10 %).
+    os.environ.setdefault("OTEL_TRACES_SAMPLER", "parentbased_always_on")
     config = Config.from_env()
     setup("WARNING")
     return run(config)

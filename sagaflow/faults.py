@@ -1,4 +1,5 @@
-"""Named fault points: places where a test may kill the process with SIGKILL.
+"""Named fault points: places where a test may kill the process with SIGKILL, or make one call
+fail once.
 
 A fault point sits right after a commit whose aftermath must survive a crash (the provider
 charged, the result is not yet published). Production never arms one: a point fires only when
@@ -43,3 +44,26 @@ def fault_point(name: str) -> None:
             f.flush()
             os.fsync(f.fileno())
     os.kill(os.getpid(), signal.SIGKILL)
+
+
+def fails_once(name: str) -> bool:
+    """True the first time the armed point `name` is reached, so the caller simulates a failure
+    there (a delivery report that says the record was lost, say); False otherwise and always
+    when unarmed.
+
+    Needs `SAGAFLOW_FAULT_MARKER`: the marker file remembers that the point fired, which also
+    makes "once" hold across restarts of the process."""
+    if not armed(name):
+        return False
+    marker = os.environ.get(MARKER_ENV)
+    if not marker:
+        raise RuntimeError(f"fault point {name!r} is armed but {MARKER_ENV} is not set")
+    try:
+        with open(marker, encoding="utf-8") as f:
+            if name in {line.strip() for line in f}:
+                return False
+    except FileNotFoundError:
+        pass
+    with open(marker, "a", encoding="utf-8") as f:
+        f.write(f"{name}\n")
+    return True

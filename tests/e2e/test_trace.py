@@ -80,6 +80,7 @@ def test_compensated_checkout_is_one_trace(
     }
     otel = {
         "OTEL_SDK_DISABLED": "false",
+        "OTEL_TRACES_SAMPLER": "parentbased_always_on",
         "OTEL_EXPORTER_OTLP_ENDPOINT": otlp_endpoint,
         "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
         "OTEL_BSP_SCHEDULE_DELAY": "200",  # export soon, so the poll below is short
@@ -223,6 +224,7 @@ def test_the_trace_survives_an_orchestrator_restart(
     names = {"orchestrator": f"e2e-orchestrator-{run}", "worker": f"e2e-worker-{run}"}
     otel = {
         "OTEL_SDK_DISABLED": "false",
+        "OTEL_TRACES_SAMPLER": "parentbased_always_on",
         "OTEL_EXPORTER_OTLP_ENDPOINT": otlp_endpoint,
         "OTEL_BSP_SCHEDULE_DELAY": "200",
     }

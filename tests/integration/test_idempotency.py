@@ -15,8 +15,10 @@ from sagaflow_worker.idempotency import (
     AlreadyCompleted,
     Claim,
     Failed,
+    Finish,
     IdempotencyStore,
     LeasedElsewhere,
+    StepClaim,
     Succeeded,
     idempotency_key,
 )
@@ -217,3 +219,64 @@ def test_concurrent_claims_of_one_key_acquire_exactly_once(database_url: str) ->
             assert [c for c in claims if isinstance(c, Acquired)] == [Acquired(token=2)], claims
 
     _with_store(database_url, body, pool_size=contenders)
+
+
+def _step(key: str, attempt: int = 1) -> StepClaim:
+    workflow_id, seq = key.rsplit("/", 1)
+    return StepClaim(key, workflow_id, int(seq), "charge_payment", attempt)
+
+
+def test_one_batch_claim_answers_completed_leased_expired_and_new_steps(
+    database_url: str,
+) -> None:
+    done, leased, expired, new = (idempotency_key(f"wf-batch-{n}", 1) for n in range(4))
+
+    async def body(store: IdempotencyStore, pool: AsyncConnectionPool[Any]) -> None:
+        for key in (done, leased, expired):
+            assert await _claim(store, key, owner="other") == Acquired(token=1)
+        assert await store.complete(done, 1, Succeeded(b'"stored"'))
+        await _expire_lease(pool, expired)
+        claims = await store.claim_many(
+            [_step(k) for k in (new, expired, leased, done)], owner="me", lease_ms=LEASE_MS
+        )
+        assert claims[done] == AlreadyCompleted(Succeeded(b'"stored"'), attempt=1)
+        assert isinstance(claims[leased], LeasedElsewhere)
+        assert (claims[leased].owner, claims[leased].token) == ("other", 1)
+        assert claims[expired] == Acquired(token=2), "an expired lease is taken over"
+        assert claims[new] == Acquired(token=1)
+        stored = await store.finish_many(
+            [
+                Finish(new, 1, Succeeded(b'"n"')),
+                Finish(expired, 2, Failed("Boom", "retry me", retryable=True)),
+            ]
+        )
+        assert stored == {new, expired}
+        assert await _row(pool, new) == ("completed", 1, "me", 1, b'"n"', None)
+        # A write under a token that no longer holds the step changes nothing.
+        assert await store.finish_many([Finish(expired, 1, Succeeded(b'"stale"'))]) == set()
+
+    _with_store(database_url, body)
+
+
+def test_two_workers_claiming_overlapping_batches_run_each_step_once(database_url: str) -> None:
+    keys = [idempotency_key(f"wf-overlap-{n}", 1) for n in range(60)]
+
+    async def body(store: IdempotencyStore, pool: AsyncConnectionPool[Any]) -> None:
+        for round_ in range(5):
+            ks = [f"r{round_}-{k}" for k in keys]
+            # Each worker's batch covers two thirds of the steps, in a different order, so the
+            # middle third is contended and lock order differs between the two statements.
+            a = [_step(k) for k in ks[:40]]
+            b = [_step(k) for k in reversed(ks[20:])]
+            ca, cb = await asyncio.gather(
+                store.claim_many(a, owner="wa", lease_ms=LEASE_MS),
+                store.claim_many(b, owner="wb", lease_ms=LEASE_MS),
+            )
+            acquired = [k for k, c in (*ca.items(), *cb.items()) if isinstance(c, Acquired)]
+            assert sorted(acquired) == sorted(ks), "every step acquired exactly once"
+            for k in ks[20:40]:
+                answers = (ca[k], cb[k])
+                assert sum(isinstance(c, Acquired) for c in answers) == 1, answers
+                assert sum(isinstance(c, LeasedElsewhere) for c in answers) == 1, answers
+
+    _with_store(database_url, body, pool_size=2)

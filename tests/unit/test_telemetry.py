@@ -41,6 +41,7 @@ from sagaflow.core.messages import (
 )
 from sagaflow.metrics import OrchestratorMetrics, WorkerMetrics, metrics_handler
 from sagaflow_orchestrator.observe import Observer
+from sagaflow_worker.hooks import ConsumedTask, TaskTrace
 from sagaflow_worker.idempotency import Failed, Succeeded
 from sagaflow_worker.observe import WorkerObserver
 
@@ -175,11 +176,22 @@ class Saga:
         self, task: ActivityTask, headers: list[tuple[str, bytes]], outcome: Succeeded | Failed
     ) -> list[tuple[str, bytes]]:
         """What the worker does for one task; returns the result command's headers."""
-        msg = self.message(CONFIG.topics.tasks(task.task_queue), task, headers)
-        with self.worker.task_span(task, msg) as trace:
-            self.worker.claimed(task, "Acquired")
-            self.worker.executed(task, outcome, 0.02, trace)
-            return self.worker.command_headers(trace)
+        self.offset += 1
+        consumed = ConsumedTask(
+            task,
+            CONFIG.topics.tasks(task.task_queue),
+            0,
+            self.offset,
+            WID.encode(),
+            tuple(headers),
+            CONFIG.worker_group_prefix + task.task_queue,
+        )
+        trace = self.worker.begin(consumed)
+        self.worker.claimed(trace, "Acquired")
+        self.worker.executed(trace, outcome, 0.02)
+        out = self.worker.result_headers(trace)
+        self.worker.end(trace, None)
+        return out
 
 
 def scheduled(seq: int, name: str, compensation: bool = False) -> ActivityScheduled:
@@ -443,7 +455,7 @@ def test_metrics(saga: Saga) -> None:
         == 1
     )
     t = task(9, "charge_card")
-    saga.worker.claimed(t, "AlreadyCompleted")
+    saga.worker.claimed(TaskTrace(ConsumedTask(t, "t", 0, 1, None, (), "g")), "AlreadyCompleted")
     saga.worker.dead_lettered("worker.decode")
     assert (
         wm(
@@ -473,3 +485,43 @@ def test_metrics_handler_serves_the_registry_and_lag() -> None:
     assert 'sagaflow_commands_processed_total{type="StartWorkflow"} 1.0' in body
     assert 'sagaflow_consumer_lag{consumer="orchestrator",partition="0"} 3.0' in body
     assert 'sagaflow_consumer_lag_unknown{consumer="orchestrator"} 0.0' in body
+
+
+def test_an_unsampled_workflow_makes_no_span_at_any_hop_but_carries_the_decision() -> None:
+    """The client's sampler said no: the orchestrator and the worker follow it (parent-based),
+    make no spans, and every record still carries the unsampled traceparent."""
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON, ParentBased
+
+    exporter = InMemorySpanExporter()
+    providers = []
+    for name, sampler in (("client", ALWAYS_OFF), ("orchestrator", None), ("worker", None)):
+        provider = TracerProvider(
+            resource=Resource.create({"service.name": name}),
+            sampler=sampler or ParentBased(ALWAYS_ON),
+            shutdown_on_exit=False,
+        )
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+        providers.append(
+            telemetry.Telemetry(provider.get_tracer(telemetry.INSTRUMENTATION), provider, name)
+        )
+    om, wm = OrchestratorMetrics(), WorkerMetrics()
+    saga = Saga(
+        exporter,
+        providers[0],
+        Observer(CONFIG, providers[1], om),
+        WorkerObserver(CONFIG, providers[2], wm),
+        om,
+        wm,
+    )
+    try:
+        headers = run_compensated_checkout(saga)
+    finally:
+        for p in providers:
+            p.shutdown()
+    assert exporter.get_finished_spans() == ()
+    assert headers and all(headers), "every event record carries a traceparent"
+    for record in headers:
+        parent = telemetry.extract(record)
+        assert parent is not None and not parent.trace_flags.sampled

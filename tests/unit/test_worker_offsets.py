@@ -52,3 +52,28 @@ def test_checkpoint_round_trips_through_its_schema() -> None:
     assert checkpoints.decode(checkpoints.encode(cp)) == cp
     with pytest.raises(ValueError, match="not a sagaflow checkpoint"):
         checkpoints.decode(b"\x00garbage")
+
+
+def test_a_failed_async_commit_is_offered_again() -> None:
+    t = OffsetTracker()
+    t.started(0, 7)
+    t.finished(0, 7)
+    assert t.committable() == {0: 8}
+    assert t.committable() == {}, "sent, not yet answered: not offered twice"
+    t.commit_failed(0, 8)
+    assert t.committable() == {0: 8}, "the coordinator refused it: offered again"
+    t.commit_acked(0, 8)
+    t.commit_failed(0, 8)  # a late duplicate failure report changes nothing once acked
+    assert t.committable() == {}
+
+
+def test_an_idle_partition_commits_up_to_the_consumer_position() -> None:
+    t = OffsetTracker()
+    t.started(2, 4)
+    assert t.idle_partitions() == []
+    t.finished(2, 4)
+    assert t.idle_partitions() == [2]
+    # The record at 5 is the transaction's commit marker: the consumer's position is past it.
+    assert t.committable({2: 6}) == {2: 6}
+    t.started(2, 6)
+    assert t.committable({2: 9}) == {}, "never past a task still in flight"

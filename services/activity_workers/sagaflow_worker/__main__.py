@@ -23,6 +23,7 @@ from psycopg_pool import AsyncConnectionPool
 from sagaflow.app import load_registry
 from sagaflow.config import Config
 from sagaflow.db.migrate import migrate
+from sagaflow.kafka.triage import FatalKafkaError
 from sagaflow.metrics import GroupLag, WorkerMetrics, metrics_handler
 from sagaflow.service import run_service
 from sagaflow.telemetry import Telemetry
@@ -31,6 +32,9 @@ from sagaflow_worker.observe import WorkerObserver
 from sagaflow_worker.runner import Worker
 
 log = logging.getLogger("sagaflow_worker")
+EXIT_FATAL = 3
+"""The one documented fatal exit: Kafka says this process cannot go on (fenced, unrecoverable
+producer); the platform restarts it with fresh clients."""
 WORKER = web.AppKey("worker", Worker)
 
 
@@ -40,9 +44,13 @@ async def healthz(request: web.Request) -> web.Response:
 
 async def readyz(request: web.Request) -> web.Response:
     status = request.app[WORKER].status
-    return web.json_response(
-        {"ready": status.ready, "queues": list(status.queues)}, status=200 if status.ready else 503
-    )
+    ready = status.ready and status.database_ok
+    body = {
+        "ready": ready,
+        "queues": list(status.queues),
+        "database": "ok" if status.database_ok else "unavailable: retrying with backoff",
+    }
+    return web.json_response(body, status=200 if ready else 503)
 
 
 def make_app(worker: Worker, metrics: WorkerMetrics | None = None) -> web.Application:
@@ -68,6 +76,8 @@ async def serve(config: Config, tracing: Telemetry) -> int:
             config.database_url,
             min_size=1,
             max_size=max(4, config.worker_concurrency + 2),
+            # Every statement of the store is atomic alone: no BEGIN/COMMIT round trips.
+            kwargs={"autocommit": True},
             open=False,
         )
         await pool.open(wait=True, timeout=30)
@@ -92,7 +102,11 @@ async def serve(config: Config, tracing: Telemetry) -> int:
         stack.push_async_callback(runner.cleanup)
         await web.TCPSite(runner, config.http_host, config.worker_http_port).start()
         log.info("worker %s serving queues %s", owner, ", ".join(worker.status.queues))
-        await worker.run(stop)
+        try:
+            await worker.run(stop)
+        except FatalKafkaError as exc:
+            log.error("%s", exc)
+            return EXIT_FATAL
     return 0
 
 

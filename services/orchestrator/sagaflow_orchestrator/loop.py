@@ -37,6 +37,7 @@ from sagaflow.core.registry import Registry
 from sagaflow.kafka import triage
 from sagaflow.kafka.clients import group_consumer, transactional_producer
 from sagaflow.kafka.dlq import dead_letter
+from sagaflow.kafka.produce import produce
 from sagaflow.kafka.records import position, to_kafka
 from sagaflow_orchestrator import checkpoints
 from sagaflow_orchestrator.hooks import Hooks
@@ -181,7 +182,14 @@ class Orchestrator:
         due = self._next_due_ms()
         if due is not None:
             timeout = max(0.0, min(timeout, due / 1000 - self.clock()))
-        msgs = consumer.consume(self.config.batch_max, timeout=max(timeout, 0.001))
+        # Wait (blocked, not spinning) for the first command, then take whatever has arrived
+        # behind it: no fixed gather time, so an idle orchestrator answers at once, and under
+        # load everything that queued while the previous transaction committed forms the next
+        # batch.
+        first = consumer.poll(max(timeout, 0.001))
+        msgs = [first] if first is not None else []
+        if first is not None and self.config.batch_max > 1:
+            msgs += consumer.consume(self.config.batch_max - 1, timeout=0)
         out = _Outgoing()
         now_ms = int(self.clock() * 1000)
         for msg in msgs:
@@ -308,17 +316,15 @@ class Orchestrator:
         headers: list[tuple[str, bytes]],
         on_delivery: Callable[[Any, Message], None] | None,
     ) -> None:
-        kwargs: dict[str, Any] = {"headers": headers}
-        if partition is not None:
-            kwargs["partition"] = partition
-        if on_delivery is not None:
-            kwargs["on_delivery"] = on_delivery
-        while True:
-            try:
-                producer.produce(topic, value, key.encode(), **kwargs)
-                return
-            except BufferError:
-                producer.poll(0.05)  # local queue full: let librdkafka drain it
+        produce(
+            producer,
+            topic,
+            value,
+            key,
+            headers=headers,
+            partition=partition,
+            on_delivery=on_delivery,
+        )
 
     def _produce_checkpoints(self, producer: Producer) -> None:
         now_ms = int(self.clock() * 1000)
@@ -331,7 +337,8 @@ class Orchestrator:
                 len(owned.engine.open_workflow_ids()),
                 now_ms,
             )
-            producer.produce(
+            produce(
+                producer,
                 self.config.topics.checkpoints,
                 checkpoints.encode(cp),
                 checkpoints.key(self.config.topics.events, p),

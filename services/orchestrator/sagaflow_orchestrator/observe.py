@@ -29,6 +29,7 @@ ActivityRetried and each pending timer's from TimerStarted, without creating any
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -102,6 +103,13 @@ class _Run:
     """The run's start span; the parent of what is not caused by a particular step."""
     steps: dict[int, _Step] = field(default_factory=dict)
     timers: dict[int, SpanContext | None] = field(default_factory=dict)
+    unsampled: KafkaHeaders | None = None
+    """The run's traceparent when its trace was not sampled: every record of the run carries
+    it (so each hop follows the decision) and nothing else is tracked for the run."""
+
+    def note_sampling(self) -> None:
+        if self.context is not None and not self.context.trace_flags.sampled:
+            self.unsampled = inject(self.context)
 
 
 @dataclass
@@ -112,6 +120,9 @@ class _Batch:
     event_headers: dict[int, tuple[Event, KafkaHeaders]] = field(default_factory=dict)
     task_headers: dict[int, tuple[ActivityTask, KafkaHeaders]] = field(default_factory=dict)
     metrics: list[Callable[[], None]] = field(default_factory=list)
+    counts: Counter[tuple[str, str, str]] = field(default_factory=Counter)
+    """(metric, label, label) -> how much to add when the batch commits; one inc per label set
+    per batch instead of one per command."""
     continued: dict[str, SpanContext | None] = field(default_factory=dict)
     """workflow_id -> context of the run that continued as new, for the next run's link."""
 
@@ -126,9 +137,12 @@ class Observer(Hooks):
         metrics: OrchestratorMetrics | None = None,
     ) -> None:
         self._config = config
-        self._telemetry = telemetry
+        # A disabled Telemetry (OTEL_SDK_DISABLED) means no spans: skip the bookkeeping too.
+        self._telemetry = telemetry if telemetry is not None and telemetry.enabled else None
         self._metrics = metrics
         self._runs: dict[str, _Run] = {}
+        self._scheduled: dict[str, dict[int, tuple[str, int]]] = {}
+        """workflow id -> activity seq -> (activity name, scheduled at ms), without tracing."""
         self._batch = _Batch()
         self._last_command: tuple[Command, Decision] | None = None
 
@@ -140,13 +154,20 @@ class Observer(Hooks):
             self._metrics.rebuild_events.inc(events)
 
     def restored(self, event: Event, headers: RecordHeaders) -> None:
+        if self._telemetry is None:
+            return
         context = extract(headers)
         body = event.body
         if isinstance(body, WorkflowStarted):
-            self._runs[event.workflow_id] = _Run(body.workflow_type, context)
+            self._runs[event.workflow_id] = restored = _Run(body.workflow_type, context)
+            restored.note_sampling()
             return
         run = self._runs.get(event.workflow_id)
         if run is None:
+            return
+        if run.unsampled is not None:
+            if isinstance(body, CLOSING_EVENTS):
+                del self._runs[event.workflow_id]
             return
         if isinstance(body, ActivityScheduled):
             run.steps[body.activity_seq] = _Step(
@@ -176,11 +197,17 @@ class Observer(Hooks):
         kind = type(command).__name__
         rejection = decision.rejection
         m.decide_seconds.observe(seconds)
-        self._batch.metrics.append(m.commands_processed.labels(kind).inc)
+        self._batch.counts["processed", kind, ""] += 1
         if rejection is not None:
-            self._batch.metrics.append(m.commands_rejected.labels(kind, rejection.reason).inc)
+            self._batch.counts["rejected", kind, rejection.reason] += 1
 
     def emitted(self, decision: Decision, source: Message | None) -> None:
+        if self._telemetry is None:
+            self._last_command = None
+            if self._metrics is not None:
+                for event in decision.events:
+                    self._count_untraced(event)
+            return
         command = None
         if self._last_command is not None and self._last_command[1] is decision:
             command = self._last_command[0]
@@ -199,6 +226,15 @@ class Observer(Hooks):
             )
         cause: SpanContext | None = None
         for event in decision.events:
+            run = self._runs.get(event.workflow_id)
+            if run is not None and run.unsampled is not None:
+                # Not sampled: count it, carry the decision on, make no spans.
+                self._batch.event_headers[id(event)] = (event, run.unsampled)
+                if self._metrics is not None:
+                    self._count_untraced(event)
+                if isinstance(event.body, CLOSING_EVENTS):
+                    del self._runs[event.workflow_id]
+                continue
             recorded_by, caused = self._observe(event, command, sender, cause, received)
             if caused:
                 cause = recorded_by
@@ -206,13 +242,13 @@ class Observer(Hooks):
             fallback = run.context if run is not None else None
             self._batch.event_headers[id(event)] = (event, inject(recorded_by or fallback))
             if self._metrics is not None:
-                self._batch.metrics.append(
-                    self._metrics.events_appended.labels(type(event.body).__name__).inc
-                )
+                self._batch.counts["appended", type(event.body).__name__, ""] += 1
         for task in decision.tasks:
             self._batch.task_headers[id(task)] = (task, self._task_headers(task))
 
     def event_headers(self, event: Event) -> list[tuple[str, bytes]]:
+        if self._telemetry is None:
+            return []
         entry = self._batch.event_headers.get(id(event))
         if entry is not None and entry[0] is event:
             return entry[1]
@@ -220,6 +256,8 @@ class Observer(Hooks):
         return inject(run.context) if run is not None else []
 
     def task_headers(self, task: ActivityTask) -> list[tuple[str, bytes]]:
+        if self._telemetry is None:
+            return []
         entry = self._batch.task_headers.get(id(task))
         if entry is not None and entry[0] is task:
             return entry[1]
@@ -229,8 +267,29 @@ class Observer(Hooks):
         run = self._runs.get(task.workflow_id)
         if run is None:
             return []
+        if run.unsampled is not None:
+            return run.unsampled
         step = run.steps.get(task.activity_seq)
         return inject(step.context if step is not None and step.context else run.context)
+
+    def _count_untraced(self, event: Event) -> None:
+        """Metrics without tracing: event counts, and step latency from a map of what is
+        scheduled (steps scheduled before a restart are not measured)."""
+        body = event.body
+        self._batch.counts["appended", type(body).__name__, ""] += 1
+        wid = event.workflow_id
+        if isinstance(body, ActivityScheduled):
+            steps = self._scheduled.setdefault(wid, {})
+            steps[body.activity_seq] = (body.activity_name, event.recorded_at_ms)
+        elif isinstance(body, ActivityCompleted | ActivityFailed):
+            step = self._scheduled.get(wid, {}).pop(body.activity_seq, None)
+            if step is not None and self._metrics is not None:
+                outcome = "completed" if isinstance(body, ActivityCompleted) else "failed"
+                histogram = self._metrics.step_seconds.labels(step[0], outcome)
+                seconds = max(0, event.recorded_at_ms - step[1]) / 1000
+                self._batch.metrics.append(lambda: histogram.observe(seconds))
+        elif isinstance(body, CLOSING_EVENTS):
+            self._scheduled.pop(wid, None)
 
     # ------------------------------------------------------------------ the transaction
 
@@ -243,6 +302,13 @@ class Observer(Hooks):
             return
         for update in batch.metrics:
             update()
+        for (metric, a, b), n in batch.counts.items():
+            if metric == "processed":
+                m.commands_processed.labels(a).inc(n)
+            elif metric == "rejected":
+                m.commands_rejected.labels(a, b).inc(n)
+            else:
+                m.events_appended.labels(a).inc(n)
         m.transaction_seconds.observe(seconds)
         m.transactions_committed.inc()
         m.tasks_produced.inc(tasks)
@@ -301,6 +367,7 @@ class Observer(Hooks):
                 linked=self._batch.continued.pop(wid, None) if continued else None,
             )
             started.context = _context(span)
+            started.note_sampling()
             return started.context, True
         run = self._runs.get(wid)
         if run is None:
