@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from confluent_kafka import KafkaError, Producer, TopicPartition
+from confluent_kafka import KafkaError, Message, Producer, TopicPartition
 
 from sagaflow import codec
 from sagaflow.config import Config
@@ -27,7 +27,8 @@ from sagaflow.core.messages import (
 )
 from sagaflow.kafka import triage
 from sagaflow.kafka.clients import command_producer, reader
-from sagaflow.kafka.records import headers_of, position, to_kafka
+from sagaflow.kafka.produce import describe_error, produce
+from sagaflow.kafka.records import headers_of, position
 
 HeaderFactory = Callable[[Command], list[tuple[str, bytes]]]
 
@@ -80,33 +81,24 @@ class Client:
         return sent
 
     def _produce(self, command: Command, failed: list[tuple[str, Any]]) -> None:
-        def on_delivery(err: Any, _msg: Any) -> None:
+        def on_delivery(err: KafkaError | None, _msg: Message) -> None:
             if err is not None:
-                failed.append((command.workflow_id, err))
+                failed.append((command.workflow_id, describe_error(err)))
 
-        headers = to_kafka(self._headers(command)) if self._headers else []
-        value = codec.encode_command(command)
-
-        def produce() -> None:
-            self._producer.produce(
+        try:
+            produce(
+                self._producer,
                 self.config.topics.commands,
-                value,
-                command.workflow_id.encode(),
-                headers=headers,
+                codec.encode_command(command),
+                command.workflow_id,
+                headers=self._headers(command) if self._headers else (),
                 on_delivery=on_delivery,
             )
-
-        while True:
-            try:
-                triage.call(produce, f"produce command for {command.workflow_id}")
-                return
-            except BufferError:
-                self._producer.poll(0.05)  # local queue full: let librdkafka drain it
-            except triage.AbortRequired as exc:
-                raise DeliveryError(
-                    f"command for {command.workflow_id} not queued for "
-                    f"{self.config.topics.commands}: {exc}; check the broker and retry"
-                ) from exc
+        except triage.AbortRequired as exc:
+            raise DeliveryError(
+                f"command for {command.workflow_id} not queued for "
+                f"{self.config.topics.commands}: {exc}; check the broker and retry"
+            ) from exc
 
     def start(
         self,
