@@ -115,7 +115,7 @@ def _closed_rounds(
                 f"{args.in_flight} in flight",
                 flush=True,
             )
-            before = meter.read()
+            before, began = meter.read(), time.monotonic()
             run = load.closed_loop(
                 trackers[system],
                 senders[system],
@@ -125,11 +125,18 @@ def _closed_rounds(
                 ramp_s=args.ramp,
             )
             used = CpuMeter.used(before, meter.read())
+            wall_ms = (time.monotonic() - began) * 1000
             for k, v in used.items():
                 cpu[system][k] = cpu[system].get(k, 0.0) + v
             closed[system] += run["sent"]
             runs[system].append(run)
-            print(f"    {system}: {run['sagas_per_s']:.1f} sagas/s", flush=True)
+            busy = ", ".join(
+                f"{k} {v / wall_ms:.0%}" for k, v in sorted(used.items()) if v / wall_ms >= 0.05
+            )
+            print(
+                f"    {system}: {run['sagas_per_s']:.1f} sagas/s (CPU, share of one core: {busy})",
+                flush=True,
+            )
     return {
         "runs": runs,
         "cpu_ms_per_step": {
@@ -137,7 +144,11 @@ def _closed_rounds(
             "raw": _cpu_per_step(cpu["raw"], closed["raw"], raw=True),
         },
         "cpu_other_ms_per_step": {
-            s: {"jaeger": round(cpu[s].get("jaeger", 0.0) / max(closed[s] * 5, 1), 4)} for s in cpu
+            s: {
+                k: round(cpu[s].get(k, 0.0) / max(closed[s] * 5, 1), 4)
+                for k in ("jaeger", "driver")
+            }
+            for s in cpu
         },
     }
 
@@ -237,6 +248,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "step_p99_ms_half_load": report.pct(half["step_ms"], 0.99),
         "cpu_ms_per_step": closed["cpu_ms_per_step"]["sagaflow"],
         "raw_cpu_ms_per_step": closed["cpu_ms_per_step"]["raw"],
+        "cpu_other_ms_per_step": closed["cpu_other_ms_per_step"],
         "waiting_kib_per_workflow": round(wait["kib_per_workflow"], 3),
         "waiting_rebuild_s": round(wait["kill9_to_ready_s"], 3),
         "waiting_rebuild_in_process_s": round(wait["rebuild_in_process_s"], 3),
