@@ -53,8 +53,10 @@ test: lint typecheck stack-install k8s-check ## the one gate: lint, types, k8s, 
 unit: install ## the pure core only; no services needed
 	@pytest -m unit -q
 
-bench: up ## benchmarks: numbers, not pass/fail (results in bench-results/)
-	@$(PY) -m sagaflow.bench
+# BENCH_ARGS: e.g. --quick, --duration 120, --sampling 1.0, --orchestrators 2 --workers 2.
+BENCH_ARGS ?=
+bench: up ## benchmarks, numbers not pass/fail (bench-results/); BENCH_ARGS=--quick for a short run
+	@$(PY) -m sagaflow.bench $(BENCH_ARGS)
 
 clean: down ## remove the virtualenv and local stack data (the download cache stays)
 	rm -rf $(VENV) .stack

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from confluent_kafka import KafkaError, Producer, TopicPartition
+from confluent_kafka import KafkaError, Message, Producer, TopicPartition
 
 from sagaflow import codec
 from sagaflow.config import Config
@@ -26,8 +26,10 @@ from sagaflow.core.messages import (
     SignalWorkflow,
     StartWorkflow,
 )
+from sagaflow.kafka import triage
 from sagaflow.kafka.clients import command_producer, reader
-from sagaflow.kafka.records import headers_of, position, to_kafka
+from sagaflow.kafka.produce import describe_error, produce
+from sagaflow.kafka.records import headers_of, position
 
 HeaderFactory = Callable[[Command], list[tuple[str, bytes]]]
 
@@ -54,22 +56,50 @@ class Client:
 
     def send(self, command: Command, timeout_s: float = 30.0) -> None:
         """Produce one command and wait until Kafka has it (acks=all)."""
-        errors: list[Any] = []
-        headers = self._headers(command) if self._headers else []
-        self._producer.produce(
-            self.config.topics.commands,
-            codec.encode_command(command),
-            command.workflow_id.encode(),
-            headers=to_kafka(headers),
-            on_delivery=lambda err, _m: errors.append(err),
-        )
+        self.send_many([command], timeout_s)
+
+    def send_many(self, commands: Iterable[Command], timeout_s: float = 30.0) -> int:
+        """Produce every command, then wait once until Kafka has all of them (acks=all).
+
+        One flush serves the whole batch, so sending N starts costs about one produce round
+        trip instead of N. Returns how many were sent. Raises DeliveryError naming the
+        commands Kafka did not take (the others may have been delivered: commands carry ids,
+        so sending the whole batch again is safe).
+        """
+        failed: list[tuple[str, Any]] = []
+        sent = 0
+        for command in commands:
+            self._produce(command, failed)
+            sent += 1
         remaining = self._producer.flush(timeout_s)
-        if remaining or (errors and errors[0] is not None):
+        if remaining or failed:
+            first = failed[0] if failed else (None, f"{remaining} still queued after {timeout_s}s")
             raise DeliveryError(
-                f"command for {command.workflow_id} not delivered to "
-                f"{self.config.topics.commands} at {self.config.kafka_bootstrap}: "
-                f"{errors[0] if errors else 'timed out'}; is the broker up?"
+                f"{len(failed) + remaining} of {sent} command(s) not delivered to "
+                f"{self.config.topics.commands} at {self.config.kafka_bootstrap} (first: "
+                f"{first[0] or 'timed out'}: {first[1]}); is the broker up? Retry the batch."
             )
+        return sent
+
+    def _produce(self, command: Command, failed: list[tuple[str, Any]]) -> None:
+        def on_delivery(err: KafkaError | None, _msg: Message) -> None:
+            if err is not None:
+                failed.append((command.workflow_id, describe_error(err)))
+
+        try:
+            produce(
+                self._producer,
+                self.config.topics.commands,
+                codec.encode_command(command),
+                command.workflow_id,
+                headers=self._headers(command) if self._headers else (),
+                on_delivery=on_delivery,
+            )
+        except triage.AbortRequired as exc:
+            raise DeliveryError(
+                f"command for {command.workflow_id} not queued for "
+                f"{self.config.topics.commands}: {exc}; check the broker and retry"
+            ) from exc
 
     def start(
         self,
@@ -87,6 +117,35 @@ class Client:
         command_id = command_id or start_command_id(workflow_id, workflow_type, version, data)
         self.send(StartWorkflow(workflow_id, workflow_type, data, version, command_id))
         return workflow_id
+
+    def start_many(
+        self,
+        workflow_type: str,
+        inputs: Iterable[tuple[str, Any]],
+        *,
+        version: int | None = None,
+        timeout_s: float = 30.0,
+    ) -> list[str]:
+        """Start one workflow per (workflow id, input) with a single flush; returns the ids."""
+        ids: list[str] = []
+        commands: list[Command] = []
+        for workflow_id, input in inputs:
+            ids.append(workflow_id)
+            commands.append(
+                StartWorkflow(
+                    workflow_id, workflow_type, payload(input), version, f"start:{workflow_id}"
+                )
+            )
+        self.send_many(commands, timeout_s)
+        return ids
+
+    def signal_many(
+        self, signals: Iterable[tuple[str, Any]], name: str, timeout_s: float = 30.0
+    ) -> int:
+        """Signal every (workflow id, value) with one flush; returns how many were sent."""
+        return self.send_many(
+            (SignalWorkflow(wid, name, payload(value), "") for wid, value in signals), timeout_s
+        )
 
     def signal(self, workflow_id: str, name: str, value: Any = None, command_id: str = "") -> None:
         self.send(SignalWorkflow(workflow_id, name, payload(value), command_id))
