@@ -7,7 +7,6 @@ is ever seen.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ from confluent_kafka import KafkaError, Message, Producer, TopicPartition
 
 from sagaflow import codec
 from sagaflow.config import Config
+from sagaflow.core import payload as core_payload
 from sagaflow.core.identity import start_command_id
 from sagaflow.core.messages import (
     CLOSING_EVENTS,
@@ -39,7 +39,8 @@ class DeliveryError(RuntimeError):
 
 
 def payload(value: Any) -> bytes:
-    return json.dumps(value, separators=(",", ":"), sort_keys=True).encode()
+    """A payload's bytes, as every other part of sagaflow encodes it (sagaflow.core.payload)."""
+    return core_payload.dumps(value)
 
 
 class Client:
@@ -131,11 +132,9 @@ class Client:
         commands: list[Command] = []
         for workflow_id, input in inputs:
             ids.append(workflow_id)
-            commands.append(
-                StartWorkflow(
-                    workflow_id, workflow_type, payload(input), version, f"start:{workflow_id}"
-                )
-            )
+            data = payload(input)
+            command_id = start_command_id(workflow_id, workflow_type, version, data)
+            commands.append(StartWorkflow(workflow_id, workflow_type, data, version, command_id))
         self.send_many(commands, timeout_s)
         return ids
 

@@ -30,6 +30,7 @@ from typing import Any
 import fastavro
 
 from sagaflow.core import messages as m
+from sagaflow.core import payload
 from sagaflow.core.errors import DecodeError
 
 __all__ = [
@@ -278,12 +279,12 @@ def decode_closed(data: bytes) -> m.ClosedWorkflow:
 
 def dumps_payload(value: Any) -> bytes:
     """A payload (workflow input, activity argument/result, signal) as UTF-8 JSON bytes."""
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+    return payload.dumps(value)
 
 
 def loads_payload(data: bytes) -> Any:
     """The value of a payload; DecodeError if it is not UTF-8 JSON."""
     try:
-        return json.loads(data)
+        return payload.loads(data)
     except ValueError as exc:
         raise DecodeError(f"payload is not UTF-8 JSON: {exc}") from exc

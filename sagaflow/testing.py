@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from sagaflow.core import messages as m
+from sagaflow.core import payload
 from sagaflow.core.engine import Engine
 from sagaflow.core.errors import ApplicationError
 from sagaflow.core.registry import ActivityContext, ActivityFn, Registry
@@ -34,7 +35,7 @@ DEFAULT_START_MS = 1_767_225_600_000
 
 def encode(value: Any) -> bytes:
     """A payload as the engine records it (UTF-8 JSON)."""
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+    return payload.dumps(value)
 
 
 class WorkflowEnvironment:

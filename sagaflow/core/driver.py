@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Protocol, TypeAlias
 
+from sagaflow.core import payload
 from sagaflow.core.errors import (
     ActivityError,
     CancelledError,
@@ -146,8 +147,7 @@ class LiveSink:
         return True
 
 
-def encode_json(value: Any) -> bytes:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+encode_json = payload.dumps
 
 
 def to_ms(duration: float | timedelta) -> int:
