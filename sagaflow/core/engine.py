@@ -60,7 +60,6 @@ from sagaflow.core.registry import Registry, WorkflowDefinition
 from sagaflow.core.replay import recorded_event, replay
 from sagaflow.core.retry import after_failed_attempt, when_due
 from sagaflow.core.state import (
-    CLOSED_STATUSES,
     CONTINUED_AS_NEW,
     PARKED,
     QUARANTINED,
@@ -69,6 +68,7 @@ from sagaflow.core.state import (
     ApplyError,
     WorkflowState,
 )
+from sagaflow.core.status import CLOSED_STATUSES
 
 _CLOSING_STATUS = {
     WorkflowCompleted: "completed",

@@ -333,6 +333,8 @@ class ActivityTask:
 
 
 def idempotency_key(workflow_id: str, activity_seq: int) -> str:
+    """The key of a logical step, never of an attempt: the worker's idempotency row and what the
+    activity passes to the outside world (a payment provider's idempotency key)."""
     return f"{workflow_id}/{activity_seq}"
 
 

@@ -31,15 +31,15 @@ from sagaflow.core.messages import (
     WorkflowStarted,
     WorkflowUnparked,
 )
+from sagaflow.core.status import CLOSED_STATUSES, WorkflowStatus
 
-RUNNING = "running"
-PARKED = "parked"
-QUARANTINED = "quarantined"
-COMPLETED = "completed"
-FAILED = "failed"
-CANCELLED = "cancelled"
-CONTINUED_AS_NEW = "continued_as_new"
-CLOSED_STATUSES = frozenset({COMPLETED, FAILED, CANCELLED})
+RUNNING = WorkflowStatus.RUNNING
+PARKED = WorkflowStatus.PARKED
+QUARANTINED = WorkflowStatus.QUARANTINED
+COMPLETED = WorkflowStatus.COMPLETED
+FAILED = WorkflowStatus.FAILED
+CANCELLED = WorkflowStatus.CANCELLED
+CONTINUED_AS_NEW = WorkflowStatus.CONTINUED_AS_NEW
 IDLE_AFTER_MS = 60_000
 """Nothing due sooner than this (and no activity in flight): the workflow is idle."""
 

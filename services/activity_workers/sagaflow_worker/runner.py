@@ -43,7 +43,7 @@ from psycopg_pool import PoolTimeout
 
 from sagaflow import codec, faults
 from sagaflow.config import Config
-from sagaflow.core.errors import ApplicationError
+from sagaflow.core.errors import activity_failure
 from sagaflow.core.messages import ActivityTask, CompleteActivity, FailActivity
 from sagaflow.core.registry import ActivityContext, Registry
 from sagaflow.kafka import triage
@@ -415,16 +415,12 @@ class Worker:
                 call = self._loop.run_in_executor(self._executor, definition.fn, ctx, arg)
                 result = await asyncio.wait_for(call, timeout)
             return Succeeded(codec.dumps_payload(result))
-        except ApplicationError as exc:
-            return Failed(
-                exc.type, str(exc), not exc.non_retryable, codec.dumps_payload(exc.details)
-            )
         except TimeoutError:
             return Failed(
                 "StartToCloseTimeout", f"attempt ran longer than {task.start_to_close_ms} ms", True
             )
         except Exception as exc:  # noqa: BLE001 - user code: any error is the attempt's failure
-            return Failed(type(exc).__name__, str(exc) or repr(exc), True)
+            return activity_failure(exc)
 
     async def _lease_keeper(self) -> None:
         """Extend every held lease in one statement, so a live attempt is never taken over."""

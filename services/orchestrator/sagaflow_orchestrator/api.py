@@ -30,12 +30,13 @@ from sagaflow.config import Config
 from sagaflow.core.identity import start_command_id
 from sagaflow.core.messages import CancelWorkflow, SignalWorkflow, StartWorkflow
 from sagaflow.core.registry import Registry
+from sagaflow.core.status import CLOSED_STATUSES
 from sagaflow.db import describe_url, migrate
 from sagaflow.faults import fault_point
 from sagaflow.inputs import InputError, check_input, check_json, check_text
 from sagaflow.kafka.clients import command_producer
 from sagaflow.readmodel import queries
-from sagaflow.readmodel.fold import CLOSED_STATUSES, STATUSES
+from sagaflow.readmodel.fold import STATUSES
 from sagaflow.telemetry import Telemetry, command_headers
 
 log = logging.getLogger(__name__)
