@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from confluent_kafka import KafkaError, Message, Producer, TopicPartition
+from confluent_kafka import KafkaError, Message, Producer
 
 from sagaflow import codec
 from sagaflow.config import Config
@@ -28,6 +28,7 @@ from sagaflow.core.messages import (
 )
 from sagaflow.kafka import triage
 from sagaflow.kafka.clients import command_producer, reader
+from sagaflow.kafka.logread import end_offsets, partitions_of, read_partitions
 from sagaflow.kafka.produce import describe_error, produce
 from sagaflow.kafka.records import headers_of, position
 
@@ -165,36 +166,17 @@ def follow(
     config: Config,
     *,
     from_beginning: bool = True,
-    poll_s: float = 0.2,
     stop: Callable[[], bool] = lambda: False,
 ) -> Iterator[Recorded]:
     """Every committed event, in partition order, until `stop()` is true (checked when idle)."""
-    consumer = reader(config, **{"enable.partition.eof": False})
+    consumer = reader(config)
     try:
-        md = consumer.list_topics(config.topics.events, timeout=10)
-        tmeta = md.topics.get(config.topics.events)
-        if tmeta is None or tmeta.error is not None:
-            raise RuntimeError(
-                f"topic {config.topics.events} is missing; run 'sagaflow topics create'"
-            )
-        start = 0 if from_beginning else -1  # OFFSET_END
-        consumer.assign(
-            [
-                TopicPartition(config.topics.events, p, start if start == 0 else -1)
-                for p in tmeta.partitions
-            ]
-        )
-        while True:
-            msg = consumer.poll(poll_s)
-            if msg is None:
-                if stop():
-                    return
-                continue
-            err = msg.error()
-            if err is not None:
-                if err.code() == KafkaError._PARTITION_EOF:
-                    continue
-                raise RuntimeError(f"reading {config.topics.events} failed: {err}")
+        topic = config.topics.events
+        parts = partitions_of(consumer, topic)
+        starts = dict.fromkeys(parts, 0) if from_beginning else end_offsets(consumer, topic, parts)
+        for msg in read_partitions(
+            consumer, topic, starts, deadline_s=float("inf"), follow=True, idle=stop
+        ):
             try:
                 event = codec.decode_event(msg.value() or b"")
             except codec.DecodeError:

@@ -7,7 +7,6 @@ CLI prints one line instead of a traceback or a stream of librdkafka log lines.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -16,7 +15,7 @@ from confluent_kafka.admin import AdminClient
 
 from sagaflow.cli.output import EXIT_UNAVAILABLE, CliError
 from sagaflow.config import Config
-from sagaflow.kafka import triage
+from sagaflow.kafka import logread, triage
 from sagaflow.kafka.clients import command_producer, reader
 
 METADATA_TIMEOUT_S = 5.0
@@ -195,42 +194,22 @@ def read_partitions(
     follow: bool = False,
     stop: Callable[[Message], bool] = lambda _m: False,
 ) -> Iterator[Message]:
-    """Records of `topic` from {partition: start offset} to each partition's end.
+    """Records of `topic` from {partition: start offset} to each partition's end (the one log
+    reader, sagaflow.kafka.logread); a CliError saying what to do when that fails.
 
     With `follow`, keeps waiting for new records past the end until `stop` or the timeout.
     A timeout while reading a fixed range is an error (the broker went away); while following it
     simply ends the iteration, and the caller decides what that means.
     """
-    deadline = time.monotonic() + timeout_s
-    open_parts = set(starts)
-    consumer.assign([TopicPartition(topic, p, o) for p, o in starts.items()])
-    while follow or open_parts:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            if follow:
-                return
-            raise CliError(
-                f"reading {topic} partitions {sorted(open_parts)} at "
-                f"{config.kafka_bootstrap} did not reach the end within "
-                f"{timeout_s:.0f}s; is the broker healthy? retry, or raise --timeout",
-                EXIT_UNAVAILABLE,
-            )
-        msg = consumer.poll(min(remaining, 0.5))
-        if msg is None:
-            continue
-        err = msg.error()
-        if err is not None:
-            if err.code() == KafkaError._PARTITION_EOF:
-                open_parts.discard(position(msg)[0])
-                continue
-            raise CliError(
-                f"reading {topic} at {config.kafka_bootstrap} failed: {err}; "
-                "check the broker and the topic, then retry",
-                EXIT_UNAVAILABLE,
-            )
-        yield msg
-        if stop(msg):
-            return
+    try:
+        yield from logread.read_partitions(
+            consumer, topic, starts, deadline_s=timeout_s, follow=follow, stop=stop
+        )
+    except logread.LogReadError as exc:
+        raise CliError(
+            f"{exc} (Kafka at {config.kafka_bootstrap}; raise --timeout if it is just slow)",
+            EXIT_UNAVAILABLE,
+        ) from exc
 
 
 def read_one(

@@ -28,6 +28,12 @@ class SagaflowError(Exception):
     """Base of every error sagaflow raises on purpose."""
 
 
+class FatalError(SagaflowError):
+    """The process cannot go on safely (Kafka fenced it, its own log cannot be read): it exits
+    with code 3 and the platform restarts it with fresh clients. A dependency going away is
+    never this: services wait for it, unready, instead."""
+
+
 class FailureError(SagaflowError):
     """An error that fails the workflow on purpose (compensations run first when a saga is used).
 

@@ -21,6 +21,8 @@ from typing import TypeVar
 
 from confluent_kafka import KafkaError, KafkaException
 
+from sagaflow.core.errors import FatalError, SagaflowError
+
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
@@ -31,11 +33,11 @@ class Verdict(Enum):
     FATAL = "fatal"
 
 
-class AbortRequired(Exception):
+class AbortRequired(SagaflowError):
     """The current transaction must be aborted; the batch is rewound and decided again."""
 
 
-class FatalKafkaError(Exception):
+class FatalKafkaError(FatalError):
     """Kafka says this client can't go on (fenced or unrecoverable). Exit and be restarted."""
 
 

@@ -28,6 +28,7 @@ from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartit
 
 from sagaflow import codec
 from sagaflow.config import Config
+from sagaflow.core.errors import FatalError, SagaflowError
 from sagaflow.core.messages import Event
 from sagaflow.db import describe_url, migrate
 from sagaflow.kafka import triage
@@ -54,11 +55,11 @@ _PG_AWAY = (psycopg.OperationalError, psycopg.InterfaceError)
 Decoder = Callable[[bytes], Event]
 
 
-class ProjectorError(RuntimeError):
+class ProjectorError(FatalError):
     """The projector cannot go on (schema, topic); the message says what to fix."""
 
 
-class DependencyAway(Exception):
+class DependencyAway(SagaflowError):
     """Postgres or the broker did not answer; the batch in hand is rewound and retried."""
 
     def __init__(self, dependency: str, detail: str) -> None:

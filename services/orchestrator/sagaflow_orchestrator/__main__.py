@@ -17,14 +17,13 @@ from aiohttp import web
 
 from sagaflow.app import load_registry
 from sagaflow.config import Config
-from sagaflow.kafka.triage import FatalKafkaError
+from sagaflow.core.errors import FatalError
 from sagaflow.metrics import GroupLag, OrchestratorMetrics
-from sagaflow.readmodel import Projector, ProjectorError
+from sagaflow.readmodel import Projector
 from sagaflow.service import in_thread, run_service
 from sagaflow.telemetry import Telemetry
 from sagaflow_orchestrator.loop import Orchestrator
 from sagaflow_orchestrator.observe import Observer
-from sagaflow_orchestrator.rebuild import RebuildError
 from sagaflow_orchestrator.web import make_app
 
 log = logging.getLogger("sagaflow_orchestrator")
@@ -60,7 +59,7 @@ async def serve(config: Config, tracing: Telemetry) -> int:
         if projecting is not None:
             await projecting  # re-raises what stopped the projector
         return 0
-    except (FatalKafkaError, RebuildError, ProjectorError) as exc:
+    except FatalError as exc:
         log.error("%s", exc)
         return EXIT_FATAL
     finally:

@@ -19,22 +19,23 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
+from confluent_kafka import Consumer, Message
 
 from sagaflow import codec
 from sagaflow.config import Config
 from sagaflow.core.engine import Engine
+from sagaflow.core.errors import FatalError
 from sagaflow.core.messages import CLOSING_EVENTS, Event, WorkflowContinuedAsNew, WorkflowStarted
 from sagaflow.core.registry import Registry
-from sagaflow.kafka import triage
 from sagaflow.kafka.clients import reader
+from sagaflow.kafka.logread import LogReadError, end_offsets, partitions_of, read_partitions
 from sagaflow.kafka.records import headers_of, position
 from sagaflow_orchestrator.hooks import Hooks, RecordHeaders
 
 log = logging.getLogger(__name__)
 
 
-class RebuildError(RuntimeError):
+class RebuildError(FatalError):
     """The events log could not be read to its end in time; the process should restart."""
 
 
@@ -144,44 +145,25 @@ def _read_to_end(
 ) -> int:
     """Hand every committed record of topic/partition from `start_at` to its end (as of now)
     to `take`; returns that end offset."""
-    md = triage.call(lambda: consumer.list_topics(topic, timeout=10), f"metadata of {topic}")
-    tmeta = md.topics.get(topic)
-    if tmeta is None or tmeta.error is not None or partition not in tmeta.partitions:
-        raise RebuildError(
-            f"topic {topic} has no partition {partition}; create the missing topics with "
-            "'sagaflow topics create' (an upgrade to a version that adds a topic needs it too)"
-        )
-    lo, hi = triage.call(
-        lambda: consumer.get_watermark_offsets(
-            TopicPartition(topic, partition), timeout=10, cached=False
-        ),
-        f"watermarks of {topic}",
-    )
-    start = max(start_at, lo)
-    if start >= hi:
-        return hi
-    consumer.assign([TopicPartition(topic, partition, start if start > 0 else OFFSET_BEGINNING)])
-    reached = start
     try:
-        while reached < hi:
-            if time.monotonic() > deadline:
-                raise RebuildError(
-                    f"rebuilding from {topic} partition {partition} stalled at offset {reached} "
-                    f"of {hi}; an open transaction may be holding read_committed back: check "
-                    "the broker's transaction coordinator, then restart"
-                )
-            for msg in consumer.consume(1000, timeout=0.05):
-                err = msg.error()
-                if err is not None:
-                    if err.code() == KafkaError._PARTITION_EOF:
-                        continue
-                    raise RebuildError(f"reading {topic} partition {partition} failed: {err}")
-                take(msg)
-            pos = consumer.position([TopicPartition(topic, partition)])[0].offset
-            reached = max(reached, pos)
-    finally:
-        consumer.unassign()
-    return max(hi, reached)
+        if partition not in partitions_of(consumer, topic):
+            raise LogReadError(
+                f"topic {topic} has no partition {partition}; create the missing topics with "
+                "'sagaflow topics create' (an upgrade to a version that adds a topic needs it "
+                "too)"
+            )
+        ends = end_offsets(consumer, topic, [partition])
+        for msg in read_partitions(
+            consumer,
+            topic,
+            {partition: start_at},
+            deadline_s=max(0.0, deadline - time.monotonic()),
+            ends=ends,
+        ):
+            take(msg)
+    except LogReadError as exc:
+        raise RebuildError(f"rebuilding partition {partition}: {exc}") from exc
+    return ends[partition]
 
 
 def _remember_one(owned: OwnedPartition, msg: Message, topic: str) -> None:
