@@ -55,6 +55,9 @@ class Client:
         self.config = config
         self._headers = headers
         self._producer = producer or command_producer(config)
+        self.partitions: dict[str, int] = {}
+        """workflow id -> the commands partition its last command was delivered to, as the
+        producer's (Java-compatible murmur2) partitioner chose it."""
 
     def send(self, command: Command, timeout_s: float = 30.0) -> None:
         """Produce one command and wait until Kafka has it (acks=all)."""
@@ -84,9 +87,11 @@ class Client:
         return sent
 
     def _produce(self, command: Command, failed: list[tuple[str, Any]]) -> None:
-        def on_delivery(err: KafkaError | None, _msg: Message) -> None:
+        def on_delivery(err: KafkaError | None, msg: Message) -> None:
             if err is not None:
                 failed.append((command.workflow_id, describe_error(err)))
+            else:
+                self.partitions[command.workflow_id] = position(msg)[0]
 
         try:
             produce(

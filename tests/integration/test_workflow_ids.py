@@ -11,7 +11,6 @@ from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient
 
 from sagaflow import codec
-from sagaflow.cli.kafkaio import partition_for
 from sagaflow.client import Recorded, follow, payload
 from sagaflow.core.identity import start_command_id
 from sagaflow.core.messages import (
@@ -22,6 +21,7 @@ from sagaflow.core.messages import (
     WorkflowStarted,
 )
 from sagaflow.examples.checkout import registry
+from sagaflow.kafka.partition import partition_for
 from sagaflow_orchestrator import checkpoints
 from sagaflow_orchestrator.rebuild import RebuildError, rebuild_partition
 from tests.sagas import Deployment, order

@@ -31,13 +31,13 @@ from confluent_kafka import (
 )
 
 from sagaflow import codec
-from sagaflow.cli.kafkaio import partition_for
 from sagaflow.config import Config
 from sagaflow.core.messages import ActivityTask, ClosedWorkflow, Decision, Event
 from sagaflow.core.registry import Registry
 from sagaflow.kafka import triage
 from sagaflow.kafka.clients import group_consumer, transactional_producer
 from sagaflow.kafka.dlq import dead_letter
+from sagaflow.kafka.partition import partition_for
 from sagaflow.kafka.produce import produce
 from sagaflow.kafka.records import headers_of, position
 from sagaflow_orchestrator import checkpoints
