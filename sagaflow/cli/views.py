@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any, TypeVar
@@ -114,14 +115,43 @@ def cmd_show(config: Config, args: argparse.Namespace) -> int:
 
     wf, rejections = read_model(config, query)
     if wf is None and not rejections:
-        raise CliError(
-            f"the read model has no workflow {args.id!r} (not started, or not "
-            f"projected yet); read its events from Kafka with "
-            f"`sagaflow history {args.id} --from-log`",
-            EXIT_FAILED,
-        )
+        wf, rejections = _catch_up(config, args.id, query)
     emit(args, {"workflow": wf, "rejections": rejections}, _show_text(args.id, wf, rejections))
     return 0
+
+
+CATCH_UP_S = 10.0
+"""How long `show` waits for the read model when the log already knows the workflow."""
+
+
+def _catch_up(
+    config: Config,
+    workflow_id: str,
+    query: Callable[[psycopg.AsyncConnection[Any]], Awaitable[tuple[Row | None, list[Row]]]],
+) -> tuple[Row | None, list[Row]]:
+    """The read model has nothing on the workflow. If its events are in the log, the projector
+    is behind (right after `watch`, say): wait for it briefly; else it was never started."""
+    in_log = any(
+        isinstance(item, Logged) for item in workflow_events(config, workflow_id, timeout_s=5)
+    )
+    if not in_log:
+        raise CliError(
+            f"no workflow {workflow_id!r}: neither the read model nor the events log knows it; "
+            "check the id and SAGAFLOW_TOPIC_PREFIX, or see `sagaflow list`",
+            EXIT_FAILED,
+        )
+    deadline = time.monotonic() + CATCH_UP_S
+    while time.monotonic() < deadline:
+        time.sleep(0.2)  # polling the read model while the projector catches up
+        wf, rejections = read_model(config, query)
+        if wf is not None or rejections:
+            return wf, rejections
+    raise CliError(
+        f"workflow {workflow_id!r} is in the events log but the read model has not caught up "
+        f"within {CATCH_UP_S:.0f}s (is the orchestrator's projector running?); retry in a "
+        f"moment, or read it from Kafka with `sagaflow history {workflow_id} --from-log`",
+        EXIT_UNAVAILABLE,
+    )
 
 
 def _show_text(workflow_id: str, wf: Row | None, rejections: list[Row]) -> str:
