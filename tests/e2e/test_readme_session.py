@@ -92,10 +92,10 @@ def test_the_readme_cli_session_runs_as_written(
     logs.mkdir(parents=True, exist_ok=True)
     ran: list[str] = []
     try:
-        for command in session_commands(README.read_text()):
-            if command.startswith(SKIPPED):
+        for written in session_commands(README.read_text()):
+            if written.startswith(SKIPPED):
                 continue
-            command = command.replace("order-42", workflow_id)
+            command = written.replace("order-42", workflow_id)
             export = re.fullmatch(r"export (\w+)=(\S+)", command)
             if export:
                 env[export.group(1)] = export.group(2)
