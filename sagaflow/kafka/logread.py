@@ -89,7 +89,7 @@ def read_partitions(
                     f"within {deadline_s:.0f}s; an open transaction may be holding "
                     "read_committed back, or the broker is unhealthy: check the broker, retry"
                 )
-            msg = consumer.poll(0.1)
+            msg = consumer.poll(0.1 if follow else 0.02)
             if msg is None:
                 if ends is not None:
                     _settle_reached(consumer, topic, ends, open_parts)

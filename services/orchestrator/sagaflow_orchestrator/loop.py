@@ -32,7 +32,7 @@ from confluent_kafka import (
 
 from sagaflow import codec
 from sagaflow.config import Config
-from sagaflow.core.messages import ActivityTask, ClosedWorkflow, Decision, Event
+from sagaflow.core.messages import ClosedWorkflow, Decision, Event
 from sagaflow.core.registry import Registry
 from sagaflow.kafka import triage
 from sagaflow.kafka.clients import group_consumer, transactional_producer
@@ -41,7 +41,7 @@ from sagaflow.kafka.partition import partition_for
 from sagaflow.kafka.produce import produce
 from sagaflow.kafka.records import headers_of, position
 from sagaflow_orchestrator import checkpoints
-from sagaflow_orchestrator.hooks import Hooks
+from sagaflow_orchestrator.hooks import ConsumedCommand, Decided, Hooks
 from sagaflow_orchestrator.rebuild import OwnedPartition, rebuild_partition
 
 log = logging.getLogger(__name__)
@@ -53,8 +53,9 @@ Clock = Callable[[], float]
 class _Outgoing:
     """What one batch will produce, gathered before the transaction opens."""
 
-    events: list[tuple[int, Event, bytes]] = field(default_factory=list)
-    tasks: list[tuple[ActivityTask, bytes]] = field(default_factory=list)
+    decided: list[Decided] = field(default_factory=list)
+    events: int = 0
+    tasks: int = 0
     dead: list[tuple[Message, str]] = field(default_factory=list)
     closed: list[tuple[int, ClosedWorkflow]] = field(default_factory=list)
     """Workflows closed by this batch, remembered in the closed-workflows topic."""
@@ -65,7 +66,7 @@ class _Outgoing:
     commands: int = 0
 
     def empty(self) -> bool:
-        return not (self.events or self.tasks or self.dead or self.offsets)
+        return not (self.decided or self.dead or self.offsets or self.rerouted)
 
 
 @dataclass
@@ -244,8 +245,10 @@ class Orchestrator:
             return
         started = time.perf_counter()
         decision = owned.engine.handle(command, now_ms)
-        self.hooks.decided(command, decision, time.perf_counter() - started)
-        self._emit(p, decision, out, source=msg)
+        cause = ConsumedCommand(
+            command, msg.topic() or "", p, offset, msg.key(), tuple(headers_of(msg))
+        )
+        self._emit(p, decision, out, cause, time.perf_counter() - started)
 
     def _owner_of(self, workflow_id: str) -> int:
         """The commands partition of a workflow id, by the producers' partitioner (murmur2)."""
@@ -258,14 +261,19 @@ class Orchestrator:
         return partition_for(workflow_id.encode(), self._command_partitions)
 
     def _emit(
-        self, p: int, decision: Decision, out: _Outgoing, source: Message | None = None
+        self,
+        p: int,
+        decision: Decision,
+        out: _Outgoing,
+        cause: ConsumedCommand | None = None,
+        seconds: float = 0.0,
     ) -> None:
+        if not (decision.events or decision.tasks or decision.closed or cause is not None):
+            return
         out.closed.extend((p, closed) for closed in decision.closed)
-        for event in decision.events:
-            out.events.append((p, event, codec.encode_event(event)))
-        for task in decision.tasks:
-            out.tasks.append((task, codec.encode_task(task)))
-        self.hooks.emitted(decision, source)
+        out.decided.append(Decided(p, decision, cause, seconds))
+        out.events += len(decision.events)
+        out.tasks += len(decision.tasks)
 
     def _next_due_ms(self) -> int | None:
         dues = [d for o in self._owned.values() if (d := o.engine.next_due_ms()) is not None]
@@ -280,27 +288,30 @@ class Orchestrator:
         appended: list[tuple[int, Event, int]] = []
         started = time.perf_counter()
         try:
+            headers = self.hooks.batch(out.decided)
             triage.call(producer.begin_transaction, "begin_transaction")
-            for p, event, data in out.events:
-                self._produce(
-                    producer,
-                    topics.events,
-                    data,
-                    event.workflow_id,
-                    p,
-                    self.hooks.event_headers(event),
-                    _recorder(appended, p, event),
-                )
-            for task, data in out.tasks:
-                self._produce(
-                    producer,
-                    topics.tasks(task.task_queue),
-                    data,
-                    task.workflow_id,
-                    None,
-                    self.hooks.task_headers(task),
-                    None,
-                )
+            for i, d in enumerate(out.decided):
+                h = headers[i] if headers is not None else None
+                for j, event in enumerate(d.decision.events):
+                    self._produce(
+                        producer,
+                        topics.events,
+                        codec.encode_event(event),
+                        event.workflow_id,
+                        d.partition,
+                        h.events[j] if h is not None else [],
+                        _recorder(appended, d.partition, event),
+                    )
+                for j, task in enumerate(d.decision.tasks):
+                    self._produce(
+                        producer,
+                        topics.tasks(task.task_queue),
+                        codec.encode_task(task),
+                        task.workflow_id,
+                        None,
+                        h.tasks[j] if h is not None else [],
+                        None,
+                    )
             for p, closed in out.closed:
                 data = codec.encode_closed(closed)
                 self._produce(
@@ -308,8 +319,9 @@ class Orchestrator:
                 )
             for p, workflow_id, msg in out.rerouted:
                 value = msg.value() or b""
-                headers = headers_of(msg)
-                self._produce(producer, topics.commands, value, workflow_id, p, headers, None)
+                self._produce(
+                    producer, topics.commands, value, workflow_id, p, headers_of(msg), None
+                )
             for msg, reason in out.dead:
                 # dead_letter() fits the copy into the producer's default message.max.bytes
                 # whatever arrived, and any refusal is triaged (abort and rewind), never raised.
@@ -340,7 +352,7 @@ class Orchestrator:
             self._last_checkpoint = self.clock()
         self.status.commits += 1
         self.status.last_commit_ms = int(self.clock() * 1000)
-        self.hooks.committed(out.commands, len(out.events), len(out.tasks), len(out.dead), elapsed)
+        self.hooks.committed(out.commands, out.events, out.tasks, len(out.dead), elapsed)
 
     def _produce(
         self,
