@@ -11,8 +11,10 @@ Screenshots of every page go to .stack/ui-screenshots/ (git-ignored).
 from __future__ import annotations
 
 import socket
+import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,6 +38,14 @@ def _free_port() -> int:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
         return port
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as resp:
+            return bool(resp.status == 200)
+    except OSError:
+        return False
 
 
 @dataclass
@@ -83,6 +93,12 @@ def demo(
             "times_out": order(ids["times_out"], amount_cents=250_000, approval_timeout_s=3),
             "cancelled": order(ids["cancelled"], amount_cents=250_000),
         }
+        assert_eventually(
+            lambda: _answers(f"http://127.0.0.1:{port}/healthz"),
+            timeout=60,
+            interval=0.2,
+            message="the orchestrator's HTTP server answers",
+        )
         client = d.client()
         for label, wid in ids.items():
             client.start("checkout", inputs[label], workflow_id=wid)
@@ -131,7 +147,10 @@ def _poll(page: Any, url: str, check: Callable[[], Any], message: str, timeout: 
 
 
 def _status(page: Any) -> str:
-    return str(page.locator("#wf-status").get_attribute("data-status"))
+    status = page.locator("#wf-status")
+    # An error page (say, the projector not caught up yet) has none: not yet, and say what it was.
+    assert status.count() == 1, page.content()[:800]
+    return str(status.get_attribute("data-status"))
 
 
 def _row_statuses(page: Any) -> dict[str, str]:
@@ -239,7 +258,10 @@ def test_cancel_from_the_ui_compensates(demo: Demo, page: Any) -> None:
     compensations = page.locator("ul.compensations").inner_text()
     assert "refund_payment" in compensations and "release_inventory" in compensations
     assert "customer changed their mind" in page.locator("#wf-error").inner_text()
-    refunds = [r for r in demo.d.ledger([wid]) if r["kind"] == "refund"]
+    # Playwright's sync API holds this thread's event loop; the ledger query needs its own.
+    with ThreadPoolExecutor(1) as pool:
+        ledger = pool.submit(demo.d.ledger, [wid]).result(timeout=30)
+    refunds = [r for r in ledger if r["kind"] == "refund"]
     assert len(refunds) == 1, refunds
     _shot(page, "cancelled")
 
