@@ -249,6 +249,11 @@ async def workflow_page(request: web.Request) -> web.Response:
         )
     steps = logview.graph_steps(view.events)
     if workflow is not None and view.signal_waits:
+        # A signal wait's timeout timer is drawn as part of the wait, not as a sleep.
+        timeouts = {f"timer {w.timeout_timer_seq}": w.name for w in view.signal_waits}
+        for step in steps:
+            if step["kind"] == "timer" and step["label"] in timeouts:
+                step["label"] = f"timeout of {timeouts[step['label']]}"
         steps += [
             {"kind": "signal", "label": f"wait for {w.name}", "state": "waiting"}
             for w in view.signal_waits
