@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 import aiohttp
 import jinja2
@@ -53,6 +53,10 @@ DLQ_LIMIT = 200
 
 class BadInput(ValueError):
     """A query or form value the UI cannot use; the message tells the user what to fix."""
+
+
+class Forbidden(PermissionError):
+    """An action without the API token the deployment requires."""
 
 
 def _templates() -> jinja2.Environment:
@@ -139,6 +143,8 @@ async def _errors_middleware(request: web.Request, handler: Any) -> web.StreamRe
         return response
     except BadInput as exc:
         return _render(request, "error.html", 400, title="Cannot do that", message=str(exc))
+    except Forbidden as exc:
+        return _render(request, "error.html", 403, title="Not allowed", message=str(exc))
     except (psycopg.OperationalError, PoolTimeout) as exc:
         return _render(
             request,
@@ -309,15 +315,19 @@ async def _form(request: web.Request) -> Any:
     token = request.app[CONFIG].api_token
     # The same bearer token as the API: forms cannot send a header, so it comes as a field.
     if token and not hmac.compare_digest(str(form.get("token", "")).encode(), token.encode()):
-        raise web.HTTPForbidden(
-            text="the API token is missing or wrong; enter the SAGAFLOW_API_TOKEN value",
-        )
+        raise Forbidden("the API token is missing or wrong; enter the SAGAFLOW_API_TOKEN value")
     return form
 
 
-def _back(request: web.Request, workflow_id: str, sent: str) -> web.HTTPSeeOther:
-    url = f"{request.app[PREFIX]}/workflows/{workflow_id}?{urlencode({'sent': sent})}"
-    return web.HTTPSeeOther(url)
+def _see_other(url: str) -> web.Response:
+    # Returned, not raised: a raised redirect reads as a failure to the access log around us.
+    return web.Response(status=303, headers={"Location": url})
+
+
+def _back(request: web.Request, workflow_id: str, sent: str) -> web.Response:
+    return _see_other(
+        f"{request.app[PREFIX]}/workflows/{quote(workflow_id)}?{urlencode({'sent': sent})}"
+    )
 
 
 async def signal_action(request: web.Request) -> web.Response:
@@ -336,7 +346,7 @@ async def signal_action(request: web.Request) -> web.Response:
         await asyncio.to_thread(request.app[CLIENT].signal, workflow_id, name, value, command_id)
     except DeliveryError as exc:
         raise BadInput(str(exc)) from exc
-    raise _back(request, workflow_id, f"signal {name}")
+    return _back(request, workflow_id, f"signal {name}")
 
 
 async def cancel_action(request: web.Request) -> web.Response:
@@ -348,7 +358,7 @@ async def cancel_action(request: web.Request) -> web.Response:
         await asyncio.to_thread(request.app[CLIENT].cancel, workflow_id, reason, command_id)
     except DeliveryError as exc:
         raise BadInput(str(exc)) from exc
-    raise _back(request, workflow_id, "cancel")
+    return _back(request, workflow_id, "cancel")
 
 
 # --------------------------------------------------------------------------- dead letters
@@ -409,7 +419,7 @@ async def dlq_redrive_action(request: web.Request) -> web.Response:
         f"re-drove {partition}:{offset} to {to['topic']} partition {to['partition']} "
         f"offset {to['offset']}"
     )
-    raise web.HTTPSeeOther(f"{request.app[PREFIX]}/dlq?{urlencode({'moved': note})}")
+    return _see_other(f"{request.app[PREFIX]}/dlq?{urlencode({'moved': note})}")
 
 
 async def dlq_redrive_all_action(request: web.Request) -> web.Response:
@@ -433,4 +443,4 @@ async def dlq_redrive_all_action(request: web.Request) -> web.Response:
     note = f"re-drove {done} dead letter(s)" + (
         f"; {len(refused)} refused: " + " | ".join(refused[:5]) if refused else ""
     )
-    raise web.HTTPSeeOther(f"{request.app[PREFIX]}/dlq?{urlencode({'moved': note})}")
+    return _see_other(f"{request.app[PREFIX]}/dlq?{urlencode({'moved': note})}")
