@@ -34,7 +34,7 @@ from sagaflow.config import Config
 from sagaflow.core.registry import Registry
 from sagaflow.readmodel import queries
 from sagaflow.readmodel.fold import CLOSED_STATUSES, STATUSES
-from sagaflow.ui import graph, logview
+from sagaflow.ui import graph, health, logview
 from sagaflow.ui.trace import TraceUnavailable, fetch_trace
 
 log = logging.getLogger("sagaflow.ui")
@@ -112,6 +112,7 @@ def make_ui_app(
     app.router.add_get("/workflows/{workflow_id}/trace", trace_fragment)
     app.router.add_post("/workflows/{workflow_id}/signal", signal_action)
     app.router.add_post("/workflows/{workflow_id}/cancel", cancel_action)
+    app.router.add_get("/health", health_page)
     app.router.add_get("/dlq", dlq_page)
     app.router.add_get("/dlq/{partition:\\d+}/{offset:\\d+}", dlq_item_page)
     app.router.add_post("/dlq/{partition:\\d+}/{offset:\\d+}/redrive", dlq_redrive_action)
@@ -202,6 +203,12 @@ async def workflows_page(request: web.Request) -> web.Response:
     except queries.CursorError as exc:
         raise BadInput(f"the page cursor {exc} was not made by this UI; start again") from exc
     keep = {k: v for k, v in q.items() if k != "cursor" and v}
+    others = {k: v for k, v in keep.items() if k != "status"}
+    # A status chip narrows the current search; "all" drops only the status.
+    status_urls = {
+        s: f"{request.app[PREFIX]}/?{urlencode({**others, 'status': s})}" for s in STATUSES
+    }
+    status_urls[""] = f"{request.app[PREFIX]}/?{urlencode(others)}"
     next_url = (
         f"{request.app[PREFIX]}/?{urlencode({**keep, 'cursor': page.next_cursor})}"
         if page.next_cursor
@@ -216,6 +223,7 @@ async def workflows_page(request: web.Request) -> web.Response:
         statuses=STATUSES,
         q=q,
         filtered=bool(keep),
+        status_urls=status_urls,
         next_url=next_url,
         first_url=f"{request.app[PREFIX]}/?{urlencode(keep)}" if cursor else None,
         query_ms=round((time.perf_counter() - started) * 1000, 1),
@@ -359,6 +367,33 @@ async def cancel_action(request: web.Request) -> web.Response:
     except DeliveryError as exc:
         raise BadInput(str(exc)) from exc
     return _back(request, workflow_id, "cancel")
+
+
+# --------------------------------------------------------------------------- health
+
+
+async def health_page(request: web.Request) -> web.Response:
+    config = request.app[CONFIG]
+    registry = request.app.get(REGISTRY)
+    queues = registry.task_queues() if registry is not None else frozenset[str]()
+    postgres: str | None = None
+    try:
+        async with asyncio.timeout(2):
+            await queries.ping(request.app[POOL])
+    except (psycopg.Error, PoolTimeout, TimeoutError) as exc:
+        postgres = f"unreachable ({type(exc).__name__}); check SAGAFLOW_DATABASE_URL"
+    groups = await asyncio.to_thread(health.read_health, config, queues)
+    orchestrators = groups[0]
+    ready = postgres is None and not orchestrators.problem and bool(orchestrators.members)
+    return _render(
+        request,
+        "health.html",
+        groups=groups,
+        postgres=postgres,
+        ready=ready,
+        orchestrators=orchestrators,
+        queues_known=registry is not None,
+    )
 
 
 # --------------------------------------------------------------------------- dead letters
