@@ -272,11 +272,7 @@ async def workflow_page(request: web.Request) -> web.Response:
             {"kind": "signal", "label": f"wait for {w.name}", "state": "waiting"}
             for w in view.signal_waits
         ]
-    compensations = [
-        e
-        for e in view.timeline
-        if e.type == "ActivityScheduled" and "compensation" in e.description
-    ]
+    compensations = logview.compensations(view)
     config = request.app[CONFIG]
     return _render(
         request,

@@ -156,6 +156,15 @@ def _find_signal_waits(view: LogView, registry: Registry) -> None:
     view.signal_waits_known = True
 
 
+def compensations(view: LogView) -> list[TimelineEntry]:
+    """The timeline entries that scheduled a compensation, in order."""
+    return [
+        entry
+        for event, entry in zip(view.events, view.timeline, strict=True)
+        if isinstance(event.body, ActivityScheduled) and event.body.compensation
+    ]
+
+
 def graph_steps(events: list[Event]) -> list[dict[str, Any]]:
     """The path a code workflow took so far: activities, timers and signals, in order."""
     steps: list[dict[str, Any]] = []
