@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from playwright import sync_api
 
 from sagaflow.kafka.clients import command_producer
 from tests.sagas import Deployment, order, prepare
@@ -29,8 +30,6 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
 CHROMIUM = "/usr/bin/chromium"
 SHOTS = Path(__file__).resolve().parents[2] / ".stack" / "ui-screenshots"
-
-sync_api = pytest.importorskip("playwright.sync_api")
 
 
 def _free_port() -> int:
