@@ -46,7 +46,15 @@ typecheck: install ## mypy --strict on the library and services
 k8s-check: install ## render and validate every deploy/k8s overlay, offline
 	@scripts/k8s-check.sh
 
-test: lint typecheck stack-install k8s-check ## the one gate: lint, types, k8s, every test tier
+# The UI's browser tests drive Debian's Chromium through Playwright (never `playwright install`,
+# which downloads a browser). Installed once, as root or through sudo.
+CHROMIUM := /usr/bin/chromium
+$(CHROMIUM):
+	@echo "==> installing Chromium from the Debian packages (for the UI's browser tests)"
+	@SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q chromium
+
+test: lint typecheck stack-install k8s-check $(CHROMIUM) ## the one gate: lint, types, k8s, every test tier
 	@echo "==> pytest (unit, integration, e2e, fault)"
 	@pytest -m "not k8s" --cov=sagaflow --cov-report=term:skip-covered -q
 

@@ -115,6 +115,17 @@ SETTINGS: tuple[Setting, ...] = (
         "sagaflow-projector",
         "Consumer group of the read model projector.",
     ),
+    Setting(
+        "SAGAFLOW_JAEGER_QUERY_URL",
+        "http://127.0.0.1:16686",
+        "Jaeger's query API, where the UI fetches a workflow's trace (GET /api/traces/{id}).",
+    ),
+    Setting(
+        "SAGAFLOW_JAEGER_UI_URL",
+        "",
+        "A real Jaeger UI to link a workflow's trace to (e.g. on Kubernetes); empty: no link, "
+        "the UI's own waterfall only.",
+    ),
 )
 
 _DEFAULTS = {s.name: s.default for s in SETTINGS}
@@ -208,6 +219,8 @@ class Config:
     log_level: str
     projector_enabled: bool = True
     projector_group: str = "sagaflow-projector"
+    jaeger_query_url: str = "http://127.0.0.1:16686"
+    jaeger_ui_url: str = ""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Config:
@@ -256,6 +269,8 @@ class Config:
             log_level=_get(e, "SAGAFLOW_LOG_LEVEL").upper(),
             projector_enabled=_on_off(e, "SAGAFLOW_PROJECTOR"),
             projector_group=_get(e, "SAGAFLOW_PROJECTOR_GROUP"),
+            jaeger_query_url=_get(e, "SAGAFLOW_JAEGER_QUERY_URL").rstrip("/"),
+            jaeger_ui_url=_get(e, "SAGAFLOW_JAEGER_UI_URL").rstrip("/"),
         )
 
     def kafka_common(self) -> dict[str, str | int]:

@@ -357,6 +357,11 @@ class Driver:
         future.on_abandon = abandon
         return future
 
+    def signal_waits(self) -> list[tuple[str, int | None]]:
+        """The signals the code awaits now: (name, seq of its timeout timer or None). No event
+        records a wait, so views (the UI) learn it by replaying the run and asking here."""
+        return [(name, w.timer_seq) for name, waits in self._signal_waiters.items() for w in waits]
+
     def patched(self, change_id: str) -> bool:
         decided = self._patches.get(change_id)
         if decided is None:
