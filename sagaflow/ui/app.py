@@ -32,8 +32,9 @@ from sagaflow.cli.output import CliError
 from sagaflow.client import Client, DeliveryError
 from sagaflow.config import Config
 from sagaflow.core.registry import Registry
+from sagaflow.core.status import CLOSED_STATUSES
 from sagaflow.readmodel import queries
-from sagaflow.readmodel.fold import CLOSED_STATUSES, STATUSES
+from sagaflow.readmodel.fold import STATUSES
 from sagaflow.ui import graph, health, logview
 from sagaflow.ui.trace import TraceUnavailable, fetch_trace
 
