@@ -380,11 +380,28 @@ def ensure_images(client: Any, paths: StackPaths) -> Images:
         )
     )
     repo = paths.repo
+    args = {"PYTHON_IMAGE": python}
+    # The Dockerfile's builder stage, kept as an image of its own: its dependency layers (the
+    # only steps that need PyPI) then serve as --cache-from, so a source change rebuilds the
+    # project's image without the network, even on an engine that loaded its images.
+    deps = Recipe(
+        "sagaflow-builder",
+        (repo / "Dockerfile").read_text(),
+        files={lock: repo / lock for lock in ("requirements.lock", "requirements-build.lock")},
+        buildargs=args,
+    )
+    stage = builder.ensure(
+        deps.name,
+        deps.digest(),
+        lambda tag: builder.build(
+            tag, path=str(repo), dockerfile="Dockerfile", target="builder", buildargs=args
+        ),
+    )
     sagaflow = builder.ensure(
         "sagaflow",
         hashlib.sha256(f"{_project_digest(repo)}\0{python}".encode()).hexdigest()[:16],
         lambda tag: builder.build(
-            tag, path=str(repo), dockerfile="Dockerfile", buildargs={"PYTHON_IMAGE": python}
+            tag, path=str(repo), dockerfile="Dockerfile", buildargs=args, cache_from=[stage]
         ),
     )
     progress(f"container images ready in {time.monotonic() - began:.0f}s")

@@ -123,11 +123,12 @@ def _cgroup_v1_mounts() -> list[str]:
     dockerd needs ("Devices cgroup isn't mounted"); the daemon gets them back in a mount
     namespace of its own, so nothing changes for any other process.
     """
+    entries = [e.split(":", 2)[1] for e in Path("/proc/self/cgroup").read_text().splitlines()]
+    if not any(entries):
+        return ["mount -t cgroup2 cgroup2 /sys/fs/cgroup"]
     lines = ["mount -t tmpfs -o mode=755 cgroup /sys/fs/cgroup"]
-    for entry in Path("/proc/self/cgroup").read_text().splitlines():
-        _, controllers, _ = entry.split(":", 2)
-        if not controllers:
-            return ["mount -t cgroup2 cgroup2 /sys/fs/cgroup"]
+    # The v1 hierarchies (a hybrid host's unified "0::" entry is not needed by dockerd).
+    for controllers in filter(None, entries):
         options = controllers if not controllers.startswith("name=") else f"none,{controllers}"
         target = f"/sys/fs/cgroup/{controllers.removeprefix('name=')}"
         lines.append(f"mkdir -p {target} && mount -t cgroup -o {options} cgroup {target}")
