@@ -284,6 +284,20 @@ class Engine:
             progress(f"stopping the project's Docker engine (pid {pid})")
             terminate(pid, "dockerd", grace=STOP_GRACE)
             self.home.pid_file.unlink(missing_ok=True)
+            _unmount_under(self.home.exec_root)
+
+
+def _unmount_under(root: Path) -> None:
+    """dockerd 20.10 leaves its network namespace bind-mounted under the exec root when it
+    exits; that mount would keep the namespace alive after the engine is gone."""
+    mounts = [line.split()[1] for line in Path("/proc/self/mounts").read_text().splitlines()]
+    for target in sorted((m for m in mounts if m.startswith(f"{root}/")), reverse=True):
+        done = subprocess.run(["umount", target], capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            raise StackError(
+                f"could not unmount {target} left by dockerd: {done.stderr.strip()}; "
+                f"unmount it by hand (`umount {target}`)"
+            )
 
 
 def require(tool: str) -> str:
