@@ -29,7 +29,7 @@ from typing import Any
 from docker.errors import DockerException, ImageNotFound  # type: ignore[import-untyped]
 from docker.utils.build import exclude_paths  # type: ignore[import-untyped]
 
-from sagaflow.devstack.common import StackError, StackPaths, progress, run_logged
+from sagaflow.devstack.common import StackError, StackPaths, file_lock, progress, run_logged
 from sagaflow.devstack.kafka import (
     Kafka,
     broker_settings,
@@ -257,7 +257,7 @@ class Builder:
 
     def _save(self, name: str, tag: str, saved: Path) -> None:
         saved.parent.mkdir(parents=True, exist_ok=True)
-        partial = saved.with_suffix(".partial")
+        partial = saved.with_suffix(f".{os.getpid()}.partial")
         with partial.open("wb") as out:
             for chunk in self.client.images.get(tag).save(named=True):
                 out.write(chunk)
@@ -363,7 +363,13 @@ def kafka_recipe(paths: StackPaths, base: str) -> Recipe:
 
 
 def ensure_images(client: Any, paths: StackPaths) -> Images:
-    """Every image of the container tier on the engine `client` talks to."""
+    """Every image of the container tier on the engine `client` talks to. Serialised across
+    processes: a second engine (another namespace) waits, then loads what the first saved."""
+    with file_lock(paths.cache / "images" / "build.lock"):
+        return _ensure_images(client, paths)
+
+
+def _ensure_images(client: Any, paths: StackPaths) -> Images:
     began = time.monotonic()
     builder = Builder(client, paths)
     debian = builder.debian()
