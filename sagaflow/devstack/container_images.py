@@ -45,6 +45,9 @@ KAFKA_CONTROLLER_PORT = 29093
 POSTGRES_PORT = 25432
 REPO = "sagaflow-local"
 SUITE = "bookworm"
+# Postgres: the project needs >= 16 and bookworm (and its backports) ship 15; trixie ships 17.
+POSTGRES_SUITE = "trixie"
+POSTGRES_MAJOR = 17
 MIRROR = os.environ.get("SAGAFLOW_DEBIAN_MIRROR", "http://deb.debian.org/debian")
 # Saved images kept per name: several clones with different sources share the cache.
 KEEP_SAVED = 3
@@ -113,7 +116,7 @@ FROM ${{BASE}}
 # No default cluster: the entrypoint makes the one the tests use.
 RUN mkdir -p /etc/postgresql-common/createcluster.d \\
  && echo 'create_main_cluster = false' > /etc/postgresql-common/createcluster.d/sagaflow.conf \\
- && {_APT.format(packages="postgresql-15")}
+ && {_APT.format(packages=f"postgresql-{POSTGRES_MAJOR}")}
 COPY start-postgres.sh /usr/local/bin/start-postgres.sh
 RUN chmod 0755 /usr/local/bin/start-postgres.sh
 USER postgres
@@ -122,10 +125,10 @@ ENV PGDATA=/tmp/pgdata POSTGRES_PORT={POSTGRES_PORT} \\
 ENTRYPOINT ["/usr/local/bin/start-postgres.sh"]
 """
 
-_START_POSTGRES = """#!/bin/sh
-# Postgres 15 of the sagaflow container tier: a fresh cluster, one password user and database.
+_START_POSTGRES = f"""#!/bin/sh
+# Postgres of the sagaflow container tier: a fresh cluster, one password user and database.
 set -eu
-bin=/usr/lib/postgresql/15/bin
+bin=/usr/lib/postgresql/{POSTGRES_MAJOR}/bin
 if [ ! -s "$PGDATA/PG_VERSION" ]; then
   pwfile=$(mktemp)
   printf '%s\\n' "$POSTGRES_PASSWORD" > "$pwfile"
@@ -294,31 +297,33 @@ class Builder:
             ),
         )
 
-    def debian(self) -> str:
-        """A minbase Debian root file system made with debootstrap and imported, or the image
-        SAGAFLOW_DEBIAN_IMAGE names (e.g. debian:bookworm-slim where Docker Hub is reachable)."""
-        named = os.environ.get("SAGAFLOW_DEBIAN_IMAGE")
-        if named:
+    def debian(self, suite: str = SUITE) -> str:
+        """A minbase Debian root file system of `suite` made with debootstrap and imported;
+        with SAGAFLOW_DEBIAN_IMAGES=hub, Docker Hub's debian:<suite>-slim instead (a laptop
+        without root or debootstrap)."""
+        if os.environ.get("SAGAFLOW_DEBIAN_IMAGES") == "hub":
+            named = f"debian:{suite}-slim"
             if not self.present(named):
                 progress(f"pulling {named}")
                 self.client.images.pull(named)
             return named
-        recipe = f"debootstrap --variant=minbase {SUITE} {MIRROR}"
+        recipe = f"debootstrap --variant=minbase {suite} {MIRROR}"
         digest = hashlib.sha256(recipe.encode()).hexdigest()[:16]
-        return self.ensure("debian", digest, self._debootstrap)
+        name = "debian" if suite == SUITE else f"debian-{suite}"
+        return self.ensure(name, digest, lambda tag: self._debootstrap(tag, suite))
 
-    def _debootstrap(self, tag: str) -> None:
+    def _debootstrap(self, tag: str, suite: str) -> None:
         tool = shutil.which("debootstrap")
         if tool is None or os.geteuid() != 0:
             raise StackError(
                 "building the Debian base needs root and debootstrap (`make containers` as "
-                "root installs it); elsewhere set SAGAFLOW_DEBIAN_IMAGE=debian:bookworm-slim"
+                "root installs it); elsewhere set SAGAFLOW_DEBIAN_IMAGES=hub (Docker Hub's)"
             )
         work = Path(tempfile.mkdtemp(prefix="rootfs-", dir=self.paths.cache))
         try:
             rootfs = work / "rootfs"
             run_logged(
-                [tool, "--variant=minbase", SUITE, str(rootfs), MIRROR],
+                [tool, "--variant=minbase", suite, str(rootfs), MIRROR],
                 self.log,
                 what="debootstrap (about a minute)",
                 fix="check network access to the Debian mirror and re-run `make containers`",
@@ -382,7 +387,7 @@ def _ensure_images(client: Any, paths: StackPaths) -> Images:
             "postgres",
             _POSTGRES,
             files={"start-postgres.sh": _START_POSTGRES.encode()},
-            buildargs={"BASE": debian},
+            buildargs={"BASE": builder.debian(POSTGRES_SUITE)},
         )
     )
     repo = paths.repo

@@ -6,7 +6,7 @@ from __future__ import annotations
 import psycopg
 import pytest
 
-from sagaflow.devstack.container_images import KAFKA_PORT, POSTGRES_PORT
+from sagaflow.devstack.container_images import KAFKA_PORT, POSTGRES_MAJOR, POSTGRES_PORT
 from sagaflow.devstack.containers import LABEL
 from tests.container_tier import ContainerTier
 
@@ -19,8 +19,8 @@ def test_kafka_and_postgres_are_this_sessions_containers(
     assert kafka_bootstrap.endswith(f":{KAFKA_PORT}")
     with psycopg.connect(database_url, connect_timeout=5) as conn:
         row = conn.execute("SHOW server_version").fetchone()
-    # Debian's postgresql-15, not the local stack's Postgres 16 on port 15432.
-    assert row is not None and str(row[0]).startswith("15."), row
+    # Debian trixie's postgresql-17, not the local stack's Postgres 16 on port 15432.
+    assert row is not None and str(row[0]).startswith(f"{POSTGRES_MAJOR}."), row
     assert f":{POSTGRES_PORT}/" in database_url
 
     running = container_tier.client.containers.list(
