@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import re
 import shutil
 import subprocess
 import tarfile
@@ -51,6 +52,7 @@ POSTGRES_MAJOR = 17
 MIRROR = os.environ.get("SAGAFLOW_DEBIAN_MIRROR", "http://deb.debian.org/debian")
 # Saved images kept per name: several clones with different sources share the cache.
 KEEP_SAVED = 3
+_DIGEST = re.compile(r"[0-9a-f]{16}")
 
 _APT = (
     "apt-get update -q && apt-get install -y -q --no-install-recommends {packages} "
@@ -243,9 +245,12 @@ class Builder:
 
     def ensure(self, name: str, digest: str, build: Callable[[str], None]) -> str:
         tag = f"{REPO}/{name}:{digest}"
-        if self.present(tag):
-            return tag
         saved = self.saved / f"{name}-{digest}.tar"
+        if self.present(tag):
+            if not saved.is_file():
+                # Built before the cache was wiped or pruned: other engines still need it.
+                self._save(name, tag, saved)
+            return tag
         began = time.monotonic()
         if saved.is_file():
             progress(f"loading image {tag} from {saved}")
@@ -265,7 +270,13 @@ class Builder:
             for chunk in self.client.images.get(tag).save(named=True):
                 out.write(chunk)
         partial.rename(saved)
-        older = sorted(self.saved.glob(f"{name}-*.tar"), key=lambda p: p.stat().st_mtime)
+        # Exactly "<name>-<16 hex>.tar": "debian-*" must not match "debian-trixie-*".
+        mine = [
+            p
+            for p in self.saved.glob(f"{name}-*.tar")
+            if _DIGEST.fullmatch(p.stem[len(name) + 1 :])
+        ]
+        older = sorted(mine, key=lambda p: p.stat().st_mtime)
         for stale in older[:-KEEP_SAVED]:
             stale.unlink(missing_ok=True)
 
