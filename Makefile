@@ -8,7 +8,8 @@ PY := $(VENV)/bin/python
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
 .DEFAULT_GOAL := help
-.PHONY: help install stack-install up down status logs demo test lint typecheck unit integration k8s-check bench clean
+.PHONY: help install stack-install up down status logs demo test lint typecheck unit integration k8s-check bench clean \
+	containers containers-down test-containers
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -30,6 +31,12 @@ down: ## stop the local stack; leaves no process running
 
 status: install ## what the local stack is doing
 	@$(PY) -m sagaflow.devstack status
+
+containers: stack-install ## the project's own Docker engine and the container tier's images (cached)
+	@$(PY) -m sagaflow.devstack.containers up
+
+containers-down: ## stop the project's Docker engine and every container on it
+	@if [ -x $(PY) ]; then $(PY) -m sagaflow.devstack.containers down; fi
 
 demo: up ## the main job: four checkout sagas end to end on the local stack
 	@$(PY) -m sagaflow.demo
@@ -54,9 +61,28 @@ $(CHROMIUM):
 	@SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
 	  $$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q chromium
 
+# The container tier's part of `make test`: the checkout sagas, duplicate delivery, an aborted
+# transaction never applied, and the project's image (structure and end to end).
+CONTAINER_SAMPLE := tests/containers tests/k8s/test_dockerfile.py \
+	tests/integration/test_checkout_sagas.py tests/integration/test_duplicate_tasks.py \
+	tests/integration/test_rebuild.py::test_aborted_events_are_never_applied
+
 test: lint typecheck stack-install k8s-check $(CHROMIUM) ## the one gate: lint, types, k8s, every test tier
-	@echo "==> pytest (unit, integration, e2e, fault)"
-	@pytest -m "not k8s" --cov=sagaflow --cov-report=term:skip-covered -q
+	@echo "==> pytest (unit, integration, e2e, fault) on the local stack"
+	@pytest -m "not k8s and not containers" --cov=sagaflow --cov-report=term:skip-covered -q
+	@$(MAKE) --no-print-directory _container-tier TIER_TESTS="$(CONTAINER_SAMPLE)"
+
+test-containers: lint typecheck stack-install ## the integration, e2e and fault tiers on containers
+	@$(MAKE) --no-print-directory _container-tier TIER_TESTS='-m "not unit and not k8s"'
+
+# Builds what is missing (progress shown), runs TIER_TESTS on containers, and stops the engine
+# and its containers whatever the outcome.
+_container-tier: containers
+	@echo "==> pytest on the container tier (SAGAFLOW_TEST_SERVICES=containers)"
+	@start=$$(date +%s); rc=0; \
+	SAGAFLOW_TEST_SERVICES=containers pytest -q -p no:cacheprovider $(TIER_TESTS) || rc=$$?; \
+	$(MAKE) --no-print-directory containers-down; \
+	echo "==> container tier: $$(( $$(date +%s) - start ))s"; exit $$rc
 
 unit: install ## the pure core only; no services needed
 	@pytest -m unit -q
