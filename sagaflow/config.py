@@ -45,8 +45,10 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting(
         "SAGAFLOW_APP",
-        "sagaflow.examples.checkout:registry",
-        "module:attribute of the Registry holding the workflows and activities.",
+        "",
+        "module:attribute of the Registry holding the workflows and activities. Required by "
+        "the services (they refuse to start without it); for a try-out use the example shop, "
+        "sagaflow.examples.checkout:registry.",
     ),
     Setting(
         "SAGAFLOW_INSTANCE_ID",
@@ -232,7 +234,7 @@ class Config:
                 "PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL"
             )
         app = _get(e, "SAGAFLOW_APP")
-        if ":" not in app:
+        if app and ":" not in app:
             raise ConfigError(
                 f"SAGAFLOW_APP={app!r} must be 'module:attribute', e.g. "
                 "'sagaflow.examples.checkout:registry'"

@@ -298,6 +298,8 @@ def main() -> int:
 
     # The demo shows every saga's trace, so it traces every workflow (the default samples 10 %).
     os.environ.setdefault("OTEL_TRACES_SAMPLER", "parentbased_always_on")
+    # The demo runs the example shop (services refuse to start without an app).
+    os.environ.setdefault("SAGAFLOW_APP", "sagaflow.examples.checkout:registry")
     config = Config.from_env()
     setup("WARNING")
     return run(config)
