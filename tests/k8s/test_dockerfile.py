@@ -187,3 +187,10 @@ def test_built_image_has_no_compilers_and_no_pip(container_tier: ContainerTier) 
 def test_built_image_size(container_tier: ContainerTier) -> None:
     size_mb = _image(container_tier)["Size"] / 1e6
     assert size_mb < MAX_IMAGE_MB, f"image is {size_mb:.0f} MB (limit {MAX_IMAGE_MB} MB)"
+
+
+def test_the_runtime_lock_carries_no_test_tooling() -> None:
+    """The image installs requirements.lock: test-only packages stay in the dev extras."""
+    lock = (ROOT / "requirements.lock").read_text()
+    for package in ("testcontainers", "docker", "pytest", "pgserver", "playwright"):
+        assert not re.search(rf"(?m)^{package}==", lock), f"{package} is in the runtime lock"
