@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.services import service_env
 from tests.support import delete_topics, unique_prefix
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
@@ -71,22 +72,12 @@ def test_the_readme_cli_session_runs_as_written(
     prefix = unique_prefix("readme")
     workflow_id = f"order-{uuid.uuid4().hex[:8]}"
     bin_dir = Path(sys.executable).parent
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SAGAFLOW_", "OTEL_"))}
-    env.update(
-        {
-            "PATH": f"{bin_dir}{os.pathsep}{env.get('PATH', '')}",
-            "SAGAFLOW_KAFKA_BOOTSTRAP": kafka_bootstrap,
-            "SAGAFLOW_DATABASE_URL": database_url,
-            "SAGAFLOW_TOPIC_PREFIX": prefix,
-            "SAGAFLOW_ORCHESTRATOR_GROUP": f"{prefix}orchestrator",
-            "SAGAFLOW_WORKER_GROUP_PREFIX": f"{prefix}worker-",
-            "SAGAFLOW_PROJECTOR_GROUP": f"{prefix}projector",
-            "SAGAFLOW_INSTANCE_ID": prefix.strip("."),
-            "SAGAFLOW_HTTP_PORT": "0",
-            "SAGAFLOW_WORKER_HTTP_PORT": "0",
-            "PYTHONUNBUFFERED": "1",
-        }
-    )
+    env = service_env(kafka_bootstrap, database_url, prefix)
+    # What the README sets itself, it sets itself.
+    for name in ("SAGAFLOW_APP", "OTEL_SDK_DISABLED", "SAGAFLOW_PARTITIONS"):
+        env.pop(name, None)
+    env["PATH"] = f"{bin_dir}{os.pathsep}{env.get('PATH', '')}"
+    env["SAGAFLOW_INSTANCE_ID"] = prefix.strip(".")
     background: list[subprocess.Popen[bytes]] = []
     logs = Path(__file__).parents[2] / ".stack" / "test-logs"
     logs.mkdir(parents=True, exist_ok=True)

@@ -9,11 +9,11 @@ import hashlib
 import os
 
 import pytest
-from confluent_kafka import Consumer, KafkaError, TopicPartition
 
 from sagaflow.core.messages import WorkflowCompleted
 from sagaflow.kafka.clients import command_producer
-from sagaflow.kafka.dlq import DEFAULT_RECORD_LIMIT, origin
+from sagaflow.kafka.dlq import DEFAULT_RECORD_LIMIT
+from tests.fault.test_poison import _dead_letters
 from tests.sagas import Deployment, order
 from tests.support import assert_eventually
 
@@ -22,31 +22,6 @@ pytestmark = [pytest.mark.fault, pytest.mark.timeout(180)]
 # Just under the broker's default max.message.bytes (1,048,588) of the commands topic, so the
 # broker accepts it; as a dead letter with headers it is over every default limit.
 POISON_BYTES = 1_040_000
-
-
-def dead_letters(d: Deployment) -> list[tuple[bytes | None, dict[str, str]]]:
-    c = Consumer(
-        {
-            **d.config.kafka_common(),
-            "group.id": "dlq-reader",
-            "enable.partition.eof": True,
-            "isolation.level": "read_committed",
-        }
-    )
-    try:
-        c.assign([TopicPartition(d.config.topics.dlq, 0, 0)])
-        out = []
-        while True:
-            msg = c.poll(5)
-            if msg is None:
-                return out
-            if msg.error() is not None:
-                if msg.error().code() == KafkaError._PARTITION_EOF:
-                    return out
-                raise AssertionError(str(msg.error()))
-            out.append((msg.value(), origin(msg.headers())))
-    finally:
-        c.close()
 
 
 def test_a_1mb_poison_command_is_dead_lettered_truncated(deployment: Deployment) -> None:
@@ -72,7 +47,7 @@ def test_a_1mb_poison_command_is_dead_lettered_truncated(deployment: Deployment)
     assert all(isinstance(e.body, WorkflowCompleted) for e in closed.values())
     assert orchestrator.alive(), orchestrator.tail()
     letters = assert_eventually(
-        lambda: dead_letters(d), timeout=20, message="the large poison record in the dlq"
+        lambda: _dead_letters(d), timeout=20, message="the large poison record in the dlq"
     )
     assert len(letters) == 1
     value, headers = letters[0]
