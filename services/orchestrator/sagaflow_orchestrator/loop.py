@@ -35,7 +35,7 @@ from sagaflow.config import Config
 from sagaflow.core.messages import ClosedWorkflow, Decision, Event
 from sagaflow.core.registry import Registry
 from sagaflow.kafka import triage
-from sagaflow.kafka.clients import group_consumer, transactional_producer
+from sagaflow.kafka.clients import group_consumer, reader, transactional_producer
 from sagaflow.kafka.dlq import dead_letter
 from sagaflow.kafka.partition import partition_for
 from sagaflow.kafka.produce import produce
@@ -153,17 +153,8 @@ class Orchestrator:
             return
         self.status.rebuilding = frozenset(new)
         self.status.ready = False
-        lows = checkpoints.read_all(self.config)
         now_ms = int(self.clock() * 1000)
-        for p in new:
-            low = lows.get(checkpoints.key(self.config.topics.events, p))
-            owned = rebuild_partition(
-                self.config,
-                self.registry,
-                p,
-                low.low_water if low is not None else 0,
-                hooks=self.hooks,
-            )
+        for p, owned in self._rebuild(new).items():
             self._owned[p] = owned
             self.hooks.rebuilt(p, owned.rebuilt_events, owned.rebuild_seconds)
             # Parked workflows get another go under this process's (possibly newer) code.
@@ -174,6 +165,26 @@ class Orchestrator:
         log.info(
             "assigned commands partitions %s (now own %s) at %d", new, sorted(self._owned), now_ms
         )
+
+    def _rebuild(self, partitions: Sequence[int]) -> dict[int, OwnedPartition]:
+        """Rebuild `partitions` from their checkpoints, through one reader."""
+        lows = checkpoints.read_all(self.config)
+        rebuilt: dict[int, OwnedPartition] = {}
+        consumer = reader(self.config)
+        try:
+            for p in partitions:
+                low = lows.get(checkpoints.key(self.config.topics.events, p))
+                rebuilt[p] = rebuild_partition(
+                    self.config,
+                    self.registry,
+                    p,
+                    low.low_water if low is not None else 0,
+                    hooks=self.hooks,
+                    consumer=consumer,
+                )
+        finally:
+            consumer.close()
+        return rebuilt
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         for tp in partitions:
@@ -403,16 +414,8 @@ class Orchestrator:
             return
         tps = [TopicPartition(self.config.topics.commands, p) for p in owned]
         committed = triage.call(lambda: consumer.committed(tps, timeout=30), "committed")
-        lows = checkpoints.read_all(self.config)
+        self._owned.update(self._rebuild(owned))
         for tp in committed:
-            low = lows.get(checkpoints.key(self.config.topics.events, tp.partition))
-            self._owned[tp.partition] = rebuild_partition(
-                self.config,
-                self.registry,
-                tp.partition,
-                low.low_water if low else 0,
-                hooks=self.hooks,
-            )
             self._pending_resume.add(tp.partition)
             offset = tp.offset if tp.offset >= 0 else OFFSET_BEGINNING
             consumer.seek(TopicPartition(tp.topic, tp.partition, offset))

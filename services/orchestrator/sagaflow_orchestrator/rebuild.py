@@ -78,8 +78,12 @@ def rebuild_partition(
     *,
     timeout_s: float | None = None,
     hooks: Hooks | None = None,
+    consumer: Consumer | None = None,
 ) -> OwnedPartition:
-    """Fold events-`partition` from `low_water` (its checkpoint) to its end into a fresh engine."""
+    """Fold events-`partition` from `low_water` (its checkpoint) to its end into a fresh engine.
+
+    `consumer`: a reader to use (and leave open), so that rebuilding several partitions pays for
+    one client's connection and metadata instead of one per partition."""
     hooks = hooks or Hooks()
     started = time.monotonic()
     owned = OwnedPartition(partition, Engine(registry, max_payload_bytes=config.max_payload_bytes))
@@ -97,7 +101,9 @@ def rebuild_partition(
             owned, msg.key(), msg.value(), position(msg)[1], seen_start, headers_of(msg), hooks
         )
 
-    consumer = reader(config)
+    own_reader = consumer is None
+    if consumer is None:
+        consumer = reader(config)
     try:
         with _cyclic_gc_paused():
             closed_topic, events_topic = config.topics.closed_workflows, config.topics.events
@@ -107,7 +113,8 @@ def rebuild_partition(
             )
         return owned
     finally:
-        consumer.close()
+        if own_reader:
+            consumer.close()
         owned.rebuild_seconds = time.monotonic() - started
         log.info(
             "partition %d rebuilt: %d closed workflows remembered, %d events, %d open workflows "
