@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
 .DEFAULT_GOAL := help
-.PHONY: help install stack-install up down status logs demo test lint typecheck unit integration k8s-check bench clean
+.PHONY: help install stack-install up down status logs demo test lint typecheck unit integration k8s-check bench clean certs test-cluster
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -46,9 +46,15 @@ typecheck: install ## mypy --strict on the library and services
 k8s-check: install ## render and validate every deploy/k8s overlay, offline
 	@scripts/k8s-check.sh
 
-test: lint typecheck stack-install k8s-check ## the one gate: lint, types, k8s, every test tier
+test: lint typecheck stack-install certs k8s-check ## the one gate: lint, types, k8s, every test tier
 	@echo "==> pytest (unit, integration, e2e, fault)"
-	@pytest -m "not k8s" --cov=sagaflow --cov-report=term:skip-covered -q
+	@pytest -m "not k8s and not cluster" --cov=sagaflow --cov-report=term:skip-covered -q
+
+certs: install ## CA and broker certificate for the SASL_SSL broker (.stack/certs, once)
+	@$(PY) -m sagaflow.devstack certs
+
+test-cluster: stack-install certs ## kill -9 a broker of a 3-node cluster under load (slow)
+	@pytest -m cluster -q -s
 
 unit: install ## the pure core only; no services needed
 	@pytest -m unit -q

@@ -118,7 +118,7 @@ def test_client_without_credentials_is_refused(broker: KafkaCluster) -> None:
     def refused(conf: dict[str, str]) -> None:
         admin = AdminClient({**conf, "error_cb": seen.append, "log_level": "0"})
         with pytest.raises(KafkaException):
-            admin.list_topics(timeout=5)
+            admin.list_topics(timeout=3)
 
     # No SASL at all (TLS only), and no TLS either.
     refused({"bootstrap.servers": broker.endpoint(), "security.protocol": "SSL",
