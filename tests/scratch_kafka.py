@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -18,7 +18,12 @@ START_TIMEOUT_S = 150.0
 
 @contextmanager
 def scratch_cluster(
-    root: Path, *, replicas: int, base_port: int, sasl_ssl: bool = False
+    root: Path,
+    *,
+    replicas: int,
+    base_port: int,
+    sasl_ssl: bool = False,
+    overrides: Mapping[str, str] | None = None,
 ) -> Iterator[KafkaCluster]:
     paths = StackPaths.from_env()
     paths.make_dirs()
@@ -27,7 +32,12 @@ def scratch_cluster(
         # The certificates are the stack's (`make certs`), generated once per clone.
         security = BrokerSecurity.load_or_create(root, ensure_certs(certs_dir(paths)))
     cluster = KafkaCluster(
-        paths, root=root, replicas=replicas, base_port=base_port, security=security
+        paths,
+        root=root,
+        replicas=replicas,
+        base_port=base_port,
+        security=security,
+        overrides=overrides,
     )
     cluster.install()
     try:
