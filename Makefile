@@ -9,7 +9,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
 .DEFAULT_GOAL := help
 .PHONY: help install stack-install up down status logs demo test lint typecheck unit integration k8s-check bench clean \
-	containers containers-down test-containers
+	containers containers-down test-containers certs test-cluster
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -67,13 +67,13 @@ CONTAINER_SAMPLE := tests/containers tests/k8s/test_dockerfile.py \
 	tests/integration/test_checkout_sagas.py tests/integration/test_duplicate_tasks.py \
 	tests/integration/test_rebuild.py::test_aborted_events_are_never_applied
 
-test: lint typecheck stack-install k8s-check $(CHROMIUM) ## the one gate: lint, types, k8s, every test tier
+test: lint typecheck stack-install certs k8s-check $(CHROMIUM) ## the one gate: lint, types, k8s, every test tier
 	@echo "==> pytest (unit, integration, e2e, fault) on the local stack"
-	@pytest -m "not k8s and not containers" --cov=sagaflow --cov-report=term:skip-covered -q
+	@pytest -m "not k8s and not containers and not cluster" --cov=sagaflow --cov-report=term:skip-covered -q
 	@$(MAKE) --no-print-directory _container-tier TIER_TESTS="$(CONTAINER_SAMPLE)"
 
 test-containers: lint typecheck stack-install ## the integration, e2e and fault tiers on containers
-	@$(MAKE) --no-print-directory _container-tier TIER_TESTS='-m "not unit and not k8s"'
+	@$(MAKE) --no-print-directory _container-tier TIER_TESTS='-m "not unit and not k8s and not cluster"'
 
 # Builds what is missing (progress shown), runs TIER_TESTS on containers, and stops the engine
 # and its containers whatever the outcome.
@@ -83,6 +83,12 @@ _container-tier: containers
 	SAGAFLOW_TEST_SERVICES=containers pytest -q -p no:cacheprovider $(TIER_TESTS) || rc=$$?; \
 	$(MAKE) --no-print-directory containers-down; \
 	echo "==> container tier: $$(( $$(date +%s) - start ))s"; exit $$rc
+
+certs: install ## CA and broker certificate for the SASL_SSL broker (.stack/certs, once)
+	@$(PY) -m sagaflow.devstack certs
+
+test-cluster: stack-install certs ## kill -9 a broker of a 3-node cluster under load (slow)
+	@pytest -m cluster -q -s
 
 unit: install ## the pure core only; no services needed
 	@pytest -m unit -q

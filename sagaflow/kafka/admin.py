@@ -53,6 +53,29 @@ def wanted_topics(
     return specs
 
 
+def replication(
+    config: Config, brokers: int, replication_factor: int | None = None
+) -> tuple[int, int]:
+    """(replication factor, min.insync.replicas) for new topics on a cluster of `brokers`.
+
+    Unset (0), the factor is 3 when there are at least 3 brokers, else 1; min ISR is then 2 at
+    a factor of 3 or more (an acks=all write survives one broker down and is never on one
+    disk only), else 1 (a single replica must accept writes)."""
+    rf = replication_factor or config.replication_factor or (3 if brokers >= 3 else 1)
+    if rf > brokers:
+        raise TopicError(
+            f"replication factor {rf} needs at least {rf} brokers, the cluster has {brokers}; "
+            "lower SAGAFLOW_REPLICATION_FACTOR (or --replication-factor) or add brokers"
+        )
+    min_isr = config.min_insync_replicas or (2 if rf >= 3 else 1)
+    if min_isr > rf:
+        raise TopicError(
+            f"min.insync.replicas {min_isr} exceeds the replication factor {rf}: no write "
+            "could ever succeed; lower SAGAFLOW_MIN_INSYNC_REPLICAS"
+        )
+    return rf, min_isr
+
+
 def admin_client(config: Config) -> AdminClient:
     return AdminClient(dict(config.kafka_common()))
 
@@ -71,10 +94,22 @@ def create_topics(
     orchestrator's partition mapping would break.
     """
     admin = admin_client(config)
-    rf = replication_factor or config.replication_factor
+    try:
+        brokers = len(admin.list_topics(timeout=timeout_s).brokers)
+    except KafkaException as exc:
+        raise TopicError(
+            f"could not read the cluster's metadata: {exc.args[0]}; check the broker at "
+            f"{config.kafka_bootstrap} and the client's credentials"
+        ) from exc
+    rf, min_isr = replication(config, brokers, replication_factor)
     specs = wanted_topics(config, queues, partitions=partitions)
     new = [
-        NewTopic(s.name, num_partitions=s.partitions, replication_factor=rf, config=s.config)
+        NewTopic(
+            s.name,
+            num_partitions=s.partitions,
+            replication_factor=rf,
+            config={"min.insync.replicas": str(min_isr), **s.config},
+        )
         for s in specs
     ]
     outcome: dict[str, str] = {}
