@@ -24,9 +24,9 @@ PARAMETER_PATH_FAILURE = "States.ParameterPathFailure"
 TOLERATED_FAILURE_EXCEEDED = "States.ExceedToleratedFailureThreshold"
 EXECUTION_TIMED_OUT = "States.Timeout"
 
-# Errors that States.ALL does not match (AWS: terminal, not retriable nor catchable by ALL);
-# an explicit name still matches them.
-NOT_MATCHED_BY_ALL = frozenset({RUNTIME, "States.DataLimitExceeded"})
+# Terminal errors: AWS documents that they always fail the execution; no Retry or Catch
+# matches them, not even by name.
+TERMINAL = frozenset({RUNTIME, "States.DataLimitExceeded"})
 
 
 class StatesError(ApplicationError):
@@ -47,13 +47,15 @@ def runtime(cause: str) -> StatesError:
 
 
 def matches(error: str, names: list[str]) -> bool:
-    """Does an ErrorEquals list match `error`? (States.ALL matches all but the terminal ones;
-    States.TaskFailed matches every task failure except a timeout.)"""
+    """Does an ErrorEquals list match `error`? (States.ALL matches every error but the terminal
+    ones; States.TaskFailed every one but those and States.Timeout.)"""
+    if error in TERMINAL:
+        return False
     for name in names:
         if name == error:
             return True
-        if name == ALL and error not in NOT_MATCHED_BY_ALL:
+        if name == ALL and error not in TERMINAL:
             return True
-        if name == TASK_FAILED and error != TIMEOUT and error not in NOT_MATCHED_BY_ALL:
+        if name == TASK_FAILED and error != TIMEOUT and error not in TERMINAL:
             return True
     return False

@@ -349,6 +349,12 @@ def _known_resource(resource: str) -> bool:
 def _check_path(value: Any, where: str, field: str) -> list[Problem]:
     if not isinstance(value, str):
         return []
+    if field in ("ErrorPath", "CausePath") and not value.startswith("$"):
+        try:
+            intrinsics.parse_call(value)
+        except intrinsics.IntrinsicSyntaxError as exc:
+            return [Problem(where, field, f"is neither a path nor an intrinsic function: {exc}")]
+        return []
     try:
         paths.compile_path(value)
     except paths.PathSyntaxError as exc:

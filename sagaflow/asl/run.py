@@ -56,7 +56,7 @@ def run_definition(
     answers a task token there and the run goes on).
     """
     registry = registry if registry is not None else Registry()
-    workflow_type = f"asl:{name}"
+    workflow_type = name
     version = max(registry.workflows.get(workflow_type, {0: None}).keys()) + 1
     register(registry, workflow_type, definition, version)
     with WorkflowEnvironment(registry) as env:
