@@ -6,6 +6,7 @@ dashed and labelled with the errors they catch; Choice edges carry a short form 
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 from dataclasses import dataclass, field
@@ -40,7 +41,7 @@ def _rule_label(rule: dict[str, Any]) -> str:
         return f"not ({_rule_label(rule['Not'])})"
     for key, value in rule.items():
         if key not in ("Variable", "Next", "Comment"):
-            return f"{rule.get('Variable', '')} {key} {value}"
+            return f"{rule.get('Variable', '')} {key} {json.dumps(value)}"
     return "?"
 
 

@@ -144,15 +144,18 @@ async def _run_state(
         error = _fail_field(ex, state, "Error", raw, context)
         cause = _fail_field(ex, state, "Cause", raw, context)
         raise StatesError(error or "", cause or "")
-    attempt: Callable[[Any], Awaitable[Any]]
+    # An attempt gets the effective input (after Parameters) and the selected one (InputPath).
+    attempt: Callable[[Any, Any], Awaitable[Any]]
     if kind == "Pass":
-        attempt = lambda effective: _pass(state, effective)  # noqa: E731
+        attempt = lambda effective, _: _pass(state, effective)  # noqa: E731
     elif kind == "Task":
-        attempt = lambda effective: run_task(ex, state, effective, context)  # noqa: E731
+        attempt = lambda effective, selected: run_task(  # noqa: E731
+            ex, state, effective, selected, context
+        )
     elif kind == "Parallel":
-        attempt = lambda effective: _parallel(ex, state, effective)  # noqa: E731
+        attempt = lambda effective, _: _parallel(ex, state, effective)  # noqa: E731
     elif kind == "Map":
-        attempt = lambda effective: _map(ex, state, effective, context)  # noqa: E731
+        attempt = lambda effective, _: _map(ex, state, effective, context)  # noqa: E731
     else:
         raise runtime(f"unknown state type {kind!r}")
     try:
@@ -184,18 +187,19 @@ async def _with_retries(
     state: dict[str, Any],
     context: dict[str, Any],
     raw: Any,
-    attempt: Callable[[Any], Awaitable[Any]],
+    attempt: Callable[[Any, Any], Awaitable[Any]],
 ) -> Any:
     retriers: list[dict[str, Any]] = state.get("Retry", [])
     counts = [0] * len(retriers)
     while True:
         try:
-            effective = paths.select(state.get("InputPath", "$"), raw, context, field="InputPath")
+            selected = paths.select(state.get("InputPath", "$"), raw, context, field="InputPath")
             if state["Type"] == "Task":
                 prepare_task(ex, state, context)
+            effective = selected
             if "Parameters" in state and state["Type"] != "Map":
-                effective = ex.render(state["Parameters"], effective, context)
-            result = await attempt(effective)
+                effective = ex.render(state["Parameters"], selected, context)
+            result = await attempt(effective, selected)
             if "ResultSelector" in state:
                 result = ex.render(state["ResultSelector"], result, context)
             return result

@@ -68,8 +68,11 @@ def prepare(ex: Execution, state: dict[str, Any], context: dict[str, Any]) -> No
         context["Task"] = {"Token": tokens.TaskToken(ex.ctx.workflow_id, signal).encode()}
 
 
-async def run_task(ex: Execution, state: dict[str, Any], effective: Any, context: Any) -> Any:
-    """Run one attempt of a Task state and return its raw result."""
+async def run_task(
+    ex: Execution, state: dict[str, Any], effective: Any, selected: Any, context: Any
+) -> Any:
+    """Run one attempt of a Task state and return its raw result. `selected` is the state's
+    input after InputPath, which TimeoutSecondsPath and HeartbeatSecondsPath read."""
     resource = parse_resource(state["Resource"])
     argument = effective
     activity = resource.activity
@@ -79,8 +82,8 @@ async def run_task(ex: Execution, state: dict[str, Any], effective: Any, context
         activity = function_name(str(effective["FunctionName"]))
         argument = effective.get("Payload", {})
     assert activity is not None
-    timeout = _seconds(state, "TimeoutSeconds", effective, context)
-    heartbeat = _seconds(state, "HeartbeatSeconds", effective, context)
+    timeout = _seconds(state, "TimeoutSeconds", selected, context)
+    heartbeat = _seconds(state, "HeartbeatSeconds", selected, context)
     started_ms = ex.now_ms()
     signal = ""
     if resource.wait_for_token:

@@ -10,7 +10,14 @@ from typing import Any
 
 from sagaflow.asl import graph, model, tokens
 from sagaflow.asl.run import run_definition
-from sagaflow.cli.output import EXIT_FAILED, EXIT_USAGE, CliError, emit, wants_json
+from sagaflow.cli.output import (
+    EXIT_FAILED,
+    EXIT_UNAVAILABLE,
+    EXIT_USAGE,
+    CliError,
+    emit,
+    wants_json,
+)
 from sagaflow.config import Config
 from sagaflow.workflow import Registry
 
@@ -79,6 +86,26 @@ def cmd_graph(config: Config, args: argparse.Namespace) -> None:
         print(text, end="")
 
 
+def cmd_deploy(config: Config, args: argparse.Namespace) -> None:
+    from sagaflow.asl import store
+    from sagaflow.kafka.admin import TopicError
+    from sagaflow.kafka.triage import AbortRequired, FatalKafkaError
+
+    definition = _load(args.file)
+    try:
+        deployed, created = store.deploy(config, args.name, definition)
+    except (store.DeployError, TopicError, AbortRequired, FatalKafkaError) as exc:
+        raise CliError(str(exc), EXIT_UNAVAILABLE) from exc
+    emit(
+        args,
+        {"name": deployed.name, "version": deployed.version, "created": created,
+         "digest": deployed.digest, "topic": store.topic(config)},
+        f"{deployed.name} version {deployed.version} "
+        f"{'deployed' if created else 'is already deployed (unchanged)'}\n"
+        f"  start it with: sagaflow start {deployed.name} --input '{{...}}'",
+    )  # fmt: skip
+
+
 def _answer(config: Config, args: argparse.Namespace, answer: dict[str, Any]) -> None:
     from sagaflow.cli.commands import cmd_signal
 
@@ -123,6 +150,10 @@ def add_commands(sub: Any, command: Command, common: argparse.ArgumentParser) ->
     p.add_argument("file", help="state machine, YAML or JSON")
     p.add_argument("--format", choices=graph.FORMATS, default="dot")
     p.add_argument("--output", "-o", help="write to this file instead of stdout")
+
+    p = command("deploy", cmd_deploy, "store a state machine in Kafka as a new version", asub)
+    p.add_argument("file", help="state machine, YAML or JSON")
+    p.add_argument("--name", required=True, help="workflow type to start it by")
 
     p = command("task-success", cmd_task_success, "SendTaskSuccess: resume a waiting task", asub)
     p.add_argument("token", help="the task token ($$.Task.Token) the activity received")

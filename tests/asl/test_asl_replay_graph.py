@@ -70,7 +70,7 @@ def test_graph_dot_has_clusters_and_marked_catch_edges() -> None:
     assert dot.count("subgraph cluster_") == 3  # two Parallel branches and the Map processor
     assert 'label="Both: branch 1"' in dot and 'label="Fan: items"' in dot
     assert 'label="catch States.ALL", style=dashed' in dot
-    assert 'label="$.fail BooleanEquals True"' in dot
+    assert 'label="$.fail BooleanEquals true"' in dot
 
 
 def test_graph_mermaid() -> None:
