@@ -21,8 +21,15 @@ pytestmark = pytest.mark.unit
 
 NAME = "checkout-asl-unit"
 register(registry, NAME, checkout_definition())
-ORDER: dict[str, Any] = {"order_id": "o-1", "sku": "sku-1", "quantity": 2, "amount_cents": 4_999,
-                         "card": "tok_visa", "address": "1 Main St", "email": "b@example.com"}  # fmt: skip
+ORDER: dict[str, Any] = {
+    "order_id": "o-1",
+    "sku": "sku-1",
+    "quantity": 2,
+    "amount_cents": 4_999,
+    "card": "tok_visa",
+    "address": "1 Main St",
+    "email": "b@example.com",
+}
 BIG = dict(ORDER, amount_cents=250_000, approval_timeout_s=600)
 
 
