@@ -39,3 +39,8 @@ def asl_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> AslRun:
         return outcome
 
     return run
+
+
+from tests.sagas import deployment  # noqa: E402  (the fixture, for the tests on real services)
+
+__all__ = ["ACTIVITIES", "AslRun", "deployment", "machine"]
