@@ -41,8 +41,8 @@ def test_kill9_orchestrator_mid_flight_state_machine(deployment: Deployment) -> 
     )
     first.kill()
     assert not first.alive()
-    # the crash must hit work in flight, or the test proves nothing
-    assert len({r["order_id"] for r in d.ledger(ids) if r["kind"] == "charge"}) < N
+    # The crash must hit work in flight: compensated orders still wait on their approval timer.
+    assert len([r for r in d.ledger(ids) if r["kind"] == "refund"]) < len(compensated)
     d.orchestrator("orch-a2", instance="a")
 
     closed = d.wait_closed(ids, timeout_s=240)
