@@ -102,3 +102,13 @@ def test_every_graph_format_through_the_cli(
     out = tmp_path / "m.dot"
     assert main(["asl", "graph", str(path), "-o", str(out)]) == 0
     assert out.read_text().startswith("digraph")
+
+
+def test_the_readme_state_machine_is_valid_and_its_graph_is_current() -> None:
+    from pathlib import Path
+
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    section = readme.split("## State machines (Amazon States Language)", 1)[1]
+    document = section.split("```yaml\n", 1)[1].split("```", 1)[0]
+    shown = section.split("```mermaid\n", 1)[1].split("```", 1)[0]
+    assert graph.to_mermaid(load(document, "README.md")) == shown
