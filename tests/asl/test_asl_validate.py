@@ -15,7 +15,6 @@ from sagaflow.cli.main import main
 
 pytestmark = pytest.mark.unit
 
-EXAMPLE = Path(__file__).parents[2] / "sagaflow" / "examples" / "checkout.asl.yaml"
 
 
 def problems(document: Any) -> list[str]:
