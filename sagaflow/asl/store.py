@@ -23,6 +23,7 @@ from confluent_kafka.cimpl import NewTopic
 from sagaflow.asl import model
 from sagaflow.asl.interpreter import register
 from sagaflow.config import Config
+from sagaflow.kafka import triage
 from sagaflow.kafka.admin import TopicError, admin_client
 from sagaflow.kafka.clients import command_producer, reader
 from sagaflow.kafka.produce import describe_error, produce
@@ -31,6 +32,7 @@ from sagaflow.workflow import Registry, SagaflowError
 log = logging.getLogger("sagaflow.asl")
 
 FOLLOW_POLL_S = 0.5
+MISSING_TOPIC_RECHECK_S = 2.0
 
 
 class DeployError(SagaflowError):
@@ -75,6 +77,15 @@ def ensure_topic(config: Config, timeout_s: float = 30.0) -> None:
                 f"could not create topic {name}: {err}; check the broker at "
                 f"{config.kafka_bootstrap} and the client's ACLs"
             ) from exc
+
+
+def topic_exists(config: Config, timeout_s: float = 10.0) -> bool:
+    name = topic(config)
+    metadata = triage.call(
+        lambda: admin_client(config).list_topics(name, timeout=timeout_s), f"metadata of {name}"
+    )
+    found = metadata.topics.get(name)
+    return found is not None and found.error is None
 
 
 def _decode(value: bytes) -> Deployed:
@@ -170,8 +181,12 @@ class Follower:
         self.offset = 0
 
     def load(self) -> None:
-        """Read the topic to its end and register everything (before any replay)."""
-        ensure_topic(self.config)
+        """Read the topic to its end and register everything (before any replay). A missing
+        topic means nothing was deployed yet: the orchestrator does not create it (it may lack
+        the right to), `sagaflow asl deploy` does."""
+        if not topic_exists(self.config):
+            log.info("no state machine deployed yet (%s does not exist)", topic(self.config))
+            return
         deployed, self.offset = read_all(self.config)
         _register_new(self.registry, deployed)
 
@@ -193,6 +208,9 @@ class Follower:
         consumer = reader(self.config)
         try:
             while not self._stop.is_set():
+                if not topic_exists(self.config):
+                    self._stop.wait(MISSING_TOPIC_RECHECK_S)
+                    continue
                 try:
                     for msg in read_partitions(self.config, consumer, topic(self.config),
                                                {0: self.offset}, timeout_s=FOLLOW_POLL_S,

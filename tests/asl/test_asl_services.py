@@ -172,3 +172,38 @@ def test_checkout_state_machine_on_the_services(
                                                                      timed_out, v2):  # fmt: skip
             versions[wid] = rec.event.body.version
     assert versions == {approved: 1, refused: 1, timed_out: 1, v2: 2}
+
+
+def test_a_follower_started_before_any_deploy_learns_each_new_version(
+    deployment: Deployment,
+) -> None:
+    from sagaflow.asl import store
+    from sagaflow.asl.examples import checkout_definition
+    from sagaflow.workflow import Registry
+
+    d = deployment
+    registry = Registry()
+    follower = store.attach(d.config, registry)  # the topic does not exist yet
+    try:
+        assert not store.topic_exists(d.config)
+        assert NAME not in registry.workflows
+        definition = checkout_definition()
+        store.deploy(d.config, NAME, definition)
+        assert_eventually(
+            lambda: set(registry.workflows.get(NAME, {})) == {1},
+            timeout=30,
+            message="version 1 registered by the follower",
+        )
+        changed = {**definition, "Comment": "v2"}
+        assert store.deploy(d.config, NAME, changed)[0].version == 2
+        assert store.deploy(d.config, NAME, changed)[1] is False
+        assert_eventually(
+            lambda: set(registry.workflows.get(NAME, {})) == {1, 2},
+            timeout=30,
+            message="version 2 registered by the follower",
+        )
+    finally:
+        follower.stop()
+    fresh = Registry()
+    store.Follower(d.config, fresh).load()
+    assert set(fresh.workflows[NAME]) == {1, 2}  # a fresh orchestrator learns both from the log

@@ -16,7 +16,6 @@ from sagaflow.cli.main import main
 pytestmark = pytest.mark.unit
 
 
-
 def problems(document: Any) -> list[str]:
     return [str(p) for p in model.validate(document)]
 
