@@ -28,10 +28,11 @@ def test_kill9_orchestrator_mid_flight_state_machine(deployment: Deployment) -> 
     d.worker(SAGAFLOW_WORKER_CONCURRENCY="16")
     client = d.client()
     ids = [d.wid(f"asl-kill9-{i}") for i in range(N)]
-    # every tenth order waits for an approval that never comes: charged, then refunded
+    # every tenth order waits for an approval that never comes: charged, then refunded; its
+    # timer is long enough to be pending when the orchestrator dies, even on a loaded machine
     compensated = {w for i, w in enumerate(ids) if i % 10 == 0}
     for w in ids:
-        extra = {"amount_cents": 500_000, "approval_timeout_s": 4} if w in compensated else {}
+        extra = {"amount_cents": 500_000, "approval_timeout_s": 15} if w in compensated else {}
         client.start(NAME, order(w, **extra), workflow_id=w)
 
     assert_eventually(
