@@ -41,6 +41,25 @@ FIELDS: dict[str, frozenset[str]] = {
         "ToleratedFailurePercentagePath", "ResultSelector", "ResultPath", "Retry", "Catch",
         "Label"},
 }  # fmt: skip
+_DISTRIBUTED = (
+    "belongs to a distributed Map, which sagaflow does not run; use an inline Map "
+    "(ItemsPath over an array in the input)"
+)
+_JSONATA = (
+    "belongs to the JSONata query language, which sagaflow does not run; use the JSONPath "
+    "fields (InputPath, Parameters, ResultSelector, ResultPath, OutputPath)"
+)
+UNSUPPORTED = {
+    "ItemReader": _DISTRIBUTED,
+    "ItemBatcher": _DISTRIBUTED,
+    "ResultWriter": _DISTRIBUTED,
+    "Arguments": _JSONATA,
+    "Output": _JSONATA,
+    "Assign": _JSONATA,
+    "Items": _JSONATA,
+    "Condition": _JSONATA,
+    "Credentials": "cross-account credentials do not apply to sagaflow activities; remove it",
+}
 _NEEDS_FLOW = frozenset({"Task", "Pass", "Wait", "Parallel", "Map"})
 COMPARISONS = frozenset(
     f"{kind}{op}{suffix}"
@@ -230,7 +249,9 @@ def _check_state(
     if kind not in FIELDS:
         return targets, problems  # the schema reports the bad Type
     for field in state:
-        if field not in FIELDS[kind]:
+        if field in UNSUPPORTED:
+            problems.append(Problem(where, field, UNSUPPORTED[field]))
+        elif field not in FIELDS[kind]:
             problems.append(
                 Problem(
                     where,

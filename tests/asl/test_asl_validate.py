@@ -79,12 +79,18 @@ def two(first: dict[str, Any], second: dict[str, Any] | None = None) -> dict[str
             "StartAt": "X", "States": {"X": {"Type": "Pass", "End": True, "Bogus": 1}}}}),
          "state 'A' > ItemProcessor > state 'X', field 'Bogus': is not a field of a Pass state"),
         (two({"Type": "Map", "End": True}), "state 'A', field 'ItemProcessor': is missing"),
+        (two({"Type": "Map", "End": True, "ItemReader": {}, "ItemProcessor": {
+            "StartAt": "X", "States": {"X": {"Type": "Succeed"}}}}),
+         "state 'A', field 'ItemReader': belongs to a distributed Map"),
+        (two({"Type": "Pass", "Assign": {"x": 1}, "End": True}),
+         "state 'A', field 'Assign': belongs to the JSONata query language"),
     ],
     ids=["unknown-next", "unreachable", "no-terminal", "end-and-next", "no-next", "bad-path",
          "result-path-not-reference", "wrong-type", "minimum", "unknown-field",
          "unknown-intrinsic", "unknown-resource", "unknown-type", "unknown-start",
          "top-level-field", "choice-no-operator", "choice-no-next", "retry-all-not-last",
-         "catch-next", "wait-two-fields", "parallel-branch", "map-processor", "map-missing"],
+         "catch-next", "wait-two-fields", "parallel-branch", "map-processor", "map-missing",
+         "distributed-map", "jsonata"],
 )  # fmt: skip
 def test_problem_names_state_and_field(document: dict[str, Any], expected: str) -> None:
     found = problems(document)
