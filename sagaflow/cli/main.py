@@ -14,7 +14,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from sagaflow.cli import commands, dlq, replay, views
+from sagaflow.cli import asl, commands, dlq, replay, views
 from sagaflow.cli.output import (
     EXIT_FAILED,
     EXIT_TIMEOUT,
@@ -245,6 +245,8 @@ def build_parser() -> argparse.ArgumentParser:
     db = sub.add_parser("db", help="database schema", parents=[common])
     dbsub = db.add_subparsers(dest="db_command", required=True, parser_class=_Parser)
     command("migrate", _db_migrate, "apply pending migrations", dbsub)
+
+    asl.add_commands(sub, command, common)
     return parser
 
 

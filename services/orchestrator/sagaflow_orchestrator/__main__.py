@@ -16,6 +16,7 @@ import threading
 from aiohttp import web
 
 from sagaflow.app import load_registry
+from sagaflow.asl.store import attach as attach_definitions
 from sagaflow.config import Config
 from sagaflow.core.errors import FatalError
 from sagaflow.metrics import GroupLag, OrchestratorMetrics
@@ -33,6 +34,8 @@ EXIT_FATAL = 3
 
 async def serve(config: Config, tracing: Telemetry) -> int:
     registry = load_registry(config.app)
+    # State machines deployed with `sagaflow asl deploy`: all loaded before any rebuild.
+    definitions = attach_definitions(config, registry)
     metrics = OrchestratorMetrics()
     commands_lag = GroupLag(config, config.orchestrator_group, config.topics.commands)
     metrics.add_lag_source("orchestrator", commands_lag)
@@ -68,6 +71,7 @@ async def serve(config: Config, tracing: Telemetry) -> int:
             await asyncio.wait([projecting], timeout=30)
         await runner.cleanup()
         commands_lag.close()
+        definitions.stop()
 
 
 def _project(projector: Projector, stop: threading.Event) -> None:

@@ -486,6 +486,40 @@ async def signal_workflow(request: web.Request) -> web.Response:
     return web.json_response({"workflow_id": workflow_id, "signal": name}, status=202)
 
 
+async def answer_task_token(request: web.Request) -> web.Response:
+    """SendTaskSuccess / SendTaskFailure / SendTaskHeartbeat for a state machine's
+    `.waitForTaskToken` Task: the token names the workflow and the signal it waits on."""
+    from sagaflow.asl import tokens
+
+    outcome = request.match_info["outcome"]
+    body = await _json_body(request)
+    if outcome not in ("success", "failure", "heartbeat") or not isinstance(body, dict):
+        raise ApiError(
+            400,
+            'POST /task-tokens/success|failure|heartbeat with {"token", "output"} or '
+            '{"token", "error", "cause"}',
+            field="body",
+        )
+    try:
+        token = tokens.TaskToken.decode(str(body.get("token", "")))
+    except tokens.TaskTokenError as exc:
+        raise ApiError(400, str(exc), field="token") from None
+    answer = (
+        tokens.success(body.get("output"))
+        if outcome == "success"
+        else tokens.failure(body.get("error"), body.get("cause"))
+        if outcome == "failure"
+        else tokens.heartbeat()
+    )
+    encoded = _check_size(request, answer, "body")
+    row = await _known(request, token.workflow_id)
+    _refuse_closed(row, "task token answer")
+    command = SignalWorkflow(token.workflow_id, token.signal, encoded, f"api:{request[REQUEST_ID]}")
+    await _send(request, command)
+    reply = {"workflow_id": token.workflow_id, "signal": token.signal}
+    return web.json_response(reply, status=202)
+
+
 async def cancel_workflow(request: web.Request) -> web.Response:
     workflow_id = request.match_info["workflow_id"]
     body = await _json_body(request, empty={})
@@ -597,3 +631,4 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/workflows/{workflow_id}/history", get_history)
     app.router.add_post("/workflows/{workflow_id}/signals/{name}", signal_workflow)
     app.router.add_post("/workflows/{workflow_id}/cancel", cancel_workflow)
+    app.router.add_post("/task-tokens/{outcome}", answer_task_token)
