@@ -207,6 +207,12 @@ class Topics:
         return f"{self.prefix}checkpoints"
 
     @property
+    def asl_definitions(self) -> str:
+        """Compacted, one partition: every deployed state-machine definition, one record per
+        version (sagaflow.asl.store)."""
+        return f"{self.prefix}asl.definitions"
+
+    @property
     def closed_workflows(self) -> str:
         """Compacted, keyed by workflow id, partitioned like commands: every closed workflow."""
         return f"{self.prefix}closed-workflows"

@@ -48,7 +48,7 @@ class Deployed:
 
 
 def topic(config: Config) -> str:
-    return f"{config.topics.prefix}asl.definitions"
+    return config.topics.asl_definitions
 
 
 def digest(definition: dict[str, Any]) -> str:

@@ -47,6 +47,7 @@ SERVICE_USERS: dict[str, tuple[Grant, ...]] = {
         Grant("topic", "sagaflow.events", "literal", ("Read", "Write", "Describe")),
         Grant("topic", "sagaflow.checkpoints", "literal", ("Read", "Write", "Describe")),
         Grant("topic", "sagaflow.closed-workflows", "literal", ("Read", "Write", "Describe")),
+        Grant("topic", "sagaflow.asl.definitions", "literal", ("Read", "Describe")),
         Grant("topic", "sagaflow.tasks.", "prefix", ("Write", "Describe")),
         Grant("topic", "sagaflow.dlq", "literal", ("Write", "Describe", "DescribeConfigs")),
         Grant("group", "sagaflow-orchestrator", "literal", ("Read", "Describe")),
@@ -62,6 +63,7 @@ SERVICE_USERS: dict[str, tuple[Grant, ...]] = {
     ),
     "sagaflow-admin": (
         Grant("topic", "sagaflow.", "prefix", ("Create", "Describe", "DescribeConfigs")),
+        Grant("topic", "sagaflow.asl.definitions", "literal", ("Write", "Describe")),
     ),
 }
 

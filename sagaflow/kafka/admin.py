@@ -48,6 +48,8 @@ def wanted_topics(
         TopicSpec(t.checkpoints, 1, {"cleanup.policy": "compact"}),
         # Read whole by every rebuild of partition p: one record per closed workflow id.
         TopicSpec(t.closed_workflows, n, {"cleanup.policy": "compact"}),
+        # Deployed state machines, one record per version; read whole by every orchestrator.
+        TopicSpec(t.asl_definitions, 1, {"cleanup.policy": "compact"}),
     ]
     specs += [TopicSpec(t.tasks(q), n, {}) for q in sorted(set(queues))]
     return specs

@@ -104,13 +104,15 @@ def test_worker_acls(objects: list[Obj]) -> None:
     assert not any(a["resource"]["type"] == "transactionalId" for a in acls)
 
 
-def test_admin_acls_only_create_topics(objects: list[Obj]) -> None:
-    _, wanted = _wanted(objects)
+def test_admin_acls_create_topics_and_deploy_state_machines_only(objects: list[Obj]) -> None:
+    config, wanted = _wanted(objects)
     acls = _acls(objects, "sagaflow-admin")
     for topic in wanted:
         assert _allows(acls, "topic", topic, "Create"), topic
+    writable = {a["resource"]["name"] for a in acls if "Write" in a["operations"]}
+    assert writable == {config.topics.asl_definitions}, "the admin writes definitions only"
     ops = {op for a in acls for op in a["operations"]}
-    assert ops <= {"Create", "Describe", "DescribeConfigs"}, ops
+    assert ops <= {"Create", "Describe", "DescribeConfigs", "Write"}, ops
 
 
 def test_workloads_use_their_own_kafka_user(objects: list[Obj]) -> None:
