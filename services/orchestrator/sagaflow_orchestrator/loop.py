@@ -404,11 +404,35 @@ class Orchestrator:
             )
 
     def _abort_and_rewind(self) -> None:
+        """Abort the batch's transaction, rebuild the owned partitions from the log and seek back
+        to the committed offsets. While Kafka is away (a broker restart: NOT_COORDINATOR,
+        transport errors) this waits with backoff, unready, instead of ending the process."""
         producer = self._producer_or_die()
-        consumer = self._consumer_or_die()
         self.status.aborts += 1
-        triage.call(lambda: producer.abort_transaction(30), "abort_transaction")
-        self.hooks.aborted()
+        aborted = False
+        backoff = 0.2
+        while True:
+            try:
+                if not aborted:
+                    triage.call(lambda: producer.abort_transaction(30), "abort_transaction")
+                    aborted = True
+                    self.hooks.aborted()
+                self._rewind()
+                self.status.ready = not self.status.rebuilding
+                return
+            except triage.AbortRequired as exc:
+                self.status.ready = False
+                log.warning(
+                    "rewinding after an aborted batch failed (%s); is the broker restarting? "
+                    "retrying in %.1fs",
+                    exc,
+                    backoff,
+                )
+                time.sleep(backoff)  # backoff while Kafka is away
+                backoff = min(backoff * 2, 5.0)
+
+    def _rewind(self) -> None:
+        consumer = self._consumer_or_die()
         owned = sorted(self._owned)
         if not owned:
             return
