@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
 .DEFAULT_GOAL := help
-.PHONY: help install stack-install up down status logs demo test lint typecheck unit integration k8s-check bench clean
+.PHONY: help install stack-install up down status logs demo test lint typecheck unit integration k8s-check bench chaos clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -55,6 +55,10 @@ unit: install ## the pure core only; no services needed
 
 bench: up ## benchmarks: numbers, not pass/fail (results in bench-results/)
 	@$(PY) -m sagaflow.bench
+
+chaos: up ## long chaos run: 600 sagas under kill -9s, a zombie, broker and Postgres kills
+	@$(PY) -m tests.chaos.run --sagas $${CHAOS_SAGAS:-600} --rounds $${CHAOS_ROUNDS:-4} \
+		--span $${CHAOS_SPAN:-240} --wait $${CHAOS_WAIT:-300}
 
 clean: down ## remove the virtualenv and local stack data (the download cache stays)
 	rm -rf $(VENV) .stack

@@ -58,6 +58,15 @@ SETTINGS: tuple[Setting, ...] = (
         "sagaflow-orchestrator",
         "Consumer group of the orchestrators.",
     ),
+    Setting(
+        "SAGAFLOW_GROUP_SESSION_TIMEOUT_MS",
+        "2000",
+        "Consumer-group session timeout of the orchestrators, workers and projector: a member "
+        "killed without leaving (kill -9, a lost node) has its partitions moved to a survivor "
+        "after this long. Heartbeats go every third of it from librdkafka's own thread. The "
+        "broker must allow it: group.min.session.timeout.ms at or below this value (Kafka's "
+        "default minimum is 6000).",
+    ),
     Setting("SAGAFLOW_BATCH_MAX", "500", "Most commands decided in one Kafka transaction."),
     Setting(
         "SAGAFLOW_COMMIT_INTERVAL_MS",
@@ -186,6 +195,7 @@ class Config:
     app: str
     instance_id: str
     orchestrator_group: str
+    group_session_timeout_ms: int
     batch_max: int
     commit_interval_ms: int
     transaction_timeout_ms: int
@@ -234,6 +244,7 @@ class Config:
             app=app,
             instance_id=_get(e, "SAGAFLOW_INSTANCE_ID") or socket.gethostname(),
             orchestrator_group=_get(e, "SAGAFLOW_ORCHESTRATOR_GROUP"),
+            group_session_timeout_ms=_int(e, "SAGAFLOW_GROUP_SESSION_TIMEOUT_MS", 300),
             batch_max=_int(e, "SAGAFLOW_BATCH_MAX", 1),
             commit_interval_ms=_int(e, "SAGAFLOW_COMMIT_INTERVAL_MS"),
             transaction_timeout_ms=_int(e, "SAGAFLOW_TRANSACTION_TIMEOUT_MS", 1000),
