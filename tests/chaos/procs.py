@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import socket
 import threading
@@ -36,10 +37,21 @@ class Death:
     service: str
     at: str
     exit_code: int | None
-    after_fault: str
-    """The newest fault injected before the death ('' when none): a dependency fault here means
-    the service died of the outside world, which it must never do."""
+    during_faults: list[str]
+    """Faults under way at the death or recovered less than GRACE_S before it: a dependency
+    fault here means the service most likely died of the outside world, which it must never do."""
+    cause: str
+    """The last exception line of the service's log, if any."""
     log_tail: str
+
+
+GRACE_S = 30.0
+_EXCEPTION = re.compile(r"^[\w.]+(?:Error|Exception|Required|Exit)\b.*$", re.MULTILINE)
+
+
+def last_exception(text: str) -> str:
+    found = _EXCEPTION.findall(text)
+    return found[-1][:300] if found else ""
 
 
 @dataclass
@@ -61,7 +73,8 @@ class Supervisor:
     restart_dead: bool = True
     members: dict[str, Supervised] = field(default_factory=dict)
     deaths: list[Death] = field(default_factory=list)
-    last_fault: str = ""
+    faults: list[tuple[str, float, float | None]] = field(default_factory=list)
+    """(kind, monotonic start, monotonic end or None while under way)."""
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
@@ -85,19 +98,36 @@ class Supervisor:
                     proc = m.service.proc
                     if m.expect_exit or m.restart_at or proc is None or proc.poll() is None:
                         continue
+                    tail = m.service.tail(40)
                     self.deaths.append(
                         Death(
                             m.service.name,
                             now_iso(),
                             proc.returncode,
-                            self.last_fault,
-                            m.service.tail(15),
+                            self._faults_near(time.monotonic()),
+                            last_exception(tail),
+                            "\n".join(tail.splitlines()[-12:]),
                         )
                     )
                     if self.restart_dead:
                         m.restart_at = time.monotonic() + 1.0
                     else:
                         m.expect_exit = True
+
+    def fault_began(self, kind: str) -> int:
+        self.faults.append((kind, time.monotonic(), None))
+        return len(self.faults) - 1
+
+    def fault_ended(self, index: int) -> None:
+        kind, began, _ = self.faults[index]
+        self.faults[index] = (kind, began, time.monotonic())
+
+    def _faults_near(self, at: float) -> list[str]:
+        return [
+            kind
+            for kind, began, ended in self.faults
+            if began <= at and (ended is None or at <= ended + GRACE_S)
+        ]
 
     def by_role(self, role: str) -> list[Supervised]:
         return [m for m in self.members.values() if m.role == role]

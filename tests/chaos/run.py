@@ -91,7 +91,7 @@ class Report:
         return Counter(f.kind for f in self.faults if f.fired_at)
 
     def dependency_deaths(self) -> list[Death]:
-        return [d for d in self.deaths if d.after_fault in DEPENDENCY_FAULTS]
+        return [d for d in self.deaths if DEPENDENCY_FAULTS & set(d.during_faults)]
 
     def line(self) -> str:
         f = self.findings
@@ -103,7 +103,7 @@ class Report:
             f"wrong_status={len(f.wrong_status)} ledger_mismatch={len(f.ledger_mismatch)} "
             f"seq_errors={len(f.seq_errors)} readmodel_mismatch={len(f.readmodel_mismatch)} "
             f"service_deaths={len(self.deaths)} "
-            f"(after_dependency_fault={len(self.dependency_deaths())}) "
+            f"(near_dependency_fault={len(self.dependency_deaths())}) "
             f"duration={self.duration_s:.0f}s"
         )
 
@@ -183,8 +183,8 @@ class Chaos:
     # ------------------------------------------------------------------ faults
 
     def _inject(self, fault: Fault) -> None:
-        self.supervisor.last_fault = fault.kind
         began = time.monotonic()
+        window = self.supervisor.fault_began(fault.kind)
         if fault.kind in ("kill_orchestrator", "kill_worker"):
             fault.pid = self.supervisor.kill9_and_restart(fault.target)
             fault.fired_at = now_iso()
@@ -193,6 +193,7 @@ class Chaos:
         else:
             fault.fired_at = now_iso()
             fault.pid = kill9_stack_service(self.stack, fault.target)
+        self.supervisor.fault_ended(window)
         fault.recovered_s = round(time.monotonic() - began, 2)
 
     def _zombie(self, fault: Fault) -> None:

@@ -41,6 +41,9 @@ def test_short_chaos_run(kafka_bootstrap: str, database_url: str) -> None:
     assert not f.readmodel_mismatch, f"{f.readmodel_mismatch}{context}"
     assert not report.deaths, (
         "services died on their own (a dependency fault must cause none): "
-        + "; ".join(f"{d.service} exit {d.exit_code} after {d.after_fault}" for d in report.deaths)
+        + "; ".join(
+            f"{d.service} exit {d.exit_code} during {d.during_faults}: {d.cause}"
+            for d in report.deaths
+        )
         + context
     )
