@@ -5,6 +5,7 @@ steady load no healthy orchestrator is ever declared dead (no revocation, no rea
 from __future__ import annotations
 
 import json
+import os
 import re
 import threading
 import time
@@ -15,7 +16,7 @@ from sagaflow.cli.kafkaio import partition_for
 from sagaflow.client import Recorded, wait_closed
 from sagaflow.core.messages import WorkflowStarted
 from tests.chaos.run import RESULTS
-from tests.sagas import Deployment, order
+from tests.sagas import Deployment, order, prepare
 from tests.services import Service
 from tests.support import assert_eventually
 
@@ -42,8 +43,13 @@ def _load(d: Deployment, stop: threading.Event, started: list[str]) -> None:
         stop.wait(0.05)  # the load's pace: about 20 sagas a second
 
 
-def test_failover_within_budget_and_no_false_failover(deployment: Deployment) -> None:
-    d = deployment
+# The default protocol in `make test`; FAILOVER_PROTOCOLS=classic,consumer compares both.
+@pytest.mark.parametrize("protocol", os.environ.get("FAILOVER_PROTOCOLS", "consumer").split(","))
+def test_failover_within_budget_and_no_false_failover(
+    protocol: str, request: pytest.FixtureRequest, kafka_bootstrap: str, database_url: str
+) -> None:
+    d = prepare(kafka_bootstrap, database_url, request.node.name, SAGAFLOW_GROUP_PROTOCOL=protocol)
+    request.addfinalizer(d.stop)
     a = d.orchestrator("orch-a", instance="a")
     b = d.orchestrator("orch-b", instance="b")
     assert_eventually(
@@ -101,11 +107,12 @@ def test_failover_within_budget_and_no_false_failover(deployment: Deployment) ->
     failover_s = max(resumed.values())
     survivor_log = _rebalances(b)[survivor_before:]
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "failover.json").write_text(
+    (RESULTS / f"failover-{protocol}.json").write_text(
         json.dumps(
             {
                 "failover_s": failover_s,
                 "per_partition_s": resumed,
+                "protocol": protocol,
                 "session_timeout_ms": d.config.group_session_timeout_ms,
                 "steady_window_s": STEADY_WINDOW_S,
                 "load_sagas": len(started),
@@ -116,7 +123,9 @@ def test_failover_within_budget_and_no_false_failover(deployment: Deployment) ->
         )
         + "\n"
     )
-    print(f"failover {failover_s:.2f}s per partition {resumed}; survivor: {survivor_log}")
+    print(
+        f"{protocol}: failover {failover_s:.2f}s per partition {resumed}; survivor: {survivor_log}"
+    )
     assert b.alive(), b.tail()
     assert not any(line.startswith("revoked") for line in survivor_log), survivor_log
     assert failover_s <= FAILOVER_BUDGET_S, (
