@@ -15,6 +15,8 @@ import argparse
 import json
 import os
 import random
+import signal
+import sys
 import threading
 import time
 from collections import Counter
@@ -23,6 +25,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from confluent_kafka import KafkaException
 
 from sagaflow.devstack import Stack
 from tests.chaos.checker import Findings, check
@@ -172,10 +176,18 @@ class Chaos:
             self.supervisor.add(Supervised(worker(name, env), "worker"))
         self.supervisor.start_watching()
         assert_eventually(
-            lambda: sum(1 for ps in self.deployment.assignments().values() if ps) == 2,
+            lambda: self._owners() == [True, True],
             timeout=90,
             message="both orchestrators own commands partitions",
         )
+
+    def _owners(self) -> list[bool]:
+        """Whether each orchestrator group member owns partitions. Right after a broker restart
+        the group's coordinator may not be loaded yet: that is "not yet", polled again."""
+        try:
+            return [bool(ps) for ps in self.deployment.assignments().values()]
+        except KafkaException as exc:
+            raise AssertionError(f"describing the orchestrator group: {exc}") from exc
 
     def _ports(self) -> list[int]:
         return [m.http_port for m in self.supervisor.by_role("orchestrator") if m.http_port]
@@ -202,7 +214,7 @@ class Chaos:
         # From a settled group of two, "one member left" can only be the frozen one expiring
         # (a just-killed orchestrator's old member lingers until its own session ends).
         assert_eventually(
-            lambda: [bool(ps) for ps in self.deployment.assignments().values()] == [True, True],
+            lambda: self._owners() == [True, True],
             timeout=self.session_timeout_s + 60,
             interval=0.2,
             message="the orchestrator group settled at two members before the zombie fault",
@@ -210,7 +222,7 @@ class Chaos:
         fault.pid = self.supervisor.freeze(fault.target)
         try:
             assert_eventually(
-                lambda: len(self.deployment.assignments()) == 1,
+                lambda: len(self._owners()) == 1,
                 timeout=self.session_timeout_s + 30,
                 interval=0.2,
                 message=f"the group dropped frozen {fault.target}",
@@ -298,6 +310,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--span", type=float, default=240.0)
     p.add_argument("--wait", type=float, default=300.0)
     args = p.parse_args(argv)
+    # SIGTERM (a timeout, Ctrl-C from make) unwinds through the finally blocks, so the
+    # services this run started are killed instead of left running.
+    signal.signal(signal.SIGTERM, lambda _sig, _frame: sys.exit(143))
     settings = Settings(
         seed=args.seed if args.seed is not None else seed_from_env(),
         sagas=args.sagas,
