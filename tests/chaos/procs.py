@@ -129,6 +129,11 @@ class Supervisor:
             if began <= at and (ended is None or at <= ended + GRACE_S)
         ]
 
+    def running(self, name: str) -> bool:
+        with self._lock:
+            proc = self.members[name].service.proc
+            return proc is not None and proc.poll() is None
+
     def by_role(self, role: str) -> list[Supervised]:
         return [m for m in self.members.values() if m.role == role]
 

@@ -195,6 +195,14 @@ class Chaos:
     # ------------------------------------------------------------------ faults
 
     def _inject(self, fault: Fault) -> None:
+        if fault.target in self.supervisor.members:
+            # A service that died on its own is started again by the watchdog a second later;
+            # the fault waits for it rather than hitting nothing.
+            assert_eventually(
+                lambda: self.supervisor.running(fault.target),
+                timeout=30,
+                message=f"{fault.target} running again before {fault.kind}",
+            )
         began = time.monotonic()
         window = self.supervisor.fault_began(fault.kind)
         if fault.kind in ("kill_orchestrator", "kill_worker"):
