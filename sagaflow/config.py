@@ -72,7 +72,7 @@ SETTINGS: tuple[Setting, ...] = (
         "consumer: Kafka 4's consumer group protocol (KIP-848) for the orchestrators, workers "
         "and projector; a member's session timeout and heartbeat interval are then the "
         "broker's group.consumer.session.timeout.ms and group.consumer.heartbeat.interval.ms "
-        "(2000 and 500 give failover within 3 s; docs/failover.md). classic: the classic "
+        "(1500 and 300 give failover within 3 s; docs/failover.md). classic: the classic "
         "protocol with cooperative-sticky assignment and SAGAFLOW_GROUP_SESSION_TIMEOUT_MS, "
         "for brokers older than Kafka 4.",
     ),

@@ -151,6 +151,15 @@ def schedule(rng: random.Random, s: Settings) -> list[Fault]:
     ]
 
 
+def group_owners(d: Deployment) -> list[bool]:
+    """Whether each orchestrator group member owns partitions. Right after a broker restart
+    the group's coordinator may still be loading: that is "not yet", to be polled again."""
+    try:
+        return [bool(ps) for ps in d.assignments().values()]
+    except KafkaException as exc:
+        raise AssertionError(f"describing the orchestrator group: {exc}") from exc
+
+
 class Chaos:
     def __init__(self, settings: Settings, kafka_bootstrap: str, database_url: str) -> None:
         self.s = settings
@@ -182,12 +191,7 @@ class Chaos:
         )
 
     def _owners(self) -> list[bool]:
-        """Whether each orchestrator group member owns partitions. Right after a broker restart
-        the group's coordinator may not be loaded yet: that is "not yet", polled again."""
-        try:
-            return [bool(ps) for ps in self.deployment.assignments().values()]
-        except KafkaException as exc:
-            raise AssertionError(f"describing the orchestrator group: {exc}") from exc
+        return group_owners(self.deployment)
 
     def _ports(self) -> list[int]:
         return [m.http_port for m in self.supervisor.by_role("orchestrator") if m.http_port]

@@ -15,7 +15,7 @@ import pytest
 from sagaflow.cli.kafkaio import partition_for
 from sagaflow.client import Recorded, wait_closed
 from sagaflow.core.messages import WorkflowStarted
-from tests.chaos.run import RESULTS
+from tests.chaos.run import RESULTS, group_owners
 from tests.sagas import Deployment, order, prepare
 from tests.services import Service
 from tests.support import assert_eventually
@@ -53,7 +53,7 @@ def test_failover_within_budget_and_no_false_failover(
     a = d.orchestrator("orch-a", instance="a")
     b = d.orchestrator("orch-b", instance="b")
     assert_eventually(
-        lambda: sum(1 for ps in d.assignments().values() if ps) == 2,
+        lambda: group_owners(d) == [True, True],
         timeout=60,
         message="both orchestrators own partitions",
     )
