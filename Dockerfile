@@ -36,6 +36,8 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY sagaflow ./sagaflow
 COPY services ./services
+# sagaflow/schemas/*.avsc are symlinks into schemas/avro: the wheel needs their targets.
+COPY schemas ./schemas
 # --no-deps: everything sagaflow needs came from the lock above; a pin missing from the lock
 # shows up in `pip check` instead of being fetched unlocked.
 RUN /opt/build/bin/pip wheel --no-deps --no-build-isolation --wheel-dir /tmp/wheels . \

@@ -10,6 +10,12 @@ from sagaflow.core.registry import Registry
 
 def load_registry(spec: str) -> Registry:
     """`spec` is 'module:attribute' naming a Registry (SAGAFLOW_APP)."""
+    if not spec:
+        raise ConfigError(
+            "SAGAFLOW_APP is not set: set it to the module:attribute of your workflows' "
+            "Registry; for a try-out, the example shop is "
+            "SAGAFLOW_APP=sagaflow.examples.checkout:registry"
+        )
     module_name, _, attr = spec.partition(":")
     try:
         module = importlib.import_module(module_name)

@@ -7,16 +7,17 @@ is ever seen.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from confluent_kafka import KafkaError, Producer, TopicPartition
+from confluent_kafka import KafkaError, Message, Producer
 
 from sagaflow import codec
 from sagaflow.config import Config
+from sagaflow.core import payload as core_payload
+from sagaflow.core.identity import start_command_id
 from sagaflow.core.messages import (
     CLOSING_EVENTS,
     CancelWorkflow,
@@ -25,8 +26,11 @@ from sagaflow.core.messages import (
     SignalWorkflow,
     StartWorkflow,
 )
+from sagaflow.kafka import triage
 from sagaflow.kafka.clients import command_producer, reader
-from sagaflow.kafka.records import headers_of, position, to_kafka
+from sagaflow.kafka.logread import end_offsets, partitions_of, read_partitions
+from sagaflow.kafka.produce import describe_error, produce
+from sagaflow.kafka.records import headers_of, position
 
 HeaderFactory = Callable[[Command], list[tuple[str, bytes]]]
 
@@ -36,7 +40,8 @@ class DeliveryError(RuntimeError):
 
 
 def payload(value: Any) -> bytes:
-    return json.dumps(value, separators=(",", ":"), sort_keys=True).encode()
+    """A payload's bytes, as every other part of sagaflow encodes it (sagaflow.core.payload)."""
+    return core_payload.dumps(value)
 
 
 class Client:
@@ -50,25 +55,58 @@ class Client:
         self.config = config
         self._headers = headers
         self._producer = producer or command_producer(config)
+        self.partitions: dict[str, int] = {}
+        """workflow id -> the commands partition its last command was delivered to, as the
+        producer's (Java-compatible murmur2) partitioner chose it."""
 
     def send(self, command: Command, timeout_s: float = 30.0) -> None:
         """Produce one command and wait until Kafka has it (acks=all)."""
-        errors: list[Any] = []
-        headers = self._headers(command) if self._headers else []
-        self._producer.produce(
-            self.config.topics.commands,
-            codec.encode_command(command),
-            command.workflow_id.encode(),
-            headers=to_kafka(headers),
-            on_delivery=lambda err, _m: errors.append(err),
-        )
+        self.send_many([command], timeout_s)
+
+    def send_many(self, commands: Iterable[Command], timeout_s: float = 30.0) -> int:
+        """Produce every command, then wait once until Kafka has all of them (acks=all).
+
+        One flush serves the whole batch, so sending N starts costs about one produce round
+        trip instead of N. Returns how many were sent. Raises DeliveryError naming the
+        commands Kafka did not take (the others may have been delivered: commands carry ids,
+        so sending the whole batch again is safe).
+        """
+        failed: list[tuple[str, Any]] = []
+        sent = 0
+        for command in commands:
+            self._produce(command, failed)
+            sent += 1
         remaining = self._producer.flush(timeout_s)
-        if remaining or (errors and errors[0] is not None):
+        if remaining or failed:
+            first = failed[0] if failed else (None, f"{remaining} still queued after {timeout_s}s")
             raise DeliveryError(
-                f"command for {command.workflow_id} not delivered to "
-                f"{self.config.topics.commands} at {self.config.kafka_bootstrap}: "
-                f"{errors[0] if errors else 'timed out'}; is the broker up?"
+                f"{len(failed) + remaining} of {sent} command(s) not delivered to "
+                f"{self.config.topics.commands} at {self.config.kafka_bootstrap} (first: "
+                f"{first[0] or 'timed out'}: {first[1]}); is the broker up? Retry the batch."
             )
+        return sent
+
+    def _produce(self, command: Command, failed: list[tuple[str, Any]]) -> None:
+        def on_delivery(err: KafkaError | None, msg: Message) -> None:
+            if err is not None:
+                failed.append((command.workflow_id, describe_error(err)))
+            else:
+                self.partitions[command.workflow_id] = position(msg)[0]
+
+        try:
+            produce(
+                self._producer,
+                self.config.topics.commands,
+                codec.encode_command(command),
+                command.workflow_id,
+                headers=self._headers(command) if self._headers else (),
+                on_delivery=on_delivery,
+            )
+        except triage.AbortRequired as exc:
+            raise DeliveryError(
+                f"command for {command.workflow_id} not queued for "
+                f"{self.config.topics.commands}: {exc}; check the broker and retry"
+            ) from exc
 
     def start(
         self,
@@ -79,16 +117,40 @@ class Client:
         version: int | None = None,
         command_id: str = "",
     ) -> str:
-        self.send(
-            StartWorkflow(
-                workflow_id,
-                workflow_type,
-                payload(input),
-                version,
-                command_id or f"start:{workflow_id}",
-            )
-        )
+        """Send StartWorkflow. Safe to repeat: the command_id is derived from what is started,
+        so the engine answers a repeat as already started (and refuses a different start with
+        the same workflow id as a duplicate)."""
+        data = payload(input)
+        command_id = command_id or start_command_id(workflow_id, workflow_type, version, data)
+        self.send(StartWorkflow(workflow_id, workflow_type, data, version, command_id))
         return workflow_id
+
+    def start_many(
+        self,
+        workflow_type: str,
+        inputs: Iterable[tuple[str, Any]],
+        *,
+        version: int | None = None,
+        timeout_s: float = 30.0,
+    ) -> list[str]:
+        """Start one workflow per (workflow id, input) with a single flush; returns the ids."""
+        ids: list[str] = []
+        commands: list[Command] = []
+        for workflow_id, input in inputs:
+            ids.append(workflow_id)
+            data = payload(input)
+            command_id = start_command_id(workflow_id, workflow_type, version, data)
+            commands.append(StartWorkflow(workflow_id, workflow_type, data, version, command_id))
+        self.send_many(commands, timeout_s)
+        return ids
+
+    def signal_many(
+        self, signals: Iterable[tuple[str, Any]], name: str, timeout_s: float = 30.0
+    ) -> int:
+        """Signal every (workflow id, value) with one flush; returns how many were sent."""
+        return self.send_many(
+            (SignalWorkflow(wid, name, payload(value), "") for wid, value in signals), timeout_s
+        )
 
     def signal(self, workflow_id: str, name: str, value: Any = None, command_id: str = "") -> None:
         self.send(SignalWorkflow(workflow_id, name, payload(value), command_id))
@@ -109,36 +171,17 @@ def follow(
     config: Config,
     *,
     from_beginning: bool = True,
-    poll_s: float = 0.2,
     stop: Callable[[], bool] = lambda: False,
 ) -> Iterator[Recorded]:
     """Every committed event, in partition order, until `stop()` is true (checked when idle)."""
-    consumer = reader(config, **{"enable.partition.eof": False})
+    consumer = reader(config)
     try:
-        md = consumer.list_topics(config.topics.events, timeout=10)
-        tmeta = md.topics.get(config.topics.events)
-        if tmeta is None or tmeta.error is not None:
-            raise RuntimeError(
-                f"topic {config.topics.events} is missing; run 'sagaflow topics create'"
-            )
-        start = 0 if from_beginning else -1  # OFFSET_END
-        consumer.assign(
-            [
-                TopicPartition(config.topics.events, p, start if start == 0 else -1)
-                for p in tmeta.partitions
-            ]
-        )
-        while True:
-            msg = consumer.poll(poll_s)
-            if msg is None:
-                if stop():
-                    return
-                continue
-            err = msg.error()
-            if err is not None:
-                if err.code() == KafkaError._PARTITION_EOF:
-                    continue
-                raise RuntimeError(f"reading {config.topics.events} failed: {err}")
+        topic = config.topics.events
+        parts = partitions_of(consumer, topic)
+        starts = dict.fromkeys(parts, 0) if from_beginning else end_offsets(consumer, topic, parts)
+        for msg in read_partitions(
+            consumer, topic, starts, deadline_s=float("inf"), follow=True, idle=stop
+        ):
             try:
                 event = codec.decode_event(msg.value() or b"")
             except codec.DecodeError:

@@ -3,7 +3,7 @@
 Wire format: a 3-byte header, then the fastavro schemaless body.
 
     byte 0  MAGIC (0xF1)
-    byte 1  kind: 1 command, 2 event, 3 activity task
+    byte 1  kind: 1 command, 2 event, 3 activity task, 4 closed workflow
     byte 2  schema version of that kind (the writer schema)
 
 The writer schemas of every version ever shipped live in schemas/avro/<kind>.v<N>.avsc (also
@@ -11,7 +11,8 @@ packaged as sagaflow/schemas/), so a record written by any earlier version decod
 reader schema (full transitive compatibility: new fields carry defaults). Bytes that are not a
 message of the expected kind raise DecodeError, never anything else.
 
-History of versions: event v1 -> v2 added WorkflowStarted.continued_from_run_id (default "").
+History of versions: event v1 -> v2 added WorkflowStarted.continued_from_run_id (default "");
+closed v1 (the closed-workflows index) is new.
 """
 
 from __future__ import annotations
@@ -29,14 +30,17 @@ from typing import Any
 import fastavro
 
 from sagaflow.core import messages as m
+from sagaflow.core import payload
 from sagaflow.core.errors import DecodeError
 
 __all__ = [
     "DecodeError",
+    "decode_closed",
     "decode_command",
     "decode_event",
     "decode_task",
     "dumps_payload",
+    "encode_closed",
     "encode_command",
     "encode_event",
     "encode_task",
@@ -44,9 +48,14 @@ __all__ = [
 ]
 
 MAGIC = 0xF1
-KIND_COMMAND, KIND_EVENT, KIND_TASK = 1, 2, 3
-_KIND_NAMES = {KIND_COMMAND: "command", KIND_EVENT: "event", KIND_TASK: "task"}
-CURRENT_VERSIONS = {KIND_COMMAND: 1, KIND_EVENT: 2, KIND_TASK: 1}
+KIND_COMMAND, KIND_EVENT, KIND_TASK, KIND_CLOSED = 1, 2, 3, 4
+_KIND_NAMES = {
+    KIND_COMMAND: "command",
+    KIND_EVENT: "event",
+    KIND_TASK: "task",
+    KIND_CLOSED: "closed",
+}
+CURRENT_VERSIONS = {KIND_COMMAND: 1, KIND_EVENT: 2, KIND_TASK: 1, KIND_CLOSED: 1}
 _NAMESPACE = "sagaflow."
 
 _DECODE_FAILURES = (
@@ -129,6 +138,7 @@ _RECORDS: dict[type, tuple[_Field, ...]] = {
         *typing.get_args(m.EventBody),
         m.ActivityTask,
         m.RetryPolicy,
+        m.ClosedWorkflow,
     )
 }
 _BY_NAME: dict[str, type] = {_NAMESPACE + cls.__name__: cls for cls in _RECORDS}
@@ -256,14 +266,25 @@ def decode_task(data: bytes) -> m.ActivityTask:
     return typing.cast(m.ActivityTask, _guarded(lambda: _from_dict(m.ActivityTask, datum), "task"))
 
 
+def encode_closed(closed: m.ClosedWorkflow) -> bytes:
+    return _encode(KIND_CLOSED, _to_dict(closed))
+
+
+def decode_closed(data: bytes) -> m.ClosedWorkflow:
+    datum = _decode(KIND_CLOSED, data)
+    return typing.cast(
+        m.ClosedWorkflow, _guarded(lambda: _from_dict(m.ClosedWorkflow, datum), "closed")
+    )
+
+
 def dumps_payload(value: Any) -> bytes:
     """A payload (workflow input, activity argument/result, signal) as UTF-8 JSON bytes."""
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+    return payload.dumps(value)
 
 
 def loads_payload(data: bytes) -> Any:
     """The value of a payload; DecodeError if it is not UTF-8 JSON."""
     try:
-        return json.loads(data)
+        return payload.loads(data)
     except ValueError as exc:
         raise DecodeError(f"payload is not UTF-8 JSON: {exc}") from exc

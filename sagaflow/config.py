@@ -11,6 +11,7 @@ import os
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
 
 class ConfigError(ValueError):
@@ -34,10 +35,32 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("SAGAFLOW_KAFKA_SASL_MECHANISM", "SCRAM-SHA-512", "SASL mechanism when SASL is used."),
     Setting("SAGAFLOW_KAFKA_SASL_USERNAME", "", "SASL user name (from a Secret)."),
     Setting("SAGAFLOW_KAFKA_SASL_PASSWORD", "", "SASL password (from a Secret)."),
-    Setting("SAGAFLOW_KAFKA_SSL_CA_LOCATION", "", "CA bundle for TLS to Kafka."),
+    Setting(
+        "SAGAFLOW_KAFKA_SASL_PASSWORD_FILE",
+        "",
+        "File holding the SASL password (a mounted Secret); used when "
+        "SAGAFLOW_KAFKA_SASL_PASSWORD is empty.",
+    ),
+    Setting("SAGAFLOW_KAFKA_SSL_CA_LOCATION", "", "CA bundle (PEM) for TLS to Kafka."),
+    Setting(
+        "SAGAFLOW_KAFKA_SSL_ENDPOINT_IDENTIFICATION",
+        "https",
+        "https: the broker certificate must name the host connected to; none: skip that check "
+        "(only for brokers reached by an address their certificate does not list).",
+    ),
     Setting("SAGAFLOW_TOPIC_PREFIX", "sagaflow.", "Prefix of every topic name."),
     Setting("SAGAFLOW_PARTITIONS", "6", "Partitions of commands/events (topics create)."),
-    Setting("SAGAFLOW_REPLICATION_FACTOR", "1", "Replication factor (topics create)."),
+    Setting(
+        "SAGAFLOW_REPLICATION_FACTOR",
+        "0",
+        "Replication factor (topics create); 0: 3 when the cluster has at least 3 brokers, else 1.",
+    ),
+    Setting(
+        "SAGAFLOW_MIN_INSYNC_REPLICAS",
+        "0",
+        "min.insync.replicas of the topics (topics create); 0: 2 at replication factor 3 or "
+        "more, else 1.",
+    ),
     Setting(
         "SAGAFLOW_DATABASE_URL",
         "postgresql://sagaflow:sagaflow@127.0.0.1:15432/sagaflow",
@@ -45,8 +68,10 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting(
         "SAGAFLOW_APP",
-        "sagaflow.examples.checkout:registry",
-        "module:attribute of the Registry holding the workflows and activities.",
+        "",
+        "module:attribute of the Registry holding the workflows and activities. Required by "
+        "the services (they refuse to start without it); for a try-out use the example shop, "
+        "sagaflow.examples.checkout:registry.",
     ),
     Setting(
         "SAGAFLOW_INSTANCE_ID",
@@ -133,9 +158,23 @@ SETTINGS: tuple[Setting, ...] = (
         "sagaflow-projector",
         "Consumer group of the read model projector.",
     ),
+    Setting(
+        "SAGAFLOW_JAEGER_QUERY_URL",
+        "http://127.0.0.1:16686",
+        "Jaeger's query API, where the UI fetches a workflow's trace (GET /api/traces/{id}).",
+    ),
+    Setting(
+        "SAGAFLOW_JAEGER_UI_URL",
+        "",
+        "A real Jaeger UI to link a workflow's trace to (e.g. on Kubernetes); empty: no link, "
+        "the UI's own waterfall only.",
+    ),
 )
 
 _DEFAULTS = {s.name: s.default for s in SETTINGS}
+
+_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 
 
 def _get(env: Mapping[str, str], name: str) -> str:
@@ -194,6 +233,11 @@ class Topics:
     def checkpoints(self) -> str:
         return f"{self.prefix}checkpoints"
 
+    @property
+    def closed_workflows(self) -> str:
+        """Compacted, keyed by workflow id, partitioned like commands: every closed workflow."""
+        return f"{self.prefix}closed-workflows"
+
     def tasks(self, queue: str) -> str:
         return f"{self.prefix}tasks.{queue}"
 
@@ -209,6 +253,7 @@ class Config:
     topics: Topics
     partitions: int
     replication_factor: int
+    """0: chosen from the broker count when topics are created."""
     database_url: str = field(repr=False)
     app: str
     instance_id: str
@@ -232,18 +277,30 @@ class Config:
     log_level: str
     projector_enabled: bool = True
     projector_group: str = "sagaflow-projector"
+    jaeger_query_url: str = "http://127.0.0.1:16686"
+    jaeger_ui_url: str = ""
+    min_insync_replicas: int = 0
+    """0: chosen from the replication factor when topics are created."""
+    kafka_ssl_endpoint_identification: str = "https"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Config:
         e = os.environ if env is None else env
         protocol = _get(e, "SAGAFLOW_KAFKA_SECURITY_PROTOCOL").upper()
-        if protocol not in {"PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"}:
+        if protocol not in _PROTOCOLS:
             raise ConfigError(
                 f"SAGAFLOW_KAFKA_SECURITY_PROTOCOL={protocol!r} is not one of "
-                "PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL"
+                f"{', '.join(_PROTOCOLS)}"
+            )
+        user, password, mechanism = _sasl(e, protocol)
+        identification = _get(e, "SAGAFLOW_KAFKA_SSL_ENDPOINT_IDENTIFICATION").strip().lower()
+        if identification not in {"https", "none"}:
+            raise ConfigError(
+                f"SAGAFLOW_KAFKA_SSL_ENDPOINT_IDENTIFICATION={identification!r} must be "
+                "'https' or 'none'"
             )
         app = _get(e, "SAGAFLOW_APP")
-        if ":" not in app:
+        if app and ":" not in app:
             raise ConfigError(
                 f"SAGAFLOW_APP={app!r} must be 'module:attribute', e.g. "
                 "'sagaflow.examples.checkout:registry'"
@@ -252,13 +309,15 @@ class Config:
         return cls(
             kafka_bootstrap=_get(e, "SAGAFLOW_KAFKA_BOOTSTRAP"),
             kafka_security_protocol=protocol,
-            kafka_sasl_mechanism=_get(e, "SAGAFLOW_KAFKA_SASL_MECHANISM"),
-            kafka_sasl_username=_get(e, "SAGAFLOW_KAFKA_SASL_USERNAME"),
-            kafka_sasl_password=_get(e, "SAGAFLOW_KAFKA_SASL_PASSWORD"),
+            kafka_sasl_mechanism=mechanism,
+            kafka_sasl_username=user,
+            kafka_sasl_password=password,
             kafka_ssl_ca_location=_get(e, "SAGAFLOW_KAFKA_SSL_CA_LOCATION"),
+            kafka_ssl_endpoint_identification=identification,
             topics=Topics(_get(e, "SAGAFLOW_TOPIC_PREFIX")),
             partitions=_int(e, "SAGAFLOW_PARTITIONS", 1),
-            replication_factor=_int(e, "SAGAFLOW_REPLICATION_FACTOR", 1),
+            replication_factor=_int(e, "SAGAFLOW_REPLICATION_FACTOR", 0),
+            min_insync_replicas=_int(e, "SAGAFLOW_MIN_INSYNC_REPLICAS", 0),
             database_url=_get(e, "SAGAFLOW_DATABASE_URL"),
             app=app,
             instance_id=_get(e, "SAGAFLOW_INSTANCE_ID") or socket.gethostname(),
@@ -282,6 +341,8 @@ class Config:
             log_level=_get(e, "SAGAFLOW_LOG_LEVEL").upper(),
             projector_enabled=_on_off(e, "SAGAFLOW_PROJECTOR"),
             projector_group=_get(e, "SAGAFLOW_PROJECTOR_GROUP"),
+            jaeger_query_url=_get(e, "SAGAFLOW_JAEGER_QUERY_URL").rstrip("/"),
+            jaeger_ui_url=_get(e, "SAGAFLOW_JAEGER_UI_URL").rstrip("/"),
         )
 
     def kafka_common(self) -> dict[str, str | int]:
@@ -291,9 +352,42 @@ class Config:
             "security.protocol": self.kafka_security_protocol,
         }
         if self.kafka_security_protocol.startswith("SASL"):
+            if not self.kafka_sasl_username or not self.kafka_sasl_password:
+                # Refused here rather than by the broker, whose answer names no variable.
+                raise ConfigError(
+                    f"SAGAFLOW_KAFKA_SECURITY_PROTOCOL={self.kafka_security_protocol} needs "
+                    "SAGAFLOW_KAFKA_SASL_USERNAME and SAGAFLOW_KAFKA_SASL_PASSWORD (or "
+                    "SAGAFLOW_KAFKA_SASL_PASSWORD_FILE); set both"
+                )
             conf["sasl.mechanism"] = self.kafka_sasl_mechanism
             conf["sasl.username"] = self.kafka_sasl_username
             conf["sasl.password"] = self.kafka_sasl_password
         if self.kafka_ssl_ca_location:
             conf["ssl.ca.location"] = self.kafka_ssl_ca_location
+        if self.kafka_security_protocol.endswith("SSL"):
+            conf["ssl.endpoint.identification.algorithm"] = self.kafka_ssl_endpoint_identification
         return conf
+
+
+def _sasl(env: Mapping[str, str], protocol: str) -> tuple[str, str, str]:
+    """(user, password, mechanism), the password read from its file when given that way."""
+    user = _get(env, "SAGAFLOW_KAFKA_SASL_USERNAME")
+    password = _get(env, "SAGAFLOW_KAFKA_SASL_PASSWORD")
+    mechanism = _get(env, "SAGAFLOW_KAFKA_SASL_MECHANISM").upper()
+    password_file = _get(env, "SAGAFLOW_KAFKA_SASL_PASSWORD_FILE")
+    if not password and password_file:
+        try:
+            # A mounted Secret file usually ends with a newline that is not part of it.
+            password = Path(password_file).read_text().rstrip("\r\n")
+        except OSError as exc:
+            raise ConfigError(
+                f"SAGAFLOW_KAFKA_SASL_PASSWORD_FILE={password_file!r} cannot be read "
+                f"({exc.strerror}); mount the Secret there or set SAGAFLOW_KAFKA_SASL_PASSWORD"
+            ) from None
+    if not protocol.startswith("SASL"):
+        return user, password, mechanism
+    if mechanism not in _MECHANISMS:
+        raise ConfigError(
+            f"SAGAFLOW_KAFKA_SASL_MECHANISM={mechanism!r} is not one of {', '.join(_MECHANISMS)}"
+        )
+    return user, password, mechanism

@@ -196,15 +196,25 @@ def run(config: Config, out: Callable[[str], None] = print) -> int:
         ),
         _service("sagaflow_worker", env, logs / "demo-worker.log"),
     ]
+    ui = f"http://127.0.0.1:{env['SAGAFLOW_HTTP_PORT']}/ui"
     try:
-        return _run_sagas(config, out, procs)
+        code = _run_sagas(config, out, procs, ui)
+        if sys.stdin.isatty() and sys.stdout.isatty():
+            # A person is watching: keep the orchestrator (and its UI) up to look around.
+            out(f"\n==> the UI stays up at {ui}/ until Ctrl-C")
+            try:
+                while all(p.poll() is None for p in procs):
+                    time.sleep(1)  # waiting for the person, not synchronising with anything
+            except KeyboardInterrupt:
+                out("")
+        return code
     finally:
         out("==> stopping the services (SIGTERM)")
         _stop(procs)
 
 
 def _run_sagas(
-    config: Config, out: Callable[[str], None], procs: list[subprocess.Popen[bytes]]
+    config: Config, out: Callable[[str], None], procs: list[subprocess.Popen[bytes]], ui: str
 ) -> int:
     run_id = f"demo-{time.strftime('%H%M%S')}-{os.getpid() % 1000}"
     sagas = {s.workflow_id: s for s in _orders(run_id)}
@@ -240,7 +250,7 @@ def _run_sagas(
 
     closed = wait_closed(config, sagas, timeout_s=120, on_event=on_event)
     ledger = asyncio.run(_ledger(config, [s.order["order_id"] for s in sagas.values()]))
-    return _report(sagas, closed, ledger, out)
+    return _report(sagas, closed, ledger, out, ui)
 
 
 def _report(
@@ -248,6 +258,7 @@ def _report(
     closed: dict[str, Event],
     ledger: list[dict[str, Any]],
     out: Callable[[str], None],
+    ui: str,
 ) -> int:
     ok = True
     out("\n==> outcome")
@@ -261,8 +272,9 @@ def _report(
             f"  {'ok ' if good else 'BAD'} {wid:24} {s.label:24} {got:18} "
             f"charges={charges} refunds={refunds}"
         )
+        out(f"      ui:    {ui}/workflows/{wid}")
         if s.trace_id:
-            out(f"      trace: {JAEGER}/api/traces/{s.trace_id}")
+            out(f"      trace: {JAEGER}/api/traces/{s.trace_id} (drawn on the UI page)")
     out("\n==> the payment provider's ledger")
     for r in ledger:
         out(
@@ -277,6 +289,7 @@ def _report(
             )
         )
     out("\n==> " + ("all four sagas ended as expected" if ok else "SOMETHING WENT WRONG"))
+    out(f"==> every workflow: {ui}/   dead letters: {ui}/dlq")
     return 0 if ok else 1
 
 
@@ -285,6 +298,8 @@ def main() -> int:
 
     # The demo shows every saga's trace, so it traces every workflow (the default samples 10 %).
     os.environ.setdefault("OTEL_TRACES_SAMPLER", "parentbased_always_on")
+    # The demo runs the example shop (services refuse to start without an app).
+    os.environ.setdefault("SAGAFLOW_APP", "sagaflow.examples.checkout:registry")
     config = Config.from_env()
     setup("WARNING")
     return run(config)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import re
 import types
 import typing
 from collections.abc import Callable, Mapping
@@ -229,3 +230,58 @@ def _check_dataclass(tp: type, value: Any, path: str) -> None:
         if f.init
     }
     _check_object(fields, tp.__name__, value, path)
+
+
+MAX_JSON_DEPTH = 64
+"""Deepest nesting of arrays and objects the API accepts in a JSON document."""
+
+
+def _text_problem(text: str) -> str | None:
+    if "\x00" in text:
+        return "contains a NUL character (\\u0000), which the read model cannot store"
+    if any("\ud800" <= ch <= "\udfff" for ch in text):
+        return "contains a lone UTF-16 surrogate, which is not valid Unicode"
+    return None
+
+
+def check_text(text: str, field: str) -> None:
+    """Raise InputError unless `text` can be stored and encoded (no NUL, no lone surrogate)."""
+    problem = _text_problem(text)
+    if problem is not None:
+        raise InputError(field, problem)
+
+
+def check_json(value: Any, root: str, *, max_depth: int = MAX_JSON_DEPTH) -> None:
+    """Raise InputError naming the first string (or key) under `value` that Postgres or UTF-8
+    cannot hold, or the first value nested deeper than `max_depth`.
+
+    Iterative on purpose: a document nested 100,000 deep must be refused, not recurse.
+    `root` is the path of `value` itself ("" for a request body whose keys are fields).
+    """
+    stack: list[tuple[Any, str, int]] = [(value, root, 0)]
+    while stack:
+        item, path, depth = stack.pop()
+        here = path or "body"
+        if isinstance(item, str):
+            check_text(item, here)
+        elif isinstance(item, dict | list):
+            if depth >= max_depth:
+                # The path down there is as long as the nesting; name the top-level field.
+                top = re.split(r"[.\[]", path, maxsplit=1)[0] if path else "body"
+                raise InputError(
+                    top or root or "body",
+                    f"is nested more than {max_depth} levels deep; flatten the document",
+                )
+            if isinstance(item, dict):
+                # Pushed in reverse so that the first offending value in document order is named.
+                for key, child in reversed(item.items()):
+                    child_path = f"{path}.{key}" if path else str(key)
+                    if isinstance(key, str):
+                        problem = _text_problem(key)
+                        if problem is not None:
+                            raise InputError(f"{here} (a key)", f"has a key that {problem}")
+                    stack.append((child, child_path, depth + 1))
+            else:
+                stack.extend(
+                    (item[i], f"{here}[{i}]", depth + 1) for i in reversed(range(len(item)))
+                )

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import threading
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import Any, TypeVar
 
 from sagaflow.config import Config, ConfigError
 from sagaflow.logs import setup
@@ -16,6 +17,34 @@ from sagaflow.telemetry import from_env as telemetry_from_env
 EXIT_CONFIG = 2
 
 Serve = Callable[[Config, Telemetry], Coroutine[Any, Any, int]]
+T = TypeVar("T")
+
+
+def in_thread(name: str, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
+    """Run a long-lived loop (a Kafka consumer's) on a thread of its own, not in asyncio's
+    default pool: short blocking calls and synchronous activities use pools, and a pool that
+    long-lived loops fill starves them. The future gets the loop's result or exception."""
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[T] = loop.create_future()
+
+    def settle(result: T | None, exc: BaseException | None) -> None:
+        if done.done():
+            return
+        if exc is not None:
+            done.set_exception(exc)
+        else:
+            done.set_result(result)  # type: ignore[arg-type]
+
+    def main() -> None:
+        try:
+            result = fn(*args)
+        except BaseException as exc:  # noqa: BLE001 - handed to the awaiting coroutine
+            loop.call_soon_threadsafe(settle, None, exc)
+            return
+        loop.call_soon_threadsafe(settle, result, None)
+
+    threading.Thread(target=main, name=name, daemon=True).start()
+    return done
 
 
 def run_service(name: str, serve: Serve) -> int:

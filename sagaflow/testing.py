@@ -24,8 +24,9 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from sagaflow.core import messages as m
+from sagaflow.core import payload
 from sagaflow.core.engine import Engine
-from sagaflow.core.errors import ApplicationError
+from sagaflow.core.errors import ApplicationError, activity_failure
 from sagaflow.core.registry import ActivityContext, ActivityFn, Registry
 
 DEFAULT_START_MS = 1_767_225_600_000
@@ -34,7 +35,7 @@ DEFAULT_START_MS = 1_767_225_600_000
 
 def encode(value: Any) -> bytes:
     """A payload as the engine records it (UTF-8 JSON)."""
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+    return payload.dumps(value)
 
 
 class WorkflowEnvironment:
@@ -153,29 +154,18 @@ class WorkflowEnvironment:
             outcome = function(ctx, json.loads(task.input))
             if inspect.isawaitable(outcome):
                 outcome = self._loop.run_until_complete(_awaited(outcome))
-        except ApplicationError as err:
+        except Exception as err:  # noqa: BLE001 - reported as the worker reports it
+            failure = activity_failure(err)
             return self.send(
                 m.FailActivity(
                     task.workflow_id,
                     task.run_id,
                     task.activity_seq,
                     task.attempt,
-                    err.type,
-                    err.message,
-                    retryable=not err.non_retryable,
-                    details=encode(err.details),
-                )
-            )
-        except Exception as err:  # noqa: BLE001 - an activity's bug is a retryable failure
-            return self.send(
-                m.FailActivity(
-                    task.workflow_id,
-                    task.run_id,
-                    task.activity_seq,
-                    task.attempt,
-                    type(err).__name__,
-                    str(err),
-                    retryable=True,
+                    failure.error_type,
+                    failure.message,
+                    retryable=failure.retryable,
+                    details=failure.details,
                 )
             )
         return self.send(

@@ -22,6 +22,7 @@ def service_env(
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SAGAFLOW_", "OTEL_"))}
     env.update(
         {
+            "SAGAFLOW_APP": "sagaflow.examples.checkout:registry",
             "SAGAFLOW_KAFKA_BOOTSTRAP": kafka_bootstrap,
             "SAGAFLOW_DATABASE_URL": database_url,
             "SAGAFLOW_TOPIC_PREFIX": prefix,

@@ -116,6 +116,12 @@ def create_topics(
             replication_factor=1,
             config={"cleanup.policy": "compact"},
         ),
+        NewTopic(
+            topics.closed_workflows,
+            num_partitions=partitions,
+            replication_factor=1,
+            config={"cleanup.policy": "compact"},
+        ),
     ]
     specs += [
         NewTopic(topics.tasks(q), num_partitions=partitions, replication_factor=1)

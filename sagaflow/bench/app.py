@@ -1,5 +1,6 @@
-"""A benchmark app: the checkout saga's shape with instant activities, and a workflow that
-only waits (for measuring how long rebuilding open workflows takes)."""
+"""A benchmark app: the checkout saga's shape (five steps) with instant activities, and a
+workflow that only waits (for measuring what open workflows cost and how long rebuilding them
+takes)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,13 @@ from sagaflow.core.workflow import WorkflowContext
 
 registry = Registry()
 QUEUE = "bench"
-STEPS = ("reserve_inventory", "charge_payment", "create_shipment", "send_receipt_email")
+STEPS = (
+    "reserve_inventory",
+    "charge_payment",
+    "create_shipment",
+    "capture_payment",
+    "send_receipt_email",
+)
 
 
 @registry.workflow(name="bench_saga", version=1)
@@ -36,6 +43,11 @@ async def charge_payment(ctx: ActivityContext, order: Any) -> str:
 
 @registry.activity(name="create_shipment", task_queue=QUEUE)
 async def create_shipment(ctx: ActivityContext, order: Any) -> str:
+    return ctx.idempotency_key
+
+
+@registry.activity(name="capture_payment", task_queue=QUEUE)
+async def capture_payment(ctx: ActivityContext, order: Any) -> str:
     return ctx.idempotency_key
 
 

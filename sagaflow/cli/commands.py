@@ -19,7 +19,7 @@ from typing import Any
 
 from sagaflow import telemetry
 from sagaflow.cli.eventlog import Logged, Undecodable, workflow_events
-from sagaflow.cli.kafkaio import open_producer, partition_count, partition_for
+from sagaflow.cli.kafkaio import open_producer, partition_count
 from sagaflow.cli.output import (
     EXIT_FAILED,
     EXIT_TIMEOUT,
@@ -149,13 +149,13 @@ class _TracedHeaders:
 # --------------------------------------------------------------------------- start, signal, cancel
 
 
-def _client(config: Config, tel: telemetry.Telemetry) -> tuple[Client, _TracedHeaders, int]:
-    """A client whose producer gives up quickly, its header factory, and the commands topic's
-    partition count (asked first, with a short timeout, so an unreachable broker fails fast)."""
+def _client(config: Config, tel: telemetry.Telemetry) -> tuple[Client, _TracedHeaders]:
+    """A client whose producer gives up quickly, and its header factory. The commands topic's
+    partitions are asked for first, with a short timeout, so an unreachable broker fails fast."""
     producer = open_producer(config)
-    n = partition_count(config, producer, config.topics.commands)
+    partition_count(config, producer, config.topics.commands)
     headers = _TracedHeaders(tel, config.topics.commands)
-    return Client(config, producer=producer, headers=headers), headers, n
+    return Client(config, producer=producer, headers=headers), headers
 
 
 def _delivery_failed(exc: DeliveryError) -> CliError:
@@ -176,13 +176,13 @@ def cmd_start(config: Config, args: argparse.Namespace) -> None:
         )
     workflow_id = args.id or generated_workflow_id(args.type)
     with _telemetry() as tel:
-        client, headers, n = _client(config, tel)
+        client, headers = _client(config, tel)
         try:
             client.start(args.type, value, workflow_id=workflow_id, version=args.version)
         except DeliveryError as exc:
             raise _delivery_failed(exc) from exc
     trace_id = headers.trace_id
-    partition = partition_for(workflow_id.encode(), n)
+    partition = client.partitions[workflow_id]
     emit(
         args,
         {
@@ -206,7 +206,7 @@ def cmd_signal(config: Config, args: argparse.Namespace) -> None:
     value = parse_json_arg("--payload", args.payload) if args.payload is not None else None
     _check_size(config, "--payload", payload(value))
     with _telemetry() as tel:
-        client, _, n = _client(config, tel)
+        client, _ = _client(config, tel)
         try:
             client.signal(args.id, args.name, value)
         except DeliveryError as exc:
@@ -217,7 +217,7 @@ def cmd_signal(config: Config, args: argparse.Namespace) -> None:
             "workflow_id": args.id,
             "signal": args.name,
             "topic": config.topics.commands,
-            "partition": partition_for(args.id.encode(), n),
+            "partition": client.partitions[args.id],
         },
         f"signal {args.name} sent to {args.id}",
     )
@@ -225,7 +225,7 @@ def cmd_signal(config: Config, args: argparse.Namespace) -> None:
 
 def cmd_cancel(config: Config, args: argparse.Namespace) -> None:
     with _telemetry() as tel:
-        client, _, n = _client(config, tel)
+        client, _ = _client(config, tel)
         try:
             client.cancel(args.id, args.reason)
         except DeliveryError as exc:
@@ -236,7 +236,7 @@ def cmd_cancel(config: Config, args: argparse.Namespace) -> None:
             "workflow_id": args.id,
             "reason": args.reason,
             "topic": config.topics.commands,
-            "partition": partition_for(args.id.encode(), n),
+            "partition": client.partitions[args.id],
         },
         f"cancel requested for {args.id}",
     )

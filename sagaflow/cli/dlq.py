@@ -52,10 +52,10 @@ def _summary(msg: Message) -> dict[str, Any]:
     }
 
 
-def cmd_dlq_list(config: Config, args: argparse.Namespace) -> int:
-    """The newest `--limit` dead letters of every dlq partition, oldest first."""
-    if args.limit < 1:
-        raise CliError(f"--limit {args.limit}: must be at least 1", EXIT_USAGE)
+def list_dead_letters(
+    config: Config, limit: int, timeout_s: float
+) -> tuple[int, list[dict[str, Any]]]:
+    """(dlq partitions, summaries of the newest `limit` dead letters of each partition)."""
     topic = config.topics.dlq
     consumer = open_reader(config)
     try:
@@ -64,17 +64,26 @@ def cmd_dlq_list(config: Config, args: argparse.Namespace) -> int:
         for p in range(n):
             low, high = watermarks(config, consumer, topic, p)
             if high > low:
-                starts[p] = max(low, high - args.limit)
+                starts[p] = max(low, high - limit)
         items = (
             [
                 _summary(m)
-                for m in read_partitions(config, consumer, topic, starts, timeout_s=args.timeout)
+                for m in read_partitions(config, consumer, topic, starts, timeout_s=timeout_s)
             ]
             if starts
             else []
         )
     finally:
         consumer.close()
+    return n, items
+
+
+def cmd_dlq_list(config: Config, args: argparse.Namespace) -> int:
+    """The newest `--limit` dead letters of every dlq partition, oldest first."""
+    if args.limit < 1:
+        raise CliError(f"--limit {args.limit}: must be at least 1", EXIT_USAGE)
+    topic = config.topics.dlq
+    n, items = list_dead_letters(config, args.limit, args.timeout)
     items = items[-args.limit :] if n == 1 else items
     lines = [f"{'OFFSET':>8}  {'FROM':40} {'STAGE':24} REASON"]
     for it in items:
@@ -119,25 +128,31 @@ def decode_payload(source_topic: str | None, value: bytes | None, config: Config
     return out
 
 
-def _dead_letter(config: Config, args: argparse.Namespace) -> Message:
-    if args.offset < 0:
+def dead_letter_at(config: Config, partition: int, offset: int) -> Message:
+    if offset < 0:
         raise CliError(
-            f"OFFSET {args.offset}: offsets are 0 or more (see `sagaflow dlq list`)", EXIT_USAGE
+            f"OFFSET {offset}: offsets are 0 or more (see `sagaflow dlq list`)", EXIT_USAGE
         )
     consumer = open_reader(config)
     try:
         partition_count(config, consumer, config.topics.dlq)
-        return read_one(config, consumer, config.topics.dlq, args.partition, args.offset)
+        return read_one(config, consumer, config.topics.dlq, partition, offset)
     finally:
         consumer.close()
 
 
-def cmd_dlq_inspect(config: Config, args: argparse.Namespace) -> int:
-    msg = _dead_letter(config, args)
+def describe_dead_letter(config: Config, msg: Message) -> dict[str, Any]:
+    """Its summary, every header and the payload decoded as well as it can be."""
     info = _summary(msg)
-    headers = headers_of(msg)
-    info["headers"] = {k: v.decode(errors="replace") for k, v in headers}
+    info["headers"] = {k: v.decode(errors="replace") for k, v in headers_of(msg)}
     info["payload"] = decode_payload(info["source"]["topic"], msg.value(), config)
+    return info
+
+
+def cmd_dlq_inspect(config: Config, args: argparse.Namespace) -> int:
+    msg = dead_letter_at(config, args.partition, args.offset)
+    info = describe_dead_letter(config, msg)
+    headers = headers_of(msg)
     s = info["source"]
     lines = [
         f"dead letter  {config.topics.dlq}[{msg.partition()}]@{msg.offset()}",
@@ -165,21 +180,22 @@ def _never_redrive(config: Config) -> set[str]:
     return {config.topics.events, config.topics.checkpoints, config.topics.dlq}
 
 
-def cmd_dlq_redrive(config: Config, args: argparse.Namespace) -> int:
-    msg = _dead_letter(config, args)
+def redrive_dead_letter(config: Config, msg: Message) -> dict[str, Any]:
+    """Produce the dead letter's record again to the topic it came from; where it went."""
     o = dlq_origin(headers_of(msg))
     target = o.get(H_TOPIC)
+    where = f"{config.topics.dlq}[{msg.partition()}]@{msg.offset()}"
     if not target:
         raise CliError(
-            f"{config.topics.dlq}@{args.offset} has no {H_TOPIC} header, so its "
-            "source is unknown; inspect it with `sagaflow dlq inspect`",
+            f"{where} has no {H_TOPIC} header, so its source is unknown; inspect it with "
+            "`sagaflow dlq inspect`",
             EXIT_USAGE,
         )
     if target in _never_redrive(config):
         raise CliError(
-            f"{config.topics.dlq}@{args.offset} came from {target}, which only the "
-            "orchestrator writes; re-driving would corrupt the log. Fix the code that "
-            "rejected it and let the orchestrator rebuild instead",
+            f"{where} came from {target}, which only the orchestrator writes; re-driving would "
+            "corrupt the log. Fix the code that rejected it and let the orchestrator rebuild "
+            "instead",
             EXIT_USAGE,
         )
     headers: Headers = [(k, v) for k, v in headers_of(msg) if k not in DLQ_HEADERS]
@@ -202,17 +218,20 @@ def cmd_dlq_redrive(config: Config, args: argparse.Namespace) -> int:
             config, f"re-driving to {target}", errors[0] if errors else "not delivered within 15s"
         )
     d = delivered[0]
+    return {
+        "from": {"topic": config.topics.dlq, "partition": msg.partition(), "offset": msg.offset()},
+        "to": {"topic": d.topic(), "partition": d.partition(), "offset": d.offset()},
+    }
+
+
+def cmd_dlq_redrive(config: Config, args: argparse.Namespace) -> int:
+    msg = dead_letter_at(config, args.partition, args.offset)
+    moved = redrive_dead_letter(config, msg)
+    to = moved["to"]
     emit(
         args,
-        {
-            "from": {
-                "topic": config.topics.dlq,
-                "partition": msg.partition(),
-                "offset": msg.offset(),
-            },
-            "to": {"topic": d.topic(), "partition": d.partition(), "offset": d.offset()},
-        },
+        moved,
         f"re-drove {config.topics.dlq}[{msg.partition()}]@{msg.offset()} to "
-        f"{d.topic()} partition {d.partition()} offset {d.offset()}",
+        f"{to['topic']} partition {to['partition']} offset {to['offset']}",
     )
     return 0

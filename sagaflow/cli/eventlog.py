@@ -13,12 +13,12 @@ from sagaflow import codec
 from sagaflow.cli.kafkaio import (
     open_reader,
     partition_count,
-    partition_for,
     position,
     read_partitions,
 )
 from sagaflow.config import Config
 from sagaflow.core.messages import Event
+from sagaflow.kafka.partition import partition_for
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,6 @@ CLI prints one line instead of a traceback or a stream of librdkafka log lines.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -16,52 +15,10 @@ from confluent_kafka.admin import AdminClient
 
 from sagaflow.cli.output import EXIT_UNAVAILABLE, CliError
 from sagaflow.config import Config
-from sagaflow.kafka import triage
+from sagaflow.kafka import logread, triage
 from sagaflow.kafka.clients import command_producer, reader
 
 METADATA_TIMEOUT_S = 5.0
-
-_M = 0x5BD1E995
-_SEED = 0x9747B28C
-_MASK32 = 0xFFFFFFFF
-
-
-def murmur2(data: bytes) -> int:
-    """Kafka's murmur2 (Java `Utils.murmur2`), as a signed 32-bit int like Java returns.
-
-    librdkafka's `murmur2_random` partitioner uses the same function, so this is where a
-    sagaflow producer in either language puts a key.
-    """
-    length = len(data)
-    h = (_SEED ^ length) & _MASK32
-    end = length - length % 4
-    for i in range(0, end, 4):
-        k = int.from_bytes(data[i : i + 4], "little")
-        k = (k * _M) & _MASK32
-        k ^= k >> 24
-        k = (k * _M) & _MASK32
-        h = (h * _M) & _MASK32
-        h ^= k
-    rest = length % 4
-    if rest == 3:
-        h ^= data[end + 2] << 16
-    if rest >= 2:
-        h ^= data[end + 1] << 8
-    if rest >= 1:
-        h ^= data[end]
-        h = (h * _M) & _MASK32
-    h ^= h >> 13
-    h = (h * _M) & _MASK32
-    h ^= h >> 15
-    return h - (1 << 32) if h & 0x80000000 else h
-
-
-def partition_for(key: bytes, partitions: int) -> int:
-    """The partition of `key` among `partitions` (Java `toPositive(murmur2(key)) % n`)."""
-    if partitions < 1:
-        raise ValueError(f"a topic has at least one partition, got {partitions}")
-    return (murmur2(key) & 0x7FFFFFFF) % partitions
-
 
 # --------------------------------------------------------------------------- clients
 
@@ -195,42 +152,22 @@ def read_partitions(
     follow: bool = False,
     stop: Callable[[Message], bool] = lambda _m: False,
 ) -> Iterator[Message]:
-    """Records of `topic` from {partition: start offset} to each partition's end.
+    """Records of `topic` from {partition: start offset} to each partition's end (the one log
+    reader, sagaflow.kafka.logread); a CliError saying what to do when that fails.
 
     With `follow`, keeps waiting for new records past the end until `stop` or the timeout.
     A timeout while reading a fixed range is an error (the broker went away); while following it
     simply ends the iteration, and the caller decides what that means.
     """
-    deadline = time.monotonic() + timeout_s
-    open_parts = set(starts)
-    consumer.assign([TopicPartition(topic, p, o) for p, o in starts.items()])
-    while follow or open_parts:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            if follow:
-                return
-            raise CliError(
-                f"reading {topic} partitions {sorted(open_parts)} at "
-                f"{config.kafka_bootstrap} did not reach the end within "
-                f"{timeout_s:.0f}s; is the broker healthy? retry, or raise --timeout",
-                EXIT_UNAVAILABLE,
-            )
-        msg = consumer.poll(min(remaining, 0.5))
-        if msg is None:
-            continue
-        err = msg.error()
-        if err is not None:
-            if err.code() == KafkaError._PARTITION_EOF:
-                open_parts.discard(position(msg)[0])
-                continue
-            raise CliError(
-                f"reading {topic} at {config.kafka_bootstrap} failed: {err}; "
-                "check the broker and the topic, then retry",
-                EXIT_UNAVAILABLE,
-            )
-        yield msg
-        if stop(msg):
-            return
+    try:
+        yield from logread.read_partitions(
+            consumer, topic, starts, deadline_s=timeout_s, follow=follow, stop=stop
+        )
+    except logread.LogReadError as exc:
+        raise CliError(
+            f"{exc} (Kafka at {config.kafka_bootstrap}; raise --timeout if it is just slow)",
+            EXIT_UNAVAILABLE,
+        ) from exc
 
 
 def read_one(
@@ -275,7 +212,9 @@ def watermarks(config: Config, consumer: Consumer, topic: str, partition: int) -
                 TopicPartition(topic, partition), timeout=METADATA_TIMEOUT_S
             ),
             f"offsets of {topic}",
-            deadline_s=0,
+            # A leader that is moving (a broker restart, a topic created a moment ago) answers
+            # NOT_LEADER for a while: retriable, so retried briefly instead of failing the command.
+            deadline_s=METADATA_TIMEOUT_S,
         )
     except (triage.AbortRequired, triage.FatalKafkaError) as exc:
         raise unreachable(config, f"offsets of {topic}", exc.__cause__ or exc) from exc

@@ -118,6 +118,12 @@ def _positive_float(raw: str) -> float:
     return value
 
 
+def _ui(config: Config, args: argparse.Namespace) -> int:
+    from sagaflow.ui.serve import cmd_ui  # aiohttp and jinja2 load only for this command
+
+    return cmd_ui(config, args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = _Parser(add_help=False)
     # SUPPRESS: `sagaflow --json show X` and `sagaflow show X --json` both work.
@@ -217,6 +223,11 @@ def build_parser() -> argparse.ArgumentParser:
         default=120.0,
         help="most seconds to read the events topic (default 120)",
     )
+
+    # -- the web UI
+    p = command("ui", _ui, "serve the web UI (workflows, traces, dead letters) until Ctrl-C")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8088, help="port (default 8088)")
 
     # -- administration
     topics = sub.add_parser("topics", help="create or describe the Kafka topics", parents=[common])

@@ -4,16 +4,14 @@ straight from the events topic with --from-log."""
 from __future__ import annotations
 
 import argparse
-import base64
-import binascii
+import asyncio
 import json
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+import time
+from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Any, LiteralString
+from typing import Any, TypeVar
 
 import psycopg
-from psycopg.rows import dict_row
 
 from sagaflow.cli.eventlog import Logged, workflow_events
 from sagaflow.cli.output import (
@@ -26,12 +24,15 @@ from sagaflow.cli.output import (
     event_to_json,
 )
 from sagaflow.config import Config
+from sagaflow.core.status import LISTED_STATUSES
 from sagaflow.db.connect import describe_url
+from sagaflow.readmodel import queries
 
 CONNECT_TIMEOUT_S = 5
-STATUSES = ("running", "parked", "completed", "failed", "cancelled", "continued_as_new")
+STATUSES = LISTED_STATUSES
 
 Row = dict[str, Any]
+T = TypeVar("T")
 
 
 def _connect_failed(config: Config, exc: psycopg.Error) -> CliError:
@@ -61,22 +62,17 @@ async def connect_async(config: Config) -> psycopg.AsyncConnection[Any]:
         raise _connect_failed(config, exc) from exc
 
 
-@contextmanager
-def read_model(config: Config) -> Iterator[psycopg.Connection[Row]]:
-    """A connection to the read model, or a CliError saying how to get one."""
+def read_model(config: Config, query: Callable[[psycopg.AsyncConnection[Any]], Awaitable[T]]) -> T:
+    """Run one read-model query (sagaflow.readmodel.queries, the API's own) on a connection of
+    its own, or raise a CliError saying how to get one."""
     where = describe_url(config.database_url)
+
+    async def run() -> T:
+        async with await connect_async(config) as conn:
+            return await query(conn)
+
     try:
-        conn = psycopg.connect(
-            config.database_url,
-            connect_timeout=CONNECT_TIMEOUT_S,
-            row_factory=dict_row,
-            autocommit=True,
-        )
-    except (psycopg.OperationalError, psycopg.ProgrammingError) as exc:
-        raise _connect_failed(config, exc) from exc
-    try:
-        with conn:
-            yield conn
+        return asyncio.run(run())
     except psycopg.errors.UndefinedTable as exc:
         raise CliError(
             f"the read model tables are missing in {where} "
@@ -91,50 +87,71 @@ def read_model(config: Config) -> Iterator[psycopg.Connection[Row]]:
         ) from exc
 
 
-def _fetch(
-    conn: psycopg.Connection[Row], sql: LiteralString, params: Sequence[Any] | dict[str, Any]
-) -> list[Row]:
-    with conn.cursor() as cur:
-        cur.execute(sql, params)
-        return cur.fetchall()
-
-
 def _compact(value: Any, limit: int = 160) -> str:
     text = json.dumps(value, separators=(",", ":"), sort_keys=True, default=str)
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _ts(value: Any) -> str:
-    return (
-        value.isoformat(sep=" ", timespec="milliseconds")
-        if isinstance(value, datetime)
-        else str(value)
-    )
+    """A timestamp as the CLI prints it (the query module hands out ISO strings)."""
+    try:
+        when = datetime.fromisoformat(value) if isinstance(value, str) else value
+    except ValueError:
+        return str(value)
+    if isinstance(when, datetime):
+        return when.isoformat(sep=" ", timespec="milliseconds")
+    return str(value)
 
 
 # --------------------------------------------------------------------------- show
 
-_SHOW = "SELECT * FROM sagaflow_workflows WHERE workflow_id = %s"
-_REJECTIONS = (
-    "SELECT command_id, command_type, reason, message, recorded_at FROM "
-    "sagaflow_rejections WHERE workflow_id = %s ORDER BY recorded_at, id"
-)
-
 
 def cmd_show(config: Config, args: argparse.Namespace) -> int:
-    with read_model(config) as conn:
-        rows = _fetch(conn, _SHOW, (args.id,))
-        rejections = _fetch(conn, _REJECTIONS, (args.id,))
-    if not rows and not rejections:
-        raise CliError(
-            f"the read model has no workflow {args.id!r} (not started, or not "
-            f"projected yet); read its events from Kafka with "
-            f"`sagaflow history {args.id} --from-log`",
-            EXIT_FAILED,
+    async def query(conn: psycopg.AsyncConnection[Any]) -> tuple[Row | None, list[Row]]:
+        return (
+            await queries.get_workflow(conn, args.id),
+            await queries.get_rejections(conn, args.id),
         )
-    wf = rows[0] if rows else None
+
+    wf, rejections = read_model(config, query)
+    if wf is None and not rejections:
+        wf, rejections = _catch_up(config, args.id, query)
     emit(args, {"workflow": wf, "rejections": rejections}, _show_text(args.id, wf, rejections))
     return 0
+
+
+CATCH_UP_S = 10.0
+"""How long `show` waits for the read model when the log already knows the workflow."""
+
+
+def _catch_up(
+    config: Config,
+    workflow_id: str,
+    query: Callable[[psycopg.AsyncConnection[Any]], Awaitable[tuple[Row | None, list[Row]]]],
+) -> tuple[Row | None, list[Row]]:
+    """The read model has nothing on the workflow. If its events are in the log, the projector
+    is behind (right after `watch`, say): wait for it briefly; else it was never started."""
+    in_log = any(
+        isinstance(item, Logged) for item in workflow_events(config, workflow_id, timeout_s=5)
+    )
+    if not in_log:
+        raise CliError(
+            f"no workflow {workflow_id!r}: neither the read model nor the events log knows it; "
+            "check the id and SAGAFLOW_TOPIC_PREFIX, or see `sagaflow list`",
+            EXIT_FAILED,
+        )
+    deadline = time.monotonic() + CATCH_UP_S
+    while time.monotonic() < deadline:
+        time.sleep(0.2)  # polling the read model while the projector catches up
+        wf, rejections = read_model(config, query)
+        if wf is not None or rejections:
+            return wf, rejections
+    raise CliError(
+        f"workflow {workflow_id!r} is in the events log but the read model has not caught up "
+        f"within {CATCH_UP_S:.0f}s (is the orchestrator's projector running?); retry in a "
+        f"moment, or read it from Kafka with `sagaflow history {workflow_id} --from-log`",
+        EXIT_UNAVAILABLE,
+    )
 
 
 def _show_text(workflow_id: str, wf: Row | None, rejections: list[Row]) -> str:
@@ -178,52 +195,25 @@ def _show_text(workflow_id: str, wf: Row | None, rejections: list[Row]) -> str:
 
 # --------------------------------------------------------------------------- list
 
-_LIST = """
-SELECT workflow_id, type, version, status, created_at, updated_at, current_step
-FROM sagaflow_workflows
-WHERE (%(status)s::text IS NULL OR status = %(status)s)
-  AND (%(type)s::text IS NULL OR type = %(type)s)
-  AND (%(after_at)s::timestamptz IS NULL
-       OR (created_at, workflow_id) < (%(after_at)s, %(after_id)s))
-ORDER BY created_at DESC, workflow_id DESC
-LIMIT %(limit)s
-"""
-
-
-def encode_cursor(created_at: datetime, workflow_id: str) -> str:
-    raw = json.dumps([created_at.isoformat(), workflow_id]).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> tuple[datetime, str]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        created, workflow_id = json.loads(raw)
-        return datetime.fromisoformat(created), str(workflow_id)
-    except (binascii.Error, ValueError, TypeError) as exc:
-        raise CliError(
-            f"--cursor {cursor!r} is not a cursor printed by `sagaflow list`; "
-            "copy the 'next page' value exactly",
-            EXIT_USAGE,
-        ) from exc
-
 
 def cmd_list(config: Config, args: argparse.Namespace) -> int:
     if args.limit < 1:
         raise CliError(f"--limit {args.limit}: must be at least 1", EXIT_USAGE)
-    after_at, after_id = decode_cursor(args.cursor) if args.cursor else (None, None)
-    params = {
-        "status": args.status,
-        "type": args.type,
-        "after_at": after_at,
-        "after_id": after_id,
-        "limit": args.limit + 1,
-    }
-    with read_model(config) as conn:
-        rows = _fetch(conn, _LIST, params)
-    more = len(rows) > args.limit
-    rows = rows[: args.limit]
-    cursor = encode_cursor(rows[-1]["created_at"], rows[-1]["workflow_id"]) if more else None
+
+    async def query(conn: psycopg.AsyncConnection[Any]) -> queries.Page:
+        return await queries.list_workflows(
+            conn, status=args.status, workflow_type=args.type, limit=args.limit, cursor=args.cursor
+        )
+
+    try:
+        page = read_model(config, query)
+    except queries.CursorError as exc:
+        raise CliError(
+            f"--cursor {args.cursor!r} is not a cursor printed by `sagaflow list`; "
+            "copy the 'next page' value exactly",
+            EXIT_USAGE,
+        ) from exc
+    rows, cursor = page.workflows, page.next_cursor
     lines = [f"{'WORKFLOW':40} {'TYPE':16} {'STATUS':16} CREATED"]
     lines += [
         f"{r['workflow_id']:40} {r['type'] + ' v' + str(r['version']):16} "
@@ -240,17 +230,13 @@ def cmd_list(config: Config, args: argparse.Namespace) -> int:
 
 # --------------------------------------------------------------------------- history
 
-_HISTORY = (
-    "SELECT seq, run_id, type, recorded_at, body, kafka_partition, kafka_offset FROM "
-    "sagaflow_workflow_history WHERE workflow_id = %s ORDER BY seq"
-)
+HISTORY_LIMIT = 100_000
 
 
 def cmd_history(config: Config, args: argparse.Namespace) -> int:
     if args.from_log:
         return _history_from_log(config, args)
-    with read_model(config) as conn:
-        rows = _fetch(conn, _HISTORY, (args.id,))
+    rows = read_model(config, lambda conn: queries.get_history(conn, args.id, limit=HISTORY_LIMIT))
     if not rows:
         raise CliError(
             f"the read model has no history for {args.id!r}; read it from Kafka "

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Protocol, TypeAlias
 
+from sagaflow.core import payload
 from sagaflow.core.errors import (
     ActivityError,
     CancelledError,
@@ -146,8 +147,7 @@ class LiveSink:
         return True
 
 
-def encode_json(value: Any) -> bytes:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+encode_json = payload.dumps
 
 
 def to_ms(duration: float | timedelta) -> int:
@@ -356,6 +356,11 @@ class Driver:
 
         future.on_abandon = abandon
         return future
+
+    def signal_waits(self) -> list[tuple[str, int | None]]:
+        """The signals the code awaits now: (name, seq of its timeout timer or None). No event
+        records a wait, so views (the UI) learn it by replaying the run and asking here."""
+        return [(name, w.timer_seq) for name, waits in self._signal_waiters.items() for w in waits]
 
     def patched(self, change_id: str) -> bool:
         decided = self._patches.get(change_id)

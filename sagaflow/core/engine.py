@@ -1,9 +1,11 @@
 """The engine: every workflow of one Kafka partition. Pure and single-threaded.
 
 Commands decide, events change state (sagaflow.core.state appliers), and rebuilding folds
-events without running workflow code. Each open workflow keeps its driver (the suspended
-coroutine) so a command only runs the code from where it stopped; after `restore`, the driver is
-rebuilt lazily by replaying the run's history the first time a command needs it.
+events without running workflow code. A busy workflow keeps its driver (the suspended
+coroutine) so a command only runs the code from where it stopped; an idle one (waiting for a
+signal or a distant timer) and every workflow after `restore` get theirs rebuilt lazily, by
+replaying the run's history, the first time a command needs it. Closed workflows stay known
+for ever as compact ClosedWorkflow records (returned in Decision.closed, loaded by `remember`).
 """
 
 from __future__ import annotations
@@ -14,17 +16,10 @@ from dataclasses import dataclass, field
 
 from sagaflow.core.admission import check_payloads, reject
 from sagaflow.core.driver import (
-    CancelTimerCommand,
-    CancelWorkflowCommand,
     CodeCommand,
-    CompleteWorkflowCommand,
     ContinueAsNewCommand,
     Driver,
-    FailWorkflowCommand,
     LiveSink,
-    RecordMarkerCommand,
-    ScheduleActivityCommand,
-    StartTimerCommand,
 )
 from sagaflow.core.errors import NonDeterminismError, RegistryError, WorkflowCodeError
 from sagaflow.core.identity import derive_random_seed, derive_run_id
@@ -38,6 +33,7 @@ from sagaflow.core.messages import (
     ActivityTask,
     CancelRequested,
     CancelWorkflow,
+    ClosedWorkflow,
     Command,
     CommandRejected,
     CompleteActivity,
@@ -46,11 +42,9 @@ from sagaflow.core.messages import (
     EventBody,
     FailActivity,
     HeartbeatActivity,
-    MarkerRecorded,
     SignalReceived,
     SignalWorkflow,
     StartWorkflow,
-    TimerCancelled,
     TimerFired,
     TimerStarted,
     WorkflowCancelled,
@@ -63,10 +57,9 @@ from sagaflow.core.messages import (
     idempotency_key,
 )
 from sagaflow.core.registry import Registry, WorkflowDefinition
-from sagaflow.core.replay import replay
+from sagaflow.core.replay import recorded_event, replay
 from sagaflow.core.retry import after_failed_attempt, when_due
 from sagaflow.core.state import (
-    CLOSED_STATUSES,
     CONTINUED_AS_NEW,
     PARKED,
     QUARANTINED,
@@ -75,6 +68,7 @@ from sagaflow.core.state import (
     ApplyError,
     WorkflowState,
 )
+from sagaflow.core.status import CLOSED_STATUSES
 
 _CLOSING_STATUS = {
     WorkflowCompleted: "completed",
@@ -90,9 +84,10 @@ class _Batch:
     events: list[Event] = field(default_factory=list)
     tasks: list[ActivityTask] = field(default_factory=list)
     touched: dict[str, WorkflowState] = field(default_factory=dict)
+    closed: list[ClosedWorkflow] = field(default_factory=list)
 
     def decision(self) -> Decision:
-        return Decision(tuple(self.events), tuple(self.tasks))
+        return Decision(tuple(self.events), tuple(self.tasks), tuple(self.closed))
 
 
 class Engine:
@@ -102,8 +97,9 @@ class Engine:
         self._registry = registry
         self._max_payload_bytes = max_payload_bytes
         self._open: dict[str, WorkflowState] = {}
-        self._closed: dict[str, str] = {}
-        """Compact index of closed workflow ids -> final status."""
+        self._closed: dict[str, ClosedWorkflow] = {}
+        """Every closed workflow id this partition has seen (loaded by `remember` on rebuild,
+        however long ago it closed)."""
         self._drivers: dict[str, Driver] = {}
         self._due: list[tuple[int, str]] = []
         """Heap of (due_ms, workflow_id); entries may be stale and are checked when popped."""
@@ -123,7 +119,15 @@ class Engine:
         state = self._open.get(workflow_id)
         if state is not None:
             return state.status
+        closed = self._closed.get(workflow_id)
+        return closed.status if closed is not None else None
+
+    def closed_workflow(self, workflow_id: str) -> ClosedWorkflow | None:
         return self._closed.get(workflow_id)
+
+    def drivers_held(self) -> int:
+        """Live workflow coroutines kept between commands (idle workflows hold none)."""
+        return len(self._drivers)
 
     def open_workflow_ids(self) -> frozenset[str]:
         return frozenset(self._open)
@@ -150,6 +154,12 @@ class Engine:
         return None
 
     # ------------------------------------------------------------------ rebuild
+
+    def remember(self, closed: ClosedWorkflow) -> None:
+        """Rebuild: load one closed workflow from the durable index (before folding events).
+        Its events, if the rebuild reads any, are then ignored."""
+        if closed.workflow_id not in self._open:
+            self._closed[closed.workflow_id] = closed
 
     def restore(self, event: Event) -> None:
         """Rebuild: fold one recorded event. Never runs workflow code, never raises for bad
@@ -201,8 +211,12 @@ class Engine:
         body = event.body
         closing = _CLOSING_STATUS.get(type(body))
         if closing is not None:
+            # Closed before the rebuild's start and not in the durable index (written by an
+            # older version): what the closing event says is all there is to keep.
             del self._open[state.workflow_id]
-            self._closed[state.workflow_id] = closing
+            self._closed[state.workflow_id] = ClosedWorkflow(
+                state.workflow_id, event.run_id, closing, "", event.seq, event.recorded_at_ms
+            )
             return
         state.last_seq = event.seq
         if isinstance(body, WorkflowContinuedAsNew):
@@ -237,7 +251,7 @@ class Engine:
                     command,
                     now_ms,
                     "workflow_closed",
-                    f"workflow {workflow_id!r} is already {self._closed[workflow_id]}",
+                    f"workflow {workflow_id!r} is already {self._closed[workflow_id].status}",
                 )
             return reject(
                 command, now_ms, "workflow_not_found", f"no workflow {workflow_id!r} here"
@@ -250,11 +264,16 @@ class Engine:
                 f"workflow {workflow_id!r} is quarantined ({state.quarantine_reason})",
             )
         self._handlers[type(command)](batch, state, command, now_ms)
-        return self._finish(batch)
+        return self._finish(batch, now_ms)
 
     def _handle_start_workflow(self, command: StartWorkflow, now_ms: int) -> Decision:
         workflow_id = command.workflow_id
-        if workflow_id in self._open or workflow_id in self._closed:
+        known = self._open.get(workflow_id) or self._closed.get(workflow_id)
+        if known is not None:
+            if command.command_id and command.command_id == known.start_command_id:
+                # The start that created this workflow, sent again (a client's retry, a
+                # redelivery): it is already started, so it decides nothing.
+                return Decision()
             status = self.status(workflow_id)
             return reject(
                 command,
@@ -276,7 +295,7 @@ class Engine:
         state = self._open[workflow_id] = WorkflowState(workflow_id)
         batch = _Batch()
         self._start_run(batch, state, definition, command.input, now_ms, command.command_id, "")
-        return self._finish(batch)
+        return self._finish(batch, now_ms)
 
     def _handle_signal_workflow(
         self, batch: _Batch, state: WorkflowState, command: SignalWorkflow, now_ms: int
@@ -336,7 +355,7 @@ class Engine:
             state = self._open.get(workflow_id)
             if state is not None and state.status in (RUNNING, PARKED):
                 self._fire_workflow(batch, state, now_ms)
-        return self._finish(batch)
+        return self._finish(batch, now_ms)
 
     def _fire_workflow(self, batch: _Batch, state: WorkflowState, now_ms: int) -> None:
         while state.status in (RUNNING, PARKED):
@@ -401,7 +420,7 @@ class Engine:
             self._drivers[state.workflow_id] = outcome.driver
             for command in outcome.new_commands:
                 self._record(batch, state, command, now_ms)
-        return self._finish(batch)
+        return self._finish(batch, now_ms)
 
     # ------------------------------------------------------------------ running code
 
@@ -481,35 +500,13 @@ class Engine:
         self, batch: _Batch, state: WorkflowState, command: CodeCommand, now_ms: int
     ) -> None:
         """Turn one command of the code into its event (and task)."""
-        seq = state.last_seq + 1
-        if isinstance(command, ScheduleActivityCommand):
-            scheduled = ActivityScheduled(
-                activity_seq=seq,
-                activity_name=command.activity_name,
-                task_queue=command.task_queue,
-                input=command.input,
-                retry_policy=command.retry_policy,
-                start_to_close_ms=command.start_to_close_ms,
-                schedule_to_close_ms=command.schedule_to_close_ms,
-                compensation=command.compensation,
-            )
-            self._append(batch, state, scheduled, now_ms)
-            batch.tasks.append(self._task(state, state.activities[seq], now_ms))
-        elif isinstance(command, StartTimerCommand):
-            self._append(batch, state, TimerStarted(seq, command.fire_at_ms), now_ms)
-        elif isinstance(command, CancelTimerCommand):
-            self._append(batch, state, TimerCancelled(command.timer_seq), now_ms)
-        elif isinstance(command, RecordMarkerCommand):
-            self._append(batch, state, MarkerRecorded(command.change_id), now_ms)
-        elif isinstance(command, CompleteWorkflowCommand):
-            self._append(batch, state, WorkflowCompleted(command.result), now_ms)
-        elif isinstance(command, FailWorkflowCommand):
-            failed = WorkflowFailed(command.error_type, command.message, command.details)
-            self._append(batch, state, failed, now_ms)
-        elif isinstance(command, CancelWorkflowCommand):
-            self._append(batch, state, WorkflowCancelled(command.reason), now_ms)
-        else:
+        if isinstance(command, ContinueAsNewCommand):
             self._continue_as_new(batch, state, command, now_ms)
+            return
+        body = recorded_event(command, state.last_seq + 1)
+        self._append(batch, state, body, now_ms)
+        if isinstance(body, ActivityScheduled):
+            batch.tasks.append(self._task(state, state.activities[body.activity_seq], now_ms))
 
     def _continue_as_new(
         self, batch: _Batch, state: WorkflowState, command: ContinueAsNewCommand, now_ms: int
@@ -523,7 +520,9 @@ class Engine:
         except RegistryError as err:  # pragma: no cover - the type ran a moment ago
             state.quarantine(str(err))
             return
-        self._start_run(batch, state, definition, command.input, now_ms, "", old_run_id)
+        self._start_run(
+            batch, state, definition, command.input, now_ms, state.start_command_id, old_run_id
+        )
 
     # ------------------------------------------------------------------ events
 
@@ -548,22 +547,37 @@ class Engine:
         batch.touched[state.workflow_id] = state
         return event
 
-    def _finish(self, batch: _Batch) -> Decision:
+    def _finish(self, batch: _Batch, now_ms: int) -> Decision:
         for state in batch.touched.values():
-            self._settle(state)
+            closed = self._settle(state)
+            if closed is not None:
+                batch.closed.append(closed)
+            elif state.is_idle(now_ms):
+                # Waiting costs no coroutine: the driver is rebuilt by replaying the run's
+                # history when the next command or timer wakes the workflow.
+                self._drivers.pop(state.workflow_id, None)
         return batch.decision()
 
-    def _settle(self, state: WorkflowState) -> None:
-        """Retire a closed workflow to the compact index, or (re)arm its next due time."""
+    def _settle(self, state: WorkflowState) -> ClosedWorkflow | None:
+        """Retire a closed workflow to the compact index (returning its record), or (re)arm
+        its next due time."""
         workflow_id = state.workflow_id
         if state.status in CLOSED_STATUSES:
             self._open.pop(workflow_id, None)
             self._drivers.pop(workflow_id, None)
-            self._closed[workflow_id] = state.status
-            return
+            closed = self._closed[workflow_id] = ClosedWorkflow(
+                workflow_id,
+                state.run_id,
+                state.status,
+                state.start_command_id,
+                state.last_seq,
+                state.history[-1].recorded_at_ms if state.history else 0,
+            )
+            return closed
         due = state.next_due_ms()
         if due is not None:
             heapq.heappush(self._due, (due, workflow_id))
+        return None
 
     def _task(self, state: WorkflowState, activity: ActivityState, now_ms: int) -> ActivityTask:
         return ActivityTask(

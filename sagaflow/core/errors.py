@@ -18,11 +18,20 @@ Every message says what happened and what to do about it.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
+
+from sagaflow.core import payload
 
 
 class SagaflowError(Exception):
     """Base of every error sagaflow raises on purpose."""
+
+
+class FatalError(SagaflowError):
+    """The process cannot go on safely (Kafka fenced it, its own log cannot be read): it exits
+    with code 3 and the platform restarts it with fresh clients. A dependency going away is
+    never this: services wait for it, unready, instead."""
 
 
 class FailureError(SagaflowError):
@@ -178,3 +187,24 @@ class ContinueAsNew(BaseException):
     def __init__(self, input: Any) -> None:
         super().__init__("continue as new")
         self.input = input
+
+
+@dataclass(frozen=True)
+class ActivityFailure:
+    """How an activity's failed attempt is reported (the fields of FailActivity)."""
+
+    error_type: str
+    message: str
+    retryable: bool
+    details: bytes = b"null"
+
+
+def activity_failure(exc: BaseException) -> ActivityFailure:
+    """The one classification of what an activity raised, for the worker and the test kit: an
+    ApplicationError says itself whether it may be retried; anything else is a bug or an
+    outage in the attempt, retried under the activity's policy."""
+    if isinstance(exc, ApplicationError):
+        return ActivityFailure(
+            exc.type, exc.message, not exc.non_retryable, payload.dumps(exc.details)
+        )
+    return ActivityFailure(type(exc).__name__, str(exc) or repr(exc), True)

@@ -7,6 +7,7 @@ same values; workflow randomness is a splitmix64 stream seeded from the recorded
 from __future__ import annotations
 
 import hashlib
+import json
 
 _MASK64 = (1 << 64) - 1
 
@@ -15,6 +16,18 @@ def derive_run_id(workflow_id: str, started_seq: int) -> str:
     """The run id of the run whose WorkflowStarted has seq `started_seq`."""
     digest = hashlib.sha256(f"run\x00{workflow_id}\x00{started_seq}".encode()).hexdigest()
     return digest[:32]
+
+
+def start_command_id(
+    workflow_id: str, workflow_type: str, version: int | None, input: bytes
+) -> str:
+    """The command_id of a StartWorkflow, derived from what it starts: every sender (client
+    library, API, CLI) that repeats the same start sends the same command, which the engine
+    answers as already started, while a different start for the same id gets another
+    command_id and is refused as a duplicate. The input is hashed as received (bytes)."""
+    head = json.dumps([workflow_id, workflow_type, version], separators=(",", ":"))
+    digest = hashlib.sha256(head.encode() + b"\x00" + input).hexdigest()
+    return f"start:{digest[:40]}"
 
 
 def derive_random_seed(workflow_id: str, run_id: str) -> int:

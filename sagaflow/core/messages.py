@@ -17,7 +17,7 @@ from typing import TypeAlias
 # --------------------------------------------------------------------------- commands
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class StartWorkflow:
     workflow_id: str
     workflow_type: str
@@ -26,10 +26,12 @@ class StartWorkflow:
     version: int | None = None
     """None starts the newest registered version of the type."""
     command_id: str = ""
-    """Chosen by the sender; echoed in a rejection so callers can match it."""
+    """Chosen by the sender, derived from what is started (see `start_command_id`), so a
+    repeated identical start is the same command; echoed in a rejection. The engine answers a
+    start whose command_id equals the workflow's recorded one with nothing (already started)."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SignalWorkflow:
     workflow_id: str
     name: str
@@ -37,14 +39,14 @@ class SignalWorkflow:
     command_id: str = ""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class CancelWorkflow:
     workflow_id: str
     reason: str = ""
     command_id: str = ""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class CompleteActivity:
     workflow_id: str
     run_id: str
@@ -54,7 +56,7 @@ class CompleteActivity:
     command_id: str = ""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class FailActivity:
     workflow_id: str
     run_id: str
@@ -67,7 +69,7 @@ class FailActivity:
     command_id: str = ""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class HeartbeatActivity:
     workflow_id: str
     run_id: str
@@ -89,7 +91,7 @@ Command: TypeAlias = (
 # --------------------------------------------------------------------------- events
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class RetryPolicy:
     initial_interval_ms: int = 1_000
     backoff_coefficient: float = 2.0
@@ -99,7 +101,7 @@ class RetryPolicy:
     non_retryable_error_types: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class WorkflowStarted:
     workflow_type: str
     version: int
@@ -107,10 +109,11 @@ class WorkflowStarted:
     random_seed: int
     """Derived from (workflow_id, run_id) by the shell; feeds ctx.random() and ctx.uuid4()."""
     command_id: str = ""
+    """The creating StartWorkflow's command_id; a continued run carries it on."""
     continued_from_run_id: str = ""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ActivityScheduled:
     activity_seq: int
     activity_name: str
@@ -125,7 +128,7 @@ class ActivityScheduled:
     """True when a saga runs this activity to undo an earlier step."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ActivityAttemptFailed:
     activity_seq: int
     attempt: int
@@ -136,7 +139,7 @@ class ActivityAttemptFailed:
     """When the next attempt is dispatched (a durable timer)."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ActivityRetried:
     """The next attempt was dispatched (its task produced in the same transaction)."""
 
@@ -144,14 +147,14 @@ class ActivityRetried:
     attempt: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ActivityCompleted:
     activity_seq: int
     attempt: int
     result: bytes
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ActivityFailed:
     """Final: no more attempts. The workflow's await raises ActivityError."""
 
@@ -164,65 +167,65 @@ class ActivityFailed:
     """'non_retryable', 'attempts_exhausted', 'schedule_to_close_timeout' or 'cancelled'."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class TimerStarted:
     timer_seq: int
     fire_at_ms: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class TimerFired:
     timer_seq: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class TimerCancelled:
     timer_seq: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SignalReceived:
     name: str
     payload: bytes
     command_id: str = ""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class CancelRequested:
     reason: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class MarkerRecorded:
     """A `patched(change_id)` decision, so replay takes the same branch forever."""
 
     change_id: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class WorkflowCompleted:
     result: bytes
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class WorkflowFailed:
     error_type: str
     message: str
     details: bytes
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class WorkflowCancelled:
     reason: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class WorkflowContinuedAsNew:
     new_run_id: str
     input: bytes
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class WorkflowParked:
     """Workflow code hit a bug or a nondeterminism; the workflow waits for fixed code."""
 
@@ -231,12 +234,12 @@ class WorkflowParked:
     message: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class WorkflowUnparked:
     """Newly deployed code got a parked workflow moving again."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class CommandRejected:
     """A command that made no sense. Recorded with seq 0: it is not part of any history."""
 
@@ -273,7 +276,7 @@ EventBody: TypeAlias = (
 CLOSING_EVENTS = (WorkflowCompleted, WorkflowFailed, WorkflowCancelled, WorkflowContinuedAsNew)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Event:
     """One entry of a workflow's history. Identity is (workflow_id, seq)."""
 
@@ -288,7 +291,30 @@ class Event:
 # --------------------------------------------------------------------------- effects
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
+class ClosedWorkflow:
+    """What the engine keeps of a workflow id once it has closed, for ever: enough to answer a
+    repeated start (the same start command is a no-op, another one a duplicate id) and to
+    recognise late commands as addressed to a closed workflow.
+
+    An effect: the orchestrator writes it, keyed by workflow id, to the compacted
+    closed-workflows topic in the same transaction as the closing event, and a rebuild loads it
+    back, so the engine knows every workflow id a partition has ever seen, not only the open
+    ones above the checkpoint's low-water mark. Slotted because a partition holds many.
+    """
+
+    workflow_id: str
+    run_id: str
+    """The last run's id."""
+    status: str
+    """'completed', 'failed' or 'cancelled'."""
+    start_command_id: str
+    """command_id of the StartWorkflow that created the workflow ("" if it is not known)."""
+    last_seq: int
+    closed_at_ms: int
+
+
+@dataclass(frozen=True, slots=True)
 class ActivityTask:
     """Run one attempt of an activity. Produced to tasks.<task_queue>, keyed by workflow_id."""
 
@@ -307,15 +333,19 @@ class ActivityTask:
 
 
 def idempotency_key(workflow_id: str, activity_seq: int) -> str:
+    """The key of a logical step, never of an attempt: the worker's idempotency row and what the
+    activity passes to the outside world (a payment provider's idempotency key)."""
     return f"{workflow_id}/{activity_seq}"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Decision:
     """What one input to the core decided: events to append and tasks to produce."""
 
     events: tuple[Event, ...] = ()
     tasks: tuple[ActivityTask, ...] = ()
+    closed: tuple[ClosedWorkflow, ...] = ()
+    """Workflows this input closed, to be remembered durably with the closing events."""
 
     @property
     def rejection(self) -> CommandRejected | None:
@@ -325,4 +355,6 @@ class Decision:
         return None
 
     def __add__(self, other: Decision) -> Decision:
-        return Decision(self.events + other.events, self.tasks + other.tasks)
+        return Decision(
+            self.events + other.events, self.tasks + other.tasks, self.closed + other.closed
+        )

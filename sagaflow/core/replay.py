@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import assert_never
 
 from sagaflow.core.driver import (
     CancelTimerCommand,
@@ -119,6 +120,43 @@ def command_matches(command: CodeCommand, body: EventBody) -> bool:
     if isinstance(command, CancelWorkflowCommand):
         return isinstance(body, WorkflowCancelled)
     return isinstance(body, WorkflowContinuedAsNew)
+
+
+def recorded_event(
+    command: ScheduleActivityCommand
+    | StartTimerCommand
+    | CancelTimerCommand
+    | RecordMarkerCommand
+    | CompleteWorkflowCommand
+    | FailWorkflowCommand
+    | CancelWorkflowCommand,
+    seq: int,
+) -> EventBody:
+    """The event that records a command of the code (continue-as-new starts a run instead)."""
+    if isinstance(command, ScheduleActivityCommand):
+        return ActivityScheduled(
+            activity_seq=seq,
+            activity_name=command.activity_name,
+            task_queue=command.task_queue,
+            input=command.input,
+            retry_policy=command.retry_policy,
+            start_to_close_ms=command.start_to_close_ms,
+            schedule_to_close_ms=command.schedule_to_close_ms,
+            compensation=command.compensation,
+        )
+    if isinstance(command, StartTimerCommand):
+        return TimerStarted(seq, command.fire_at_ms)
+    if isinstance(command, CancelTimerCommand):
+        return TimerCancelled(command.timer_seq)
+    if isinstance(command, RecordMarkerCommand):
+        return MarkerRecorded(command.change_id)
+    if isinstance(command, CompleteWorkflowCommand):
+        return WorkflowCompleted(command.result)
+    if isinstance(command, FailWorkflowCommand):
+        return WorkflowFailed(command.error_type, command.message, command.details)
+    if isinstance(command, CancelWorkflowCommand):
+        return WorkflowCancelled(command.reason)
+    assert_never(command)
 
 
 class ReplaySink:

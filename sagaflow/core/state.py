@@ -31,22 +31,24 @@ from sagaflow.core.messages import (
     WorkflowStarted,
     WorkflowUnparked,
 )
+from sagaflow.core.status import CLOSED_STATUSES, WorkflowStatus
 
-RUNNING = "running"
-PARKED = "parked"
-QUARANTINED = "quarantined"
-COMPLETED = "completed"
-FAILED = "failed"
-CANCELLED = "cancelled"
-CONTINUED_AS_NEW = "continued_as_new"
-CLOSED_STATUSES = frozenset({COMPLETED, FAILED, CANCELLED})
+RUNNING = WorkflowStatus.RUNNING
+PARKED = WorkflowStatus.PARKED
+QUARANTINED = WorkflowStatus.QUARANTINED
+COMPLETED = WorkflowStatus.COMPLETED
+FAILED = WorkflowStatus.FAILED
+CANCELLED = WorkflowStatus.CANCELLED
+CONTINUED_AS_NEW = WorkflowStatus.CONTINUED_AS_NEW
+IDLE_AFTER_MS = 60_000
+"""Nothing due sooner than this (and no activity in flight): the workflow is idle."""
 
 
 class ApplyError(Exception):
     """An event does not fit the state it is applied to (the workflow gets quarantined)."""
 
 
-@dataclass
+@dataclass(slots=True)
 class ActivityState:
     """An open activity: scheduled and not yet completed or failed for good."""
 
@@ -74,7 +76,7 @@ class ActivityState:
         return min(candidates) if candidates else None
 
 
-@dataclass
+@dataclass(slots=True)
 class WorkflowState:
     """One workflow id's current run, rebuilt from its events."""
 
@@ -85,6 +87,8 @@ class WorkflowState:
     version: int = 0
     random_seed: int = 0
     last_seq: int = 0
+    start_command_id: str = ""
+    """command_id of the StartWorkflow that created this workflow id (kept across runs)."""
     activities: dict[int, ActivityState] = field(default_factory=dict)
     timers: dict[int, int] = field(default_factory=dict)
     """Open timers: seq -> fire_at_ms."""
@@ -107,6 +111,14 @@ class WorkflowState:
         dues = [d for a in self.activities.values() if (d := a.next_due_ms()) is not None]
         dues.extend(self.timers.values())
         return min(dues) if dues else None
+
+    def is_idle(self, now_ms: int) -> bool:
+        """Running with no activity in flight and nothing due within IDLE_AFTER_MS: waiting for
+        a signal or a distant timer, so its driver need not be kept between commands."""
+        if self.status != RUNNING or self.activities:
+            return False
+        due = self.next_due_ms()
+        return due is None or due - now_ms >= IDLE_AFTER_MS
 
     def apply(self, event: Event) -> None:
         """Fold one event (its seq already checked). Raises ApplyError if it does not fit."""
@@ -138,6 +150,8 @@ class WorkflowState:
         self.workflow_type = body.workflow_type
         self.version = body.version
         self.random_seed = body.random_seed
+        if body.command_id:
+            self.start_command_id = body.command_id
         self.activities = {}
         self.timers = {}
         self.cancel_requested = False

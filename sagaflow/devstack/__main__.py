@@ -8,6 +8,8 @@ from collections.abc import Callable
 
 from sagaflow.devstack.check import check_jaeger, check_kafka, check_postgres
 from sagaflow.devstack.common import StackError
+from sagaflow.devstack.layout import certs_dir
+from sagaflow.devstack.security import ensure_certs
 from sagaflow.devstack.stack import Stack
 
 # The stack's CLI prints its report for a person.
@@ -54,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m sagaflow.devstack", description="The local Kafka + Postgres + Jaeger stack."
     )
-    parser.add_argument("command", choices=["install", "up", "down", "status", "check"])
+    parser.add_argument("command", choices=["install", "up", "down", "status", "check", "certs"])
     parser.add_argument("services", nargs="*", help="only these (postgres, kafka, jaeger)")
     args = parser.parse_args(argv)
     stack = Stack()
@@ -68,6 +70,9 @@ def main(argv: list[str] | None = None) -> int:
             stack.down(names)
         elif args.command == "status":
             return _status(stack)
+        elif args.command == "certs":
+            certs = ensure_certs(certs_dir(stack.paths))
+            print(f"CA {certs.ca}; broker key and chain {certs.broker}")
         else:
             return _check(stack)
     except StackError as exc:

@@ -8,6 +8,7 @@ readable by that user, which a clone under /work or /tmp is; a clone under /root
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
 import os
@@ -26,6 +27,7 @@ from sagaflow.devstack.common import (
     HOST,
     StackError,
     children,
+    cmdline,
     live_pid,
     progress,
     require_tool,
@@ -46,6 +48,31 @@ port = {PORT}
 unix_socket_directories = ''
 max_connections = 200
 """
+# How long a start waits for a killed postmaster and its backends to be really gone.
+STALE_LOCK_TIMEOUT_S = 30.0
+
+
+def _proc_state(pid: int) -> str | None:
+    """The one-letter state of /proc/<pid>/stat ('Z' for a zombie), None when there is none."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return None
+
+
+def _processes_in(directory: Path) -> list[int]:
+    """Live (not zombie) processes whose working directory is `directory`: every Postgres
+    backend chdirs into its data directory, so these are what a killed postmaster left."""
+    target = directory.resolve()
+    found = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        with contextlib.suppress(OSError):
+            if Path(os.readlink(proc / "cwd")) == target and _proc_state(int(proc.name)) not in (
+                None,
+                "Z",
+            ):
+                found.append(int(proc.name))
+    return found
 
 
 def _bin_dir() -> Path:
@@ -228,6 +255,7 @@ class Postgres(Service):
         self._chown(settings)
         self.log.touch()
         self._chown(self.log)
+        self._clear_stale_lock(STALE_LOCK_TIMEOUT_S)
         # pg_ctl forks the postmaster and returns; without -w it does not wait for readiness,
         # which wait_ready() checks with a real query instead.
         done = subprocess.run(
@@ -252,6 +280,42 @@ class Postgres(Service):
             raise StackError(
                 f"pg_ctl start failed: {(done.stderr or done.stdout).strip()}; see {self.log}"
             )
+
+    def _clear_stale_lock(self, timeout: float) -> None:
+        """Wait until the postmaster recorded in postmaster.pid is really gone.
+
+        After a kill -9 the postmaster is a zombie until its parent reaps it (seconds, when
+        the parent is a busy init). The stack counts a zombie as dead, but Postgres only sees
+        that its pid still exists and refuses to start ("lock file postmaster.pid already
+        exists"). So: reap it if it is our child; once it is a zombie (or gone) and none of
+        its backends still runs in the data directory, the lock is stale and removed.
+        """
+        lock = self._data / "postmaster.pid"
+        try:
+            pid = int(lock.read_text().split()[0])
+        except (FileNotFoundError, ValueError, IndexError):
+            return
+        deadline = time.monotonic() + timeout
+        while True:
+            with contextlib.suppress(ChildProcessError, OSError):
+                os.waitpid(pid, os.WNOHANG)
+            state = _proc_state(pid)
+            if state not in (None, "Z") and str(self._data) in cmdline(pid):
+                return  # a live postmaster: pg_ctl will say so, and nothing is removed
+            leftovers = _processes_in(self._data)
+            if not leftovers:
+                if state is not None:
+                    # A zombie, or a recycled pid that is not a postmaster of this cluster.
+                    progress(f"removing the stale postmaster.pid of exited Postgres pid {pid}")
+                    lock.unlink(missing_ok=True)
+                return
+            if time.monotonic() > deadline:
+                raise StackError(
+                    f"Postgres pid {pid} exited but its processes {leftovers} still run in "
+                    f"{self._data} after {timeout:.0f}s; stop them "
+                    f"(kill {' '.join(map(str, leftovers))}) and re-run `make up`"
+                )
+            time.sleep(0.05)  # polling the old processes' exit
 
     def _superuser_connect(self) -> psycopg.Connection[tuple[object, ...]]:
         return psycopg.connect(

@@ -7,7 +7,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from sagaflow.devstack.common import (
-    HOST,
     StackError,
     StackPaths,
     ensure_ports_free,
@@ -16,7 +15,7 @@ from sagaflow.devstack.common import (
     progress,
 )
 from sagaflow.devstack.jaeger import OTLP_HTTP_URL, QUERY_URL, Jaeger
-from sagaflow.devstack.kafka import BROKER_PORT, Kafka
+from sagaflow.devstack.layout import kafka_service
 from sagaflow.devstack.postgres import DATABASE_URL, Postgres
 from sagaflow.devstack.service import Health, Service
 
@@ -43,11 +42,15 @@ class Stack:
     def __init__(self, paths: StackPaths | None = None) -> None:
         self.paths = StackPaths.from_env() if paths is None else paths
         self.services: dict[str, Service] = {
-            s.name: s for s in (Postgres(self.paths), Kafka(self.paths), Jaeger(self.paths))
+            s.name: s for s in (Postgres(self.paths), kafka_service(self.paths), Jaeger(self.paths))
         }
 
+    @property
+    def kafka_bootstrap(self) -> str:
+        """Every broker of the running layout (one broker, or each node of a cluster)."""
+        return self.services["kafka"].endpoint()
+
     # Endpoints, for the test fixtures and `check`.
-    kafka_bootstrap = f"{HOST}:{BROKER_PORT}"
     database_url = DATABASE_URL
     otlp_http_url = OTLP_HTTP_URL
     jaeger_query_url = QUERY_URL

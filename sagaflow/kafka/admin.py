@@ -7,10 +7,16 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from confluent_kafka import KafkaError, KafkaException
-from confluent_kafka.admin import AdminClient
+from confluent_kafka.admin import (  # type: ignore[attr-defined]  # re-exported without __all__
+    AdminClient,
+    ConfigResource,
+    ResourceType,
+)
 from confluent_kafka.cimpl import NewTopic
 
 from sagaflow.config import Config
+from sagaflow.kafka import triage
+from sagaflow.kafka.dlq import DLQ_TOPIC_MAX_BYTES
 
 
 class TopicError(RuntimeError):
@@ -37,11 +43,37 @@ def wanted_topics(
     specs = [
         TopicSpec(t.commands, n, {}),
         TopicSpec(t.events, n, {"retention.ms": "-1"}),
-        TopicSpec(t.dlq, 1, {}),
+        # Larger than the other topics' limit, so a dead letter (a record plus headers) fits.
+        TopicSpec(t.dlq, 1, {"max.message.bytes": str(DLQ_TOPIC_MAX_BYTES)}),
         TopicSpec(t.checkpoints, 1, {"cleanup.policy": "compact"}),
+        # Read whole by every rebuild of partition p: one record per closed workflow id.
+        TopicSpec(t.closed_workflows, n, {"cleanup.policy": "compact"}),
     ]
     specs += [TopicSpec(t.tasks(q), n, {}) for q in sorted(set(queues))]
     return specs
+
+
+def replication(
+    config: Config, brokers: int, replication_factor: int | None = None
+) -> tuple[int, int]:
+    """(replication factor, min.insync.replicas) for new topics on a cluster of `brokers`.
+
+    Unset (0), the factor is 3 when there are at least 3 brokers, else 1; min ISR is then 2 at
+    a factor of 3 or more (an acks=all write survives one broker down and is never on one
+    disk only), else 1 (a single replica must accept writes)."""
+    rf = replication_factor or config.replication_factor or (3 if brokers >= 3 else 1)
+    if rf > brokers:
+        raise TopicError(
+            f"replication factor {rf} needs at least {rf} brokers, the cluster has {brokers}; "
+            "lower SAGAFLOW_REPLICATION_FACTOR (or --replication-factor) or add brokers"
+        )
+    min_isr = config.min_insync_replicas or (2 if rf >= 3 else 1)
+    if min_isr > rf:
+        raise TopicError(
+            f"min.insync.replicas {min_isr} exceeds the replication factor {rf}: no write "
+            "could ever succeed; lower SAGAFLOW_MIN_INSYNC_REPLICAS"
+        )
+    return rf, min_isr
 
 
 def admin_client(config: Config) -> AdminClient:
@@ -62,10 +94,22 @@ def create_topics(
     orchestrator's partition mapping would break.
     """
     admin = admin_client(config)
-    rf = replication_factor or config.replication_factor
+    try:
+        brokers = len(admin.list_topics(timeout=timeout_s).brokers)
+    except KafkaException as exc:
+        raise TopicError(
+            f"could not read the cluster's metadata: {exc.args[0]}; check the broker at "
+            f"{config.kafka_bootstrap} and the client's credentials"
+        ) from exc
+    rf, min_isr = replication(config, brokers, replication_factor)
     specs = wanted_topics(config, queues, partitions=partitions)
     new = [
-        NewTopic(s.name, num_partitions=s.partitions, replication_factor=rf, config=s.config)
+        NewTopic(
+            s.name,
+            num_partitions=s.partitions,
+            replication_factor=rf,
+            config={"min.insync.replicas": str(min_isr), **s.config},
+        )
         for s in specs
     ]
     outcome: dict[str, str] = {}
@@ -83,10 +127,11 @@ def create_topics(
                 f"{config.kafka_bootstrap} and the client's ACLs"
             ) from exc
     _await_metadata(admin, [s.name for s in specs], timeout_s)
-    counts = partition_counts(config, [config.topics.commands, config.topics.events], timeout_s)
+    t = config.topics
+    counts = partition_counts(config, [t.commands, t.events, t.closed_workflows], timeout_s)
     if len(set(counts.values())) != 1:
         raise TopicError(
-            f"commands and events must have the same partition count, found "
+            f"commands, events and closed-workflows must have the same partition count, found "
             f"{counts}; recreate or alter them to match"
         )
     return outcome
@@ -135,3 +180,21 @@ def describe_topics(config: Config, timeout_s: float = 10.0) -> dict[str, int]:
         for name, tm in sorted(md.topics.items())
         if name.startswith(config.topics.prefix)
     }
+
+
+def topic_max_message_bytes(config: Config, topic: str, timeout_s: float = 10.0) -> int:
+    """The topic's effective max.message.bytes (its own setting or the broker's default).
+
+    Raises triage.AbortRequired when the broker does not answer or the client may not describe
+    the topic's configuration (DescribeConfigs ACL).
+    """
+    admin = admin_client(config)
+    resource = ConfigResource(ResourceType.TOPIC, topic)
+
+    def describe() -> int:
+        entries = admin.describe_configs([resource], request_timeout=timeout_s)[resource].result(
+            timeout=timeout_s
+        )
+        return int(entries["max.message.bytes"].value)
+
+    return triage.call(describe, f"describe_configs {topic}", deadline_s=timeout_s)

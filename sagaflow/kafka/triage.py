@@ -21,6 +21,8 @@ from typing import TypeVar
 
 from confluent_kafka import KafkaError, KafkaException
 
+from sagaflow.core.errors import FatalError, SagaflowError
+
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
@@ -31,17 +33,28 @@ class Verdict(Enum):
     FATAL = "fatal"
 
 
-class AbortRequired(Exception):
+class AbortRequired(SagaflowError):
     """The current transaction must be aborted; the batch is rewound and decided again."""
 
 
-class FatalKafkaError(Exception):
+class FatalKafkaError(FatalError):
     """Kafka says this client can't go on (fenced or unrecoverable). Exit and be restarted."""
 
 
 def _error_of(exc: KafkaException) -> KafkaError | None:
     err = exc.args[0] if exc.args else None
     return err if isinstance(err, KafkaError) else None
+
+
+_TRANSIENT = frozenset(
+    {
+        KafkaError.NOT_LEADER_FOR_PARTITION,
+        KafkaError.LEADER_NOT_AVAILABLE,
+    }
+)
+"""Leadership moving (a broker restart, a topic created a moment ago): some client calls
+(watermark and metadata queries) report these without librdkafka's retriable flag, though the
+protocol defines them as retriable."""
 
 
 def classify(exc: KafkaException) -> Verdict:
@@ -52,7 +65,7 @@ def classify(exc: KafkaException) -> Verdict:
         return Verdict.FATAL
     if err.txn_requires_abort():
         return Verdict.ABORT
-    if err.retriable():
+    if err.retriable() or err.code() in _TRANSIENT:
         return Verdict.RETRY
     # Producer fencing and invalid transaction state are not flagged fatal by every librdkafka
     # path, but continuing after them could duplicate events: treat them as fatal.

@@ -1,7 +1,8 @@
 """`python -m sagaflow.readmodel`: the projector as a process of its own.
 
 SIGTERM/SIGINT finish the batch in hand (its Postgres transaction and offset commit) and exit
-0; a fatal Kafka error or an unreachable schema exits 3 so the platform restarts the process.
+0; a fatal Kafka error or a missing topic exits 3 so the platform restarts the process. Postgres
+or the broker going away is waited out (the projector retries with backoff), never an exit.
 """
 
 from __future__ import annotations

@@ -34,9 +34,9 @@ from sagaflow.core.messages import (
     WorkflowStarted,
     WorkflowUnparked,
 )
+from sagaflow.core.status import LISTED_STATUSES, WorkflowStatus
 
-STATUSES = ("running", "parked", "completed", "failed", "cancelled", "continued_as_new")
-CLOSED_STATUSES = frozenset({"completed", "failed", "cancelled"})
+STATUSES = LISTED_STATUSES
 
 
 def json_payload(raw: bytes) -> Any:
@@ -95,7 +95,7 @@ def _new_row(event: Event) -> WorkflowRow:
     # A workflow's first event is WorkflowStarted; the defaults only matter if the topic was
     # trimmed below it, and then the row still shows everything recorded after.
     at = event_time(event.recorded_at_ms)
-    return WorkflowRow(event.workflow_id, event.run_id, "", 0, "running", at, at, 0)
+    return WorkflowRow(event.workflow_id, event.run_id, "", 0, WorkflowStatus.RUNNING, at, at, 0)
 
 
 def apply_event(row: WorkflowRow | None, event: Event) -> WorkflowRow | None:
@@ -127,7 +127,7 @@ def _apply_workflow_started(row: WorkflowRow, event: Event) -> None:
     row.run_id = event.run_id
     row.type = body.workflow_type
     row.version = body.version
-    row.status = "running"
+    row.status = WorkflowStatus.RUNNING
     row.input = json_payload(body.input)
     # A new run (continue-as-new) starts with a clean slate; signals are per run too.
     row.result = row.error = row.current_step = row.parked = None
@@ -243,12 +243,12 @@ def _apply_cancel_requested(row: WorkflowRow, event: Event) -> None:
 def _apply_workflow_parked(row: WorkflowRow, event: Event) -> None:
     body = event.body
     assert isinstance(body, WorkflowParked)
-    row.status = "parked"
+    row.status = WorkflowStatus.PARKED
     row.parked = {"kind": body.kind, "message": body.message, "seq": event.seq}
 
 
 def _apply_workflow_unparked(row: WorkflowRow, event: Event) -> None:
-    row.status = "running"
+    row.status = WorkflowStatus.RUNNING
     row.parked = None
 
 
@@ -262,14 +262,14 @@ def _close(row: WorkflowRow, status: str) -> None:
 def _apply_workflow_completed(row: WorkflowRow, event: Event) -> None:
     body = event.body
     assert isinstance(body, WorkflowCompleted)
-    _close(row, "completed")
+    _close(row, WorkflowStatus.COMPLETED)
     row.result = json_payload(body.result)
 
 
 def _apply_workflow_failed(row: WorkflowRow, event: Event) -> None:
     body = event.body
     assert isinstance(body, WorkflowFailed)
-    _close(row, "failed")
+    _close(row, WorkflowStatus.FAILED)
     row.error = {
         "type": body.error_type,
         "message": body.message,
@@ -280,14 +280,14 @@ def _apply_workflow_failed(row: WorkflowRow, event: Event) -> None:
 def _apply_workflow_cancelled(row: WorkflowRow, event: Event) -> None:
     body = event.body
     assert isinstance(body, WorkflowCancelled)
-    _close(row, "cancelled")
+    _close(row, WorkflowStatus.CANCELLED)
     row.error = {"type": "cancelled", "message": body.reason, "details": None}
 
 
 def _apply_workflow_continued_as_new(row: WorkflowRow, event: Event) -> None:
     body = event.body
     assert isinstance(body, WorkflowContinuedAsNew)
-    _close(row, "continued_as_new")
+    _close(row, WorkflowStatus.CONTINUED_AS_NEW)
     row.result = {"continued_as_new": {"new_run_id": body.new_run_id}}
 
 

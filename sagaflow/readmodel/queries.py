@@ -83,9 +83,10 @@ async def get_rejections(target: Target, workflow_id: str) -> list[dict[str, Any
 
 
 async def get_start_request(target: Target, workflow_id: str) -> dict[str, Any] | None:
+    """A start the API has sent that the read model may not show yet (see record_start_request)."""
     async with connection(target) as conn, conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(
-            "SELECT workflow_id, type, version, input, requested_at"
+            "SELECT workflow_id, type, version, input, command_id, requested_at"
             " FROM sagaflow_start_requests WHERE workflow_id = %s",
             (workflow_id,),
         )
@@ -100,24 +101,16 @@ async def record_start_request(
     version: int | None,
     input: Any,
     command_id: str,
-) -> dict[str, Any] | None:
-    """Record that the API accepts this start. None when it is new; otherwise the earlier
-    request with this id (type, version, input), for the caller to compare."""
-    async with connection(target) as conn, conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(
+) -> None:
+    """Note a start the API has *sent* (never before: the engine alone decides whether a start
+    happens), so GET can answer "accepted" until the projector has caught up and a repeat with
+    other content can be answered 409 at once. The first start sent for an id is kept."""
+    async with connection(target) as conn:
+        await conn.execute(
             "INSERT INTO sagaflow_start_requests (workflow_id, type, version, input, command_id)"
-            " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (workflow_id) DO NOTHING"
-            " RETURNING workflow_id",
+            " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (workflow_id) DO NOTHING",
             (workflow_id, workflow_type, version, Jsonb(input), command_id),
         )
-        inserted = await cur.fetchone()
-        if inserted is not None:
-            return None
-        await cur.execute(
-            "SELECT type, version, input FROM sagaflow_start_requests WHERE workflow_id = %s",
-            (workflow_id,),
-        )
-        return await cur.fetchone()
 
 
 async def get_history(
@@ -133,6 +126,72 @@ async def get_history(
         return [_jsonable(r) for r in await cur.fetchall()]
 
 
+@dataclass(frozen=True)
+class Filters:
+    """What a list of workflows is narrowed to; every field optional."""
+
+    status: str | None = None
+    workflow_type: str | None = None
+    version: int | None = None
+    created_from: datetime | None = None
+    created_to: datetime | None = None
+    id_prefix: str | None = None
+    """Workflow ids starting with this text (an exact id is its own prefix)."""
+
+    def where(self, *, with_status: bool = True) -> tuple[list[str], list[Any]]:
+        where: list[str] = []
+        params: list[Any] = []
+        if with_status and self.status is not None:
+            where.append("status = %s")
+            params.append(self.status)
+        if self.workflow_type is not None:
+            where.append("type = %s")
+            params.append(self.workflow_type)
+        if self.version is not None:
+            where.append("version = %s")
+            params.append(self.version)
+        if self.created_from is not None:
+            where.append("created_at >= %s")
+            params.append(self.created_from)
+        if self.created_to is not None:
+            where.append("created_at < %s")
+            params.append(self.created_to)
+        if self.id_prefix:
+            # LIKE with the wildcards escaped, so an id containing % or _ matches literally.
+            escaped = self.id_prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            where.append("workflow_id LIKE %s")
+            params.append(escaped + "%")
+        return where, params
+
+
+async def count_by_status(target: Target, filters: Filters = Filters()) -> dict[str, int]:
+    """{status: workflows} under `filters` (its status ignored, so every count shows)."""
+    where, params = filters.where(with_status=False)
+    sql = (
+        "SELECT status, count(*) FROM sagaflow_workflows"
+        f"{' WHERE ' + ' AND '.join(where) if where else ''} GROUP BY status"
+    )
+    async with connection(target) as conn, conn.cursor() as cur:
+        await cur.execute(sql, params)
+        return {status: int(n) for status, n in await cur.fetchall()}
+
+
+async def get_runs(target: Target, workflow_id: str) -> list[dict[str, Any]]:
+    """The workflow's runs (continue-as-new chain), oldest first, each with where its events
+    sit in the events topic: {run_id, first_seq, last_seq, partition, first_offset,
+    last_offset, started_at}."""
+    async with connection(target) as conn, conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(
+            "SELECT run_id, min(seq) AS first_seq, max(seq) AS last_seq,"
+            " min(kafka_partition) AS partition, min(kafka_offset) AS first_offset,"
+            " max(kafka_offset) AS last_offset, min(recorded_at) AS started_at"
+            " FROM sagaflow_workflow_history WHERE workflow_id = %s"
+            " GROUP BY run_id ORDER BY min(seq)",
+            (workflow_id,),
+        )
+        return [_jsonable(r) for r in await cur.fetchall()]
+
+
 async def list_workflows(
     target: Target,
     *,
@@ -140,15 +199,11 @@ async def list_workflows(
     workflow_type: str | None = None,
     limit: int = 50,
     cursor: str | None = None,
+    filters: Filters | None = None,
 ) -> Page:
-    where: list[str] = []
-    params: list[Any] = []
-    if status is not None:
-        where.append("status = %s")
-        params.append(status)
-    if workflow_type is not None:
-        where.append("type = %s")
-        params.append(workflow_type)
+    if filters is None:
+        filters = Filters(status=status, workflow_type=workflow_type)
+    where, params = filters.where()
     if cursor is not None:
         created_at, workflow_id = decode_cursor(cursor)
         where.append("(created_at, workflow_id) < (%s, %s)")

@@ -17,7 +17,7 @@ from confluent_kafka import Consumer, Message, Producer, TopicPartition
 
 from sagaflow import codec
 from sagaflow.cli import main
-from sagaflow.cli.kafkaio import headers_of, partition_for
+from sagaflow.cli.kafkaio import headers_of
 from sagaflow.core.messages import (
     CancelWorkflow,
     Event,
@@ -25,6 +25,7 @@ from sagaflow.core.messages import (
     StartWorkflow,
 )
 from sagaflow.kafka.dlq import DLQ_HEADERS, H_REASON, H_TOPIC, dead_letter
+from sagaflow.kafka.partition import partition_for
 from sagaflow.readmodel.store import Located, store_batch
 from sagaflow.testing import history_from_json
 from tests.support import create_topics, delete_topics, unique_prefix

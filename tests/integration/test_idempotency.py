@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from psycopg_pool import AsyncConnectionPool
 
+from sagaflow.core.messages import idempotency_key
 from sagaflow.db import migrate, open_pool
 from sagaflow.db.testing import run_in_scratch_schema
 from sagaflow_worker.idempotency import (
@@ -20,7 +21,6 @@ from sagaflow_worker.idempotency import (
     LeasedElsewhere,
     StepClaim,
     Succeeded,
-    idempotency_key,
 )
 from tests.support import assert_eventually_async
 

@@ -1,13 +1,18 @@
 """The Dockerfile's structure, checked without a Docker engine: multi-stage, pinned base,
-hash-locked dependencies, non-root numeric USER, no build tools in the final stage."""
+hash-locked dependencies, non-root numeric USER, no build tools in the final stage; and, in the
+container tier (`make test-containers`), the image built from it: user, command, no compilers or
+pip, size."""
 
 from __future__ import annotations
 
 import re
 import tomllib
 from pathlib import Path
+from typing import Any
 
 import pytest
+
+from tests.container_tier import ContainerTier
 
 pytestmark = pytest.mark.k8s
 
@@ -124,3 +129,68 @@ def test_dockerignore_keeps_the_context_small() -> None:
     assert lines[0] == "*", "allow-list style: ignore everything, then re-include"
     for path in ("!pyproject.toml", "!requirements.lock", "!sagaflow/", "!services/"):
         assert path in lines
+
+
+# Measured 263 MB on the local Debian minbase + Python 3.11 base (README, "Containers"); the
+# bound leaves room for a few more dependencies but catches a compiler or a cache slipping in.
+MAX_IMAGE_MB = 350
+
+
+def _run(tier: ContainerTier, *command: str) -> str:
+    """Runs the built image once (host network, read-only root) and returns its output."""
+    out = tier.client.containers.run(
+        tier.images.sagaflow,
+        list(command) or None,
+        network_mode="host",
+        read_only=True,
+        labels=tier.labels,
+        remove=True,
+        stdout=True,
+        stderr=True,
+    )
+    return bytes(out).decode()
+
+
+def _image(tier: ContainerTier) -> dict[str, Any]:
+    return dict(tier.client.images.get(tier.images.sagaflow).attrs)
+
+
+@pytest.mark.containers
+def test_built_image_runs_as_the_numeric_non_root_user(container_tier: ContainerTier) -> None:
+    assert _image(container_tier)["Config"]["User"] == "10001:10001"
+    assert _run(container_tier, "id", "-u").strip() == "10001"
+
+
+@pytest.mark.containers
+def test_built_image_has_no_entrypoint_and_its_default_command_prints_usage(
+    container_tier: ContainerTier,
+) -> None:
+    config = _image(container_tier)["Config"]
+    assert not config.get("Entrypoint"), "the manifests pick the process with `command`"
+    assert config["Cmd"] == ["sagaflow", "--help"]
+    assert "usage: sagaflow" in _run(container_tier)
+
+
+@pytest.mark.containers
+def test_built_image_has_no_compilers_and_no_pip(container_tier: ContainerTier) -> None:
+    found = _run(
+        container_tier,
+        "sh",
+        "-c",
+        "for t in gcc cc c++ g++ clang make ld as pip pip3; do command -v $t; done; "
+        "python -c 'import pip' 2>/dev/null && echo 'pip module'; true",
+    )
+    assert found.strip() == "", f"build tools in the runtime image: {found.split()}"
+
+
+@pytest.mark.containers
+def test_built_image_size(container_tier: ContainerTier) -> None:
+    size_mb = _image(container_tier)["Size"] / 1e6
+    assert size_mb < MAX_IMAGE_MB, f"image is {size_mb:.0f} MB (limit {MAX_IMAGE_MB} MB)"
+
+
+def test_the_runtime_lock_carries_no_test_tooling() -> None:
+    """The image installs requirements.lock: test-only packages stay in the dev extras."""
+    lock = (ROOT / "requirements.lock").read_text()
+    for package in ("testcontainers", "docker", "pytest", "pgserver", "playwright"):
+        assert not re.search(rf"(?m)^{package}==", lock), f"{package} is in the runtime lock"

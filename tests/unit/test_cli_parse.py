@@ -12,12 +12,12 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from sagaflow import telemetry
 from sagaflow.cli import main
 from sagaflow.cli.commands import _TracedHeaders, new_traceparent, trace_id_of
-from sagaflow.cli.kafkaio import murmur2, partition_for
 from sagaflow.cli.main import build_parser
 from sagaflow.cli.output import EXIT_USAGE, event_line, event_to_json
 from sagaflow.cli.replay import collect_runs
-from sagaflow.cli.views import decode_cursor, encode_cursor
 from sagaflow.core.messages import StartWorkflow
+from sagaflow.kafka.partition import murmur2, partition_for
+from sagaflow.readmodel.queries import decode_cursor, encode_cursor
 from sagaflow.testing import history_from_json
 
 pytestmark = pytest.mark.unit

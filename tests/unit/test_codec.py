@@ -94,6 +94,7 @@ def _record_fields(schema: object, name: str) -> set[str] | None:
         ("command.v1.avsc", typing.get_args(m.Command)),
         ("event.v2.avsc", (*typing.get_args(m.EventBody), m.Event, m.RetryPolicy)),
         ("task.v1.avsc", (m.ActivityTask,)),
+        ("closed.v1.avsc", (m.ClosedWorkflow,)),
     ],
 )
 def test_current_schemas_cover_every_field_of_every_record(
@@ -152,3 +153,12 @@ def test_payload_helpers() -> None:
     assert codec.loads_payload(codec.dumps_payload({"a": [1, "é"]})) == {"a": [1, "é"]}
     with pytest.raises(codec.DecodeError, match="not UTF-8 JSON"):
         codec.loads_payload(b"\xff")
+
+
+def test_closed_workflow_records_round_trip_and_are_their_own_kind() -> None:
+    closed = m.ClosedWorkflow("w", "r", "failed", "start:abc", 9, 1_767_225_600_000)
+    data = codec.encode_closed(closed)
+    assert data[:3] == bytes((codec.MAGIC, codec.KIND_CLOSED, 1))
+    assert codec.decode_closed(data) == closed
+    with pytest.raises(codec.DecodeError, match="found a closed"):
+        codec.decode_event(data)

@@ -104,9 +104,13 @@ def test_start_schedules_the_first_activity_with_derived_identity(engine: Engine
     assert engine.open_workflow_ids() == frozenset({"wf"})
 
 
+def other_start(wf: str = "wf") -> m.StartWorkflow:
+    return m.StartWorkflow(wf, "one", encode(2), None, f"another-start-{wf}")
+
+
 def test_bad_commands_are_rejected_not_raised(engine: Engine) -> None:
     start(engine)
-    assert rejection(start(engine)) == "duplicate_workflow_id"
+    assert rejection(engine.handle(other_start(), T0)) == "duplicate_workflow_id"
     assert rejection(start(engine, "x", "nope")) == "unknown_workflow_type"
     versioned = m.StartWorkflow("y", "one", b"1", 7, "c")
     assert rejection(engine.handle(versioned, T0)) == "unknown_version"
@@ -127,7 +131,7 @@ def test_commands_to_closed_workflows(engine: Engine) -> None:
     assert bodies(complete(engine, task)) == [m.ActivityCompleted, m.WorkflowCompleted]
     assert engine.status("wf") == "completed"
     assert engine.history("wf") == ()
-    assert rejection(start(engine)) == "duplicate_workflow_id"
+    assert rejection(engine.handle(other_start(), T0)) == "duplicate_workflow_id"
     assert rejection(engine.handle(m.SignalWorkflow("wf", "go", b"1"), T0)) == "workflow_closed"
     assert rejection(engine.handle(m.CancelWorkflow("wf"), T0)) == "workflow_closed"
     assert complete(engine, task).events == ()  # late duplicate: nothing

@@ -21,6 +21,8 @@ def app_routes(app: web.Application) -> set[tuple[str, str]]:
         if route.method == "HEAD":  # aiohttp adds HEAD to every GET route by itself
             continue
         assert route.resource is not None
+        if route.resource.canonical.startswith("/ui/"):  # the web UI's HTML pages, not the API
+            continue
         routes.add((route.method.lower(), route.resource.canonical))
     return routes
 

@@ -40,6 +40,7 @@ from sagaflow.core.messages import (
     WorkflowStarted,
 )
 from sagaflow.metrics import OrchestratorMetrics, WorkerMetrics, metrics_handler
+from sagaflow_orchestrator.hooks import ConsumedCommand, Decided, DecisionHeaders
 from sagaflow_orchestrator.observe import Observer
 from sagaflow_worker.hooks import ConsumedTask, TaskTrace
 from sagaflow_worker.idempotency import Failed, Succeeded
@@ -163,14 +164,9 @@ class Saga:
         self, command: Command | None, source: Message | None, decision: Decision
     ) -> tuple[list[list[tuple[str, bytes]]], list[list[tuple[str, bytes]]]]:
         """What the loop does for one command: decide, emit, produce (headers), commit."""
-        hooks = self.orchestrator
-        if command is not None:
-            hooks.decided(command, decision, 0.001)
-        hooks.emitted(decision, source)
-        events = [hooks.event_headers(e) for e in decision.events]
-        tasks = [hooks.task_headers(t) for t in decision.tasks]
-        hooks.committed(1, len(events), len(tasks), 0, 0.004)
-        return events, tasks
+        headers = observe(self.orchestrator, command, source, decision)
+        self.orchestrator.committed(1, len(headers.events), len(headers.tasks), 0, 0.004)
+        return list(headers.events), list(headers.tasks)
 
     def work(
         self, task: ActivityTask, headers: list[tuple[str, bytes]], outcome: Succeeded | Failed
@@ -192,6 +188,27 @@ class Saga:
         out = self.worker.result_headers(trace)
         self.worker.end(trace, None)
         return out
+
+
+def observe(
+    hooks: Observer, command: Command | None, source: Message | None, decision: Decision
+) -> DecisionHeaders:
+    """What the loop hands the observer for one decision, and the headers it gets back."""
+    cause = None
+    if command is not None:
+        raw = source.headers() if source is not None else None
+        cause = ConsumedCommand(
+            command,
+            source.topic() or "" if source is not None else CONFIG.topics.commands,
+            source.partition() or 0 if source is not None else 0,
+            source.offset() or 0 if source is not None else 0,
+            source.key() if source is not None else None,
+            tuple((k, v if isinstance(v, bytes) else (v or "").encode()) for k, v in raw or []),
+        )
+    (headers,) = hooks.batch([Decided(0, decision, cause, 0.001)]) or [
+        DecisionHeaders(tuple([] for _ in decision.events), tuple([] for _ in decision.tasks))
+    ]
+    return headers
 
 
 def scheduled(seq: int, name: str, compensation: bool = False) -> ActivityScheduled:
@@ -395,9 +412,7 @@ def test_a_rebuild_recovers_the_trace_without_spans(saga: Saga) -> None:
     complete = CompleteActivity(WID, RUN, 1, 1, b"{}")
     msg = saga.message(commands, complete, done)
     decision = Decision((saga.event(ActivityCompleted(1, 1, b"{}"), 1_500),))
-    restarted.decided(complete, decision, 0.001)
-    restarted.emitted(decision, msg)
-    (headers,) = [restarted.event_headers(e) for e in decision.events]
+    (headers,) = observe(restarted, complete, msg, decision).events
     restarted.committed(1, 1, 0, 0, 0.002)
 
     (span,) = exporter.get_finished_spans()
@@ -420,8 +435,7 @@ def test_a_rebuild_recovers_the_trace_without_spans(saga: Saga) -> None:
 def test_an_aborted_batch_exports_nothing_and_counts_nothing(saga: Saga) -> None:
     start = StartWorkflow(WID, "checkout", b"{}")
     decision = Decision((saga.event(WorkflowStarted("checkout", 1, b"{}", 7), 1_000),))
-    saga.orchestrator.decided(start, decision, 0.001)
-    saga.orchestrator.emitted(decision, None)
+    observe(saga.orchestrator, start, None, decision)
     saga.orchestrator.aborted()
     saga.orchestrator.committed(0, 0, 0, 0, 0.001)
     assert saga.exporter.get_finished_spans() == ()

@@ -22,8 +22,8 @@ from psycopg_pool import AsyncConnectionPool
 
 from sagaflow.app import load_registry
 from sagaflow.config import Config
+from sagaflow.core.errors import FatalError
 from sagaflow.db.migrate import migrate
-from sagaflow.kafka.triage import FatalKafkaError
 from sagaflow.metrics import GroupLag, WorkerMetrics, metrics_handler
 from sagaflow.service import run_service
 from sagaflow.telemetry import Telemetry
@@ -104,7 +104,7 @@ async def serve(config: Config, tracing: Telemetry) -> int:
         log.info("worker %s serving queues %s", owner, ", ".join(worker.status.queues))
         try:
             await worker.run(stop)
-        except FatalKafkaError as exc:
+        except FatalError as exc:
             log.error("%s", exc)
             return EXIT_FATAL
     return 0

@@ -42,12 +42,9 @@ import psycopg
 from psycopg.rows import DictRow, dict_row
 from psycopg_pool import AsyncConnectionPool
 
+from sagaflow.core.errors import ActivityFailure
+
 TABLE = "sagaflow_activity_idempotency"
-
-
-def idempotency_key(workflow_id: str, activity_seq: int) -> str:
-    """The key of a logical step; also what the activity passes to the outside world."""
-    return f"{workflow_id}/{activity_seq}"
 
 
 # --------------------------------------------------------------------------- outcomes
@@ -60,14 +57,8 @@ class Succeeded:
     result: bytes
 
 
-@dataclass(frozen=True)
-class Failed:
-    """The activity raised; the fields of `FailActivity`."""
-
-    error_type: str
-    message: str
-    retryable: bool
-    details: bytes = b"null"
+Failed = ActivityFailure
+"""The activity raised; the fields of `FailActivity` (see `activity_failure`)."""
 
 
 Outcome: TypeAlias = Succeeded | Failed

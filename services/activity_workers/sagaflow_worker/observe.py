@@ -32,7 +32,7 @@ from sagaflow.telemetry import (
     producer_attributes,
 )
 from sagaflow_worker.hooks import ConsumedTask, TaskTrace, WorkerHooks
-from sagaflow_worker.idempotency import Failed, Outcome
+from sagaflow_worker.idempotency import Failed, Outcome, Succeeded
 
 _IDEMPOTENCY_HITS = frozenset({"AlreadyCompleted", "LeasedElsewhere"})
 
@@ -85,7 +85,7 @@ class WorkerObserver(WorkerHooks):
 
     def executed(self, trace: TaskTrace, outcome: Outcome, seconds: float) -> None:
         task = trace.consumed.task
-        result = type(outcome).__name__
+        result = "Succeeded" if isinstance(outcome, Succeeded) else "Failed"
         if self._metrics is not None:
             self._metrics.activity_executions.labels(task.activity_name, result).inc()
             self._metrics.activity_seconds.labels(task.activity_name, result).observe(seconds)

@@ -43,7 +43,7 @@ from psycopg_pool import PoolTimeout
 
 from sagaflow import codec, faults
 from sagaflow.config import Config
-from sagaflow.core.errors import ApplicationError
+from sagaflow.core.errors import activity_failure
 from sagaflow.core.messages import ActivityTask, CompleteActivity, FailActivity
 from sagaflow.core.registry import ActivityContext, Registry
 from sagaflow.kafka import triage
@@ -51,6 +51,7 @@ from sagaflow.kafka.clients import command_producer, group_consumer
 from sagaflow.kafka.dlq import dead_letter
 from sagaflow.kafka.produce import describe_error, produce
 from sagaflow.kafka.records import headers_of, position
+from sagaflow.service import in_thread
 from sagaflow_worker.hooks import ConsumedTask, TaskTrace, WorkerHooks
 from sagaflow_worker.idempotency import (
     Acquired,
@@ -187,12 +188,8 @@ class Worker:
         pump.start()
         done: list[asyncio.Future[None]] = []
         for name in self.status.queues:
-            fut: asyncio.Future[None] = loop.create_future()
             q = _Queue(name, self.config.topics.tasks(name), self.config.worker_group_prefix + name)
-            threading.Thread(
-                target=self._consume_thread, args=(q, stop, fut), daemon=True, name=f"tasks-{name}"
-            ).start()
-            done.append(fut)
+            done.append(in_thread(f"tasks-{name}", self._consume, q, stop))
         self.status.ready = True
         try:
             await asyncio.gather(*done)
@@ -212,14 +209,6 @@ class Worker:
             self._producer.poll(0.1)
 
     # ------------------------------------------------------------------ consume (a thread)
-
-    def _consume_thread(self, q: _Queue, stop: threading.Event, done: asyncio.Future[None]) -> None:
-        try:
-            self._consume(q, stop)
-        except BaseException as exc:  # noqa: BLE001 - handed to the asyncio side, which raises it
-            self._loop.call_soon_threadsafe(_settle, done, exc)
-            return
-        self._loop.call_soon_threadsafe(_settle, done, None)
 
     def _consume(self, q: _Queue, stop: threading.Event) -> None:
         prefetch = self.config.worker_prefetch
@@ -426,16 +415,12 @@ class Worker:
                 call = self._loop.run_in_executor(self._executor, definition.fn, ctx, arg)
                 result = await asyncio.wait_for(call, timeout)
             return Succeeded(codec.dumps_payload(result))
-        except ApplicationError as exc:
-            return Failed(
-                exc.type, str(exc), not exc.non_retryable, codec.dumps_payload(exc.details)
-            )
         except TimeoutError:
             return Failed(
                 "StartToCloseTimeout", f"attempt ran longer than {task.start_to_close_ms} ms", True
             )
         except Exception as exc:  # noqa: BLE001 - user code: any error is the attempt's failure
-            return Failed(type(exc).__name__, str(exc) or repr(exc), True)
+            return activity_failure(exc)
 
     async def _lease_keeper(self) -> None:
         """Extend every held lease in one statement, so a live attempt is never taken over."""

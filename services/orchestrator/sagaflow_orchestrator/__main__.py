@@ -17,14 +17,13 @@ from aiohttp import web
 
 from sagaflow.app import load_registry
 from sagaflow.config import Config
-from sagaflow.kafka.triage import FatalKafkaError
+from sagaflow.core.errors import FatalError
 from sagaflow.metrics import GroupLag, OrchestratorMetrics
-from sagaflow.readmodel import Projector, ProjectorError
-from sagaflow.service import run_service
+from sagaflow.readmodel import Projector
+from sagaflow.service import in_thread, run_service
 from sagaflow.telemetry import Telemetry
 from sagaflow_orchestrator.loop import Orchestrator
 from sagaflow_orchestrator.observe import Observer
-from sagaflow_orchestrator.rebuild import RebuildError
 from sagaflow_orchestrator.web import make_app
 
 log = logging.getLogger("sagaflow_orchestrator")
@@ -54,15 +53,13 @@ async def serve(config: Config, tracing: Telemetry) -> int:
     await runner.setup()
     await web.TCPSite(runner, config.http_host, config.http_port).start()
     log.info("http on %s:%d", config.http_host, config.http_port)
-    projecting = (
-        asyncio.create_task(asyncio.to_thread(_project, projector, stop)) if projector else None
-    )
+    projecting = in_thread("projector", _project, projector, stop) if projector else None
     try:
-        await asyncio.to_thread(orchestrator.run, stop)
+        await in_thread("orchestrator", orchestrator.run, stop)
         if projecting is not None:
             await projecting  # re-raises what stopped the projector
         return 0
-    except (FatalKafkaError, RebuildError, ProjectorError) as exc:
+    except FatalError as exc:
         log.error("%s", exc)
         return EXIT_FATAL
     finally:

@@ -9,9 +9,11 @@ are a 500 carrying only a request id (the traceback goes to the server log).
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import hmac
 import json
 import logging
+import math
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -25,13 +27,16 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from sagaflow.client import Client, DeliveryError, payload
 from sagaflow.config import Config
+from sagaflow.core.identity import start_command_id
 from sagaflow.core.messages import CancelWorkflow, SignalWorkflow, StartWorkflow
 from sagaflow.core.registry import Registry
+from sagaflow.core.status import CLOSED_STATUSES
 from sagaflow.db import describe_url, migrate
-from sagaflow.inputs import InputError, check_input
+from sagaflow.faults import fault_point
+from sagaflow.inputs import InputError, check_input, check_json, check_text
 from sagaflow.kafka.clients import command_producer
 from sagaflow.readmodel import queries
-from sagaflow.readmodel.fold import CLOSED_STATUSES, STATUSES
+from sagaflow.readmodel.fold import STATUSES
 from sagaflow.telemetry import Telemetry, command_headers
 
 log = logging.getLogger(__name__)
@@ -47,6 +52,7 @@ REQUEST_ID = web.RequestKey("request_id", str)
 
 MAX_LIMIT = 500
 DEFAULT_LIMIT = 50
+MAX_SEQ = 2**63 - 1  # a Postgres bigint
 SEND_TIMEOUT_S = 10.0
 _START_KEYS = frozenset({"type", "id", "input", "version"})
 
@@ -94,6 +100,16 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
             "seconds, and check /readyz if it persists",
             request_id=request_id,
         )
+    except psycopg.DataError as exc:
+        # The handlers refuse what Postgres cannot take before querying; this is the net under
+        # them, so a value that slipped through is the client's 400, not a 500.
+        log.warning("request %s: Postgres refused a value of the request: %s", request_id, exc)
+        response = error_response(
+            400,
+            f"a value in the request cannot be stored or searched ({exc}); remove NUL "
+            "characters and out-of-range numbers and retry",
+            request_id=request_id,
+        )
     except DeliveryError as exc:
         log.warning("request %s: %s", request_id, exc)
         response = error_response(
@@ -113,6 +129,9 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         if exc.status < 400:
             raise
         response = error_response(exc.status, _http_error_message(exc))
+        if "Allow" in exc.headers:
+            # A 405 must say which methods the path has (RFC 9110).
+            response.headers["Allow"] = exc.headers["Allow"]
     except Exception:  # the one broad catch: no traceback may reach a client
         log.exception("request %s %s %s failed", request_id, request.method, request.path)
         response = error_response(
@@ -160,6 +179,14 @@ def auth_middleware(token: str) -> Middleware:
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         if token and request.path.startswith("/workflows"):
             given = request.headers.get("Authorization")
+            if given and not given.isascii():
+                # aiohttp keeps undecodable header bytes as surrogates; no token contains them.
+                return error_response(
+                    400,
+                    "the Authorization header has non-ASCII characters; send 'Authorization: "
+                    "Bearer <token>' with the SAGAFLOW_API_TOKEN value",
+                    field="Authorization",
+                )
             if not given:
                 response = error_response(
                     401,
@@ -177,6 +204,18 @@ def auth_middleware(token: str) -> Middleware:
         return await handler(request)
 
     return middleware
+
+
+@web.middleware
+async def parameters_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Path and query parameters are text that reaches Postgres and Kafka: a NUL or a lone
+    surrogate in one is a 400 naming it, before any handler runs."""
+    for name, value in [*request.match_info.items(), *request.query.items()]:
+        try:
+            check_text(value, name)
+        except InputError as exc:
+            raise ApiError(400, f"{exc}; fix the {name} parameter", field=name) from None
+    return await handler(request)
 
 
 # --------------------------------------------------------------------------- resources
@@ -222,7 +261,12 @@ async def api_resources(app: web.Application) -> AsyncIterator[None]:
 # --------------------------------------------------------------------------- helpers
 
 
-async def _json_body(request: web.Request, *, empty: Any = None) -> Any:
+async def _json_body(request: web.Request, *, empty: Any = None, root: str = "") -> Any:
+    """The request's JSON body, checked to be storable (see sagaflow.inputs.check_json).
+
+    `root` names the body in errors: "" when its keys are the fields (start, cancel), else
+    e.g. "body" (a signal's payload).
+    """
     max_bytes = request.app[API_CONFIG].max_payload_bytes
     if request.content_length is not None and request.content_length > _body_limit(max_bytes):
         raise ApiError(
@@ -234,7 +278,11 @@ async def _json_body(request: web.Request, *, empty: Any = None) -> Any:
     if not raw.strip():
         return empty
     try:
-        return json.loads(raw)
+        value = json.loads(raw, parse_constant=_no_constant, parse_float=_finite_float)
+    except RecursionError:
+        raise ApiError(
+            400, "the body is nested too deeply to read; flatten the document", field="body"
+        ) from None
     except ValueError as exc:
         raise ApiError(
             400,
@@ -242,6 +290,22 @@ async def _json_body(request: web.Request, *, empty: Any = None) -> Any:
             "Content-Type: application/json",
             field="body",
         ) from None
+    try:
+        check_json(value, root)
+    except InputError as exc:
+        raise ApiError(400, f"{exc}; fix the value and retry", field=exc.field) from None
+    return value
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text[:40]} is out of the range of a JSON number")
+    return value
 
 
 def _body_limit(max_payload_bytes: int) -> int:
@@ -323,7 +387,7 @@ async def start_workflow(request: web.Request) -> web.Response:
         )
     workflow_id = body.get("id")
     if workflow_id is None:
-        workflow_id = f"wf-{uuid.uuid4().hex}"
+        workflow_id = _generated_id(request)
     elif (
         not isinstance(workflow_id, str)
         or not 0 < len(workflow_id) <= 200
@@ -344,49 +408,77 @@ async def start_workflow(request: web.Request) -> web.Response:
             400, f"{exc}; fix the input to match workflow {wtype!r}", field=exc.field
         ) from None
     encoded = _check_size(request, value, "input")
+    # The same request is the same command, so a client's retry is answered by the engine as
+    # already started; whether a start happens is decided there alone (send first, always).
+    command_id = start_command_id(workflow_id, wtype, version, encoded)
     pool = request.app[POOL]
-    conflict = (
-        f"workflow id {workflow_id!r} was already started with a different type, "
-        "version or input; choose a new id, or repeat the original request exactly"
-    )
-    existing = await queries.get_workflow(pool, workflow_id)
-    if existing is not None:
-        if (
-            existing["type"] != wtype
-            or not _same_input(existing["input"], value)
-            or (version is not None and existing["version"] != version)
-        ):
-            raise ApiError(409, conflict, field="id")
-        return web.json_response({"workflow_id": workflow_id}, status=202)
-    command_id = f"start:{workflow_id}"
-    earlier = await queries.record_start_request(
-        pool, workflow_id, wtype, version, value, command_id
-    )
-    if earlier is not None:
-        if (
-            earlier["type"] != wtype
-            or earlier["version"] != version
-            or not _same_input(earlier["input"], value)
-        ):
-            raise ApiError(409, conflict, field="id")
-        # Accepted before and sent (a failed send removes the request), so the orchestrator
-        # has it: the repeat is answered without a second command.
-        return web.json_response({"workflow_id": workflow_id}, status=202)
+    if await _conflicts(pool, workflow_id, wtype, version, value, command_id):
+        raise ApiError(
+            409,
+            f"workflow id {workflow_id!r} was already started with a different type, "
+            "version or input; choose a new id, or repeat the original request exactly",
+            field="id",
+        )
+    fault_point("api_before_start_send")
+    await _send(request, StartWorkflow(workflow_id, wtype, encoded, version, command_id))
+    fault_point("api_after_start_send")
     try:
-        await _send(request, StartWorkflow(workflow_id, wtype, encoded, version, command_id))
-    except DeliveryError:
-        async with pool.connection() as conn:
-            await conn.execute(
-                "DELETE FROM sagaflow_start_requests WHERE workflow_id = %s", (workflow_id,)
-            )
-        raise
+        await queries.record_start_request(pool, workflow_id, wtype, version, value, command_id)
+    except _READ_MODEL_AWAY as exc:
+        # The start is in Kafka; only the "accepted" answer of GET before projection is lost.
+        log.warning("start of %s sent; not noted in the read model: %s", workflow_id, exc)
     return web.json_response({"workflow_id": workflow_id}, status=202)
+
+
+_READ_MODEL_AWAY = (psycopg.OperationalError, PoolTimeout)
+IDEMPOTENCY_KEY = "Idempotency-Key"
+
+
+def _generated_id(request: web.Request) -> str:
+    """A new workflow id; derived from the Idempotency-Key header when the client sends one, so
+    a retried request without an id starts the same workflow, not a second one."""
+    key = request.headers.get(IDEMPOTENCY_KEY)
+    if key is None:
+        return f"wf-{uuid.uuid4().hex}"
+    if not 0 < len(key) <= 200:
+        raise ApiError(
+            400,
+            f"the {IDEMPOTENCY_KEY} header must be 1 to 200 characters; send a shorter unique "
+            "key per request, or leave it out",
+            field=IDEMPOTENCY_KEY,
+        )
+    return "wf-" + hashlib.sha256(f"idempotency-key\x00{key}".encode()).hexdigest()[:32]
+
+
+async def _conflicts(
+    pool: AsyncConnectionPool[Any],
+    workflow_id: str,
+    wtype: str,
+    version: int | None,
+    value: Any,
+    command_id: str,
+) -> bool:
+    """Whether the read model already knows this id started differently (a fast, advisory 409;
+    the engine refuses such a start anyway). Unknown while Postgres is away: send regardless."""
+    try:
+        existing = await queries.get_workflow(pool, workflow_id)
+        if existing is not None:
+            return (
+                existing["type"] != wtype
+                or not _same_input(existing["input"], value)
+                or (version is not None and existing["version"] != version)
+            )
+        earlier = await queries.get_start_request(pool, workflow_id)
+    except _READ_MODEL_AWAY as exc:
+        log.info("start of %s: read model unavailable (%s); the engine decides", workflow_id, exc)
+        return False
+    return earlier is not None and earlier["command_id"] != command_id
 
 
 async def signal_workflow(request: web.Request) -> web.Response:
     workflow_id = request.match_info["workflow_id"]
     name = request.match_info["name"]
-    value = await _json_body(request)
+    value = await _json_body(request, root="body")
     encoded = _check_size(request, value, "body")
     row = await _known(request, workflow_id)
     _refuse_closed(row, "signal")
@@ -443,7 +535,7 @@ async def get_workflow(request: web.Request) -> web.Response:
 
 async def get_history(request: web.Request) -> web.Response:
     workflow_id = request.match_info["workflow_id"]
-    after_seq = _int_param(request, "after_seq", 0, minimum=0)
+    after_seq = _int_param(request, "after_seq", 0, minimum=0, maximum=MAX_SEQ)
     limit = _int_param(request, "limit", 1000, minimum=1, maximum=1000)
     await _known(request, workflow_id)
     events = await queries.get_history(
@@ -461,6 +553,10 @@ async def list_workflows(request: web.Request) -> web.Response:
         raise ApiError(400, f"status {status!r} is not one of {list(STATUSES)}", field="status")
     limit = _int_param(request, "limit", DEFAULT_LIMIT, minimum=1, maximum=MAX_LIMIT)
     try:
+        cursor = request.query.get("cursor") or None
+        if cursor is not None:
+            # A forged cursor can carry any text; it must be searchable before it is searched.
+            check_text(queries.decode_cursor(cursor)[1], "cursor")
         page = await queries.list_workflows(
             request.app[POOL],
             status=status,
@@ -468,7 +564,7 @@ async def list_workflows(request: web.Request) -> web.Response:
             limit=limit,
             cursor=request.query.get("cursor") or None,
         )
-    except queries.CursorError:
+    except (queries.CursorError, InputError):
         raise ApiError(
             400,
             "cursor is not one this API handed out; pass next_cursor from the "

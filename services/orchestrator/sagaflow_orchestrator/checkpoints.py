@@ -14,12 +14,11 @@ from importlib import resources
 from typing import Any
 
 import fastavro
-from confluent_kafka import KafkaError, TopicPartition
 
 from sagaflow.config import Config
-from sagaflow.kafka import triage
 from sagaflow.kafka.clients import reader
-from sagaflow.kafka.records import position
+from sagaflow.kafka.logread import LogReadError, end_offsets, partitions_of, read_partitions
+from sagaflow_orchestrator.rebuild import RebuildError
 
 log = logging.getLogger(__name__)
 
@@ -58,51 +57,36 @@ def decode(data: bytes) -> Checkpoint:
 
 
 def read_all(config: Config, timeout_s: float = 30.0) -> dict[bytes, Checkpoint]:
-    """The newest checkpoint per key (the topic is compacted and small)."""
+    """The newest checkpoint per key (the topic is compacted and small). Raises RebuildError
+    (fatal: without checkpoints no partition can be rebuilt) naming what to do."""
     topic = config.topics.checkpoints
     consumer = reader(config)
     out: dict[bytes, Checkpoint] = {}
     try:
-        md = triage.call(lambda: consumer.list_topics(topic, timeout=10), "list checkpoints")
-        tmeta = md.topics.get(topic)
-        if tmeta is None or tmeta.error is not None:
-            raise RuntimeError(f"topic {topic} is missing; run 'sagaflow topics create'")
-        parts = list(tmeta.partitions)
-        ends: dict[int, int] = {}
-        for p in parts:
-            _lo, hi = consumer.get_watermark_offsets(
-                TopicPartition(topic, p), timeout=10, cached=False
+        try:
+            parts = partitions_of(consumer, topic)
+            ends = end_offsets(consumer, topic, parts)
+            records = list(
+                read_partitions(
+                    consumer, topic, dict.fromkeys(parts, 0), deadline_s=timeout_s, ends=ends
+                )
             )
-            if hi > 0:
-                ends[p] = hi
-        if not ends:
-            return out
-        consumer.assign([TopicPartition(topic, p, 0) for p in ends])
-        done: set[int] = set()
-        while len(done) < len(ends):
-            for msg in consumer.consume(1000, timeout=0.05):
-                err = msg.error()
-                if err is not None:
-                    if err.code() == KafkaError._PARTITION_EOF:
-                        done.add(position(msg)[0])
-                        continue
-                    raise RuntimeError(f"reading {topic} failed: {err}")
-                k, v = msg.key(), msg.value()
-                if isinstance(k, bytes) and v:
-                    try:
-                        out[k] = decode(v)
-                    except ValueError as exc:
-                        log.error(
-                            "ignoring undecodable checkpoint at %s/%d@%d: %s; recovery "
-                            "falls back to an older checkpoint or the log start",
-                            topic,
-                            msg.partition(),
-                            msg.offset(),
-                            exc,
-                        )
-                part, offset = position(msg)
-                if offset + 1 >= ends[part]:
-                    done.add(part)
+        except LogReadError as exc:
+            raise RebuildError(f"reading the checkpoints: {exc}") from exc
+        for msg in records:
+            k, v = msg.key(), msg.value()
+            if isinstance(k, bytes) and v:
+                try:
+                    out[k] = decode(v)
+                except ValueError as exc:
+                    log.error(
+                        "ignoring undecodable checkpoint at %s/%d@%d: %s; recovery "
+                        "falls back to an older checkpoint or the log start",
+                        topic,
+                        msg.partition(),
+                        msg.offset(),
+                        exc,
+                    )
         return out
     finally:
         consumer.close()

@@ -8,16 +8,51 @@ replay creates no spans.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import TypeAlias
 
-from confluent_kafka import Message
-
-from sagaflow.core.messages import ActivityTask, Command, Decision, Event
+from sagaflow.core.messages import Command, Decision, Event
 
 RecordHeaders: TypeAlias = (
     Mapping[str, str | bytes | None] | Sequence[tuple[str, str | bytes | None]]
 )
 """A consumed record's headers, as confluent-kafka's `Message.headers()` gives them."""
+
+Headers: TypeAlias = list[tuple[str, bytes]]
+"""Headers to write with one produced record."""
+
+
+@dataclass(frozen=True)
+class ConsumedCommand:
+    """A command as it was read: the decoded command and where it came from."""
+
+    command: Command
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    headers: tuple[tuple[str, bytes], ...]
+
+
+@dataclass(frozen=True)
+class Decided:
+    """One decision of a batch: what the core decided, why, and where it will be written."""
+
+    partition: int
+    """The events partition its events go to (the partition of the workflow's commands)."""
+    decision: Decision
+    cause: ConsumedCommand | None
+    """The command decided; None when due timers fired or parked workflows were resumed."""
+    seconds: float
+    """How long the core took to decide it."""
+
+
+@dataclass(frozen=True)
+class DecisionHeaders:
+    """Headers for a decision's records, one list per event and per task, in order."""
+
+    events: tuple[Headers, ...]
+    tasks: tuple[Headers, ...]
 
 
 class Hooks:
@@ -34,19 +69,10 @@ class Hooks:
     def aborted(self) -> None:
         """The batch's transaction was aborted; the owned partitions are rebuilt next."""
 
-    def decided(self, command: Command, decision: Decision, seconds: float) -> None:
-        """The core decided one command."""
-
-    def emitted(self, decision: Decision, source: Message | None) -> None:
-        """A decision's events and tasks are about to be produced (source: the command)."""
-
-    def event_headers(self, event: Event) -> list[tuple[str, bytes]]:
-        """Headers for an event record (trace context)."""
-        return []
-
-    def task_headers(self, task: ActivityTask) -> list[tuple[str, bytes]]:
-        """Headers for an activity task record (trace context)."""
-        return []
+    def batch(self, decided: Sequence[Decided]) -> Sequence[DecisionHeaders] | None:
+        """The batch's decisions are about to be produced, in one transaction: headers for each
+        decision's records (aligned with `decided`), or None for no headers at all."""
+        return None
 
     def committed(self, commands: int, events: int, tasks: int, dead: int, seconds: float) -> None:
         """A batch's transaction committed."""

@@ -32,15 +32,16 @@ from confluent_kafka import (
 
 from sagaflow import codec
 from sagaflow.config import Config
-from sagaflow.core.messages import ActivityTask, Decision, Event
+from sagaflow.core.messages import ClosedWorkflow, Decision, Event
 from sagaflow.core.registry import Registry
 from sagaflow.kafka import triage
-from sagaflow.kafka.clients import group_consumer, transactional_producer
+from sagaflow.kafka.clients import group_consumer, reader, transactional_producer
 from sagaflow.kafka.dlq import dead_letter
+from sagaflow.kafka.partition import partition_for
 from sagaflow.kafka.produce import produce
-from sagaflow.kafka.records import position, to_kafka
+from sagaflow.kafka.records import headers_of, position
 from sagaflow_orchestrator import checkpoints
-from sagaflow_orchestrator.hooks import Hooks
+from sagaflow_orchestrator.hooks import ConsumedCommand, Decided, Hooks
 from sagaflow_orchestrator.rebuild import OwnedPartition, rebuild_partition
 
 log = logging.getLogger(__name__)
@@ -52,14 +53,20 @@ Clock = Callable[[], float]
 class _Outgoing:
     """What one batch will produce, gathered before the transaction opens."""
 
-    events: list[tuple[int, Event, bytes]] = field(default_factory=list)
-    tasks: list[tuple[ActivityTask, bytes]] = field(default_factory=list)
+    decided: list[Decided] = field(default_factory=list)
+    events: int = 0
+    tasks: int = 0
     dead: list[tuple[Message, str]] = field(default_factory=list)
+    closed: list[tuple[int, ClosedWorkflow]] = field(default_factory=list)
+    """Workflows closed by this batch, remembered in the closed-workflows topic."""
+    rerouted: list[tuple[int, str, Message]] = field(default_factory=list)
+    """Commands that landed on a partition that does not own their workflow id: (the owning
+    partition, the workflow id, the record), produced there keyed by the id."""
     offsets: dict[int, int] = field(default_factory=dict)
     commands: int = 0
 
     def empty(self) -> bool:
-        return not (self.events or self.tasks or self.dead or self.offsets)
+        return not (self.decided or self.dead or self.offsets or self.rerouted)
 
 
 @dataclass
@@ -94,6 +101,7 @@ class Orchestrator:
         self._producer: Producer | None = None
         self._last_checkpoint = 0.0
         self._pending_resume: set[int] = set()
+        self._command_partitions: int | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -145,17 +153,8 @@ class Orchestrator:
             return
         self.status.rebuilding = frozenset(new)
         self.status.ready = False
-        lows = checkpoints.read_all(self.config)
         now_ms = int(self.clock() * 1000)
-        for p in new:
-            low = lows.get(checkpoints.key(self.config.topics.events, p))
-            owned = rebuild_partition(
-                self.config,
-                self.registry,
-                p,
-                low.low_water if low is not None else 0,
-                hooks=self.hooks,
-            )
+        for p, owned in self._rebuild(new).items():
             self._owned[p] = owned
             self.hooks.rebuilt(p, owned.rebuilt_events, owned.rebuild_seconds)
             # Parked workflows get another go under this process's (possibly newer) code.
@@ -166,6 +165,26 @@ class Orchestrator:
         log.info(
             "assigned commands partitions %s (now own %s) at %d", new, sorted(self._owned), now_ms
         )
+
+    def _rebuild(self, partitions: Sequence[int]) -> dict[int, OwnedPartition]:
+        """Rebuild `partitions` from their checkpoints, through one reader."""
+        lows = checkpoints.read_all(self.config)
+        rebuilt: dict[int, OwnedPartition] = {}
+        consumer = reader(self.config)
+        try:
+            for p in partitions:
+                low = lows.get(checkpoints.key(self.config.topics.events, p))
+                rebuilt[p] = rebuild_partition(
+                    self.config,
+                    self.registry,
+                    p,
+                    low.low_water if low is not None else 0,
+                    hooks=self.hooks,
+                    consumer=consumer,
+                )
+        finally:
+            consumer.close()
+        return rebuilt
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         for tp in partitions:
@@ -228,19 +247,44 @@ class Orchestrator:
             out.dead.append((msg, f"undecodable command: {exc}"))
             self.hooks.dead_lettered("orchestrator.decode")
             return
+        owner = self._owner_of(command.workflow_id)
+        if owner != p:
+            # Produced without a key or with another key than the workflow id: decided here, its
+            # workflow's reports (keyed by the id) would all land elsewhere. Send it where it
+            # belongs, in this batch's transaction, instead of deciding it.
+            out.rerouted.append((owner, command.workflow_id, msg))
+            return
         started = time.perf_counter()
         decision = owned.engine.handle(command, now_ms)
-        self.hooks.decided(command, decision, time.perf_counter() - started)
-        self._emit(p, decision, out, source=msg)
+        cause = ConsumedCommand(
+            command, msg.topic() or "", p, offset, msg.key(), tuple(headers_of(msg))
+        )
+        self._emit(p, decision, out, cause, time.perf_counter() - started)
+
+    def _owner_of(self, workflow_id: str) -> int:
+        """The commands partition of a workflow id, by the producers' partitioner (murmur2)."""
+        if self._command_partitions is None:
+            topic = self.config.topics.commands
+            md = triage.call(
+                lambda: self._consumer_or_die().list_topics(topic, timeout=10), "list commands"
+            )
+            self._command_partitions = len(md.topics[topic].partitions)
+        return partition_for(workflow_id.encode(), self._command_partitions)
 
     def _emit(
-        self, p: int, decision: Decision, out: _Outgoing, source: Message | None = None
+        self,
+        p: int,
+        decision: Decision,
+        out: _Outgoing,
+        cause: ConsumedCommand | None = None,
+        seconds: float = 0.0,
     ) -> None:
-        for event in decision.events:
-            out.events.append((p, event, codec.encode_event(event)))
-        for task in decision.tasks:
-            out.tasks.append((task, codec.encode_task(task)))
-        self.hooks.emitted(decision, source)
+        if not (decision.events or decision.tasks or decision.closed or cause is not None):
+            return
+        out.closed.extend((p, closed) for closed in decision.closed)
+        out.decided.append(Decided(p, decision, cause, seconds))
+        out.events += len(decision.events)
+        out.tasks += len(decision.tasks)
 
     def _next_due_ms(self) -> int | None:
         dues = [d for o in self._owned.values() if (d := o.engine.next_due_ms()) is not None]
@@ -255,30 +299,45 @@ class Orchestrator:
         appended: list[tuple[int, Event, int]] = []
         started = time.perf_counter()
         try:
+            headers = self.hooks.batch(out.decided)
             triage.call(producer.begin_transaction, "begin_transaction")
-            for p, event, data in out.events:
+            for i, d in enumerate(out.decided):
+                h = headers[i] if headers is not None else None
+                for j, event in enumerate(d.decision.events):
+                    self._produce(
+                        producer,
+                        topics.events,
+                        codec.encode_event(event),
+                        event.workflow_id,
+                        d.partition,
+                        h.events[j] if h is not None else [],
+                        _recorder(appended, d.partition, event),
+                    )
+                for j, task in enumerate(d.decision.tasks):
+                    self._produce(
+                        producer,
+                        topics.tasks(task.task_queue),
+                        codec.encode_task(task),
+                        task.workflow_id,
+                        None,
+                        h.tasks[j] if h is not None else [],
+                        None,
+                    )
+            for p, closed in out.closed:
+                data = codec.encode_closed(closed)
                 self._produce(
-                    producer,
-                    topics.events,
-                    data,
-                    event.workflow_id,
-                    p,
-                    self.hooks.event_headers(event),
-                    _recorder(appended, p, event),
+                    producer, topics.closed_workflows, data, closed.workflow_id, p, [], None
                 )
-            for task, data in out.tasks:
+            for p, workflow_id, msg in out.rerouted:
+                value = msg.value() or b""
                 self._produce(
-                    producer,
-                    topics.tasks(task.task_queue),
-                    data,
-                    task.workflow_id,
-                    None,
-                    self.hooks.task_headers(task),
-                    None,
+                    producer, topics.commands, value, workflow_id, p, headers_of(msg), None
                 )
             for msg, reason in out.dead:
+                # dead_letter() fits the copy into the producer's default message.max.bytes
+                # whatever arrived, and any refusal is triaged (abort and rewind), never raised.
                 dl = dead_letter(msg, reason, "orchestrator")
-                producer.produce(topics.dlq, dl.value, dl.key, headers=to_kafka(dl.headers))
+                produce(producer, topics.dlq, dl.value, dl.key, headers=dl.headers)
             if with_checkpoint:
                 self._produce_checkpoints(producer)
             if out.offsets:
@@ -304,7 +363,7 @@ class Orchestrator:
             self._last_checkpoint = self.clock()
         self.status.commits += 1
         self.status.last_commit_ms = int(self.clock() * 1000)
-        self.hooks.committed(out.commands, len(out.events), len(out.tasks), len(out.dead), elapsed)
+        self.hooks.committed(out.commands, out.events, out.tasks, len(out.dead), elapsed)
 
     def _produce(
         self,
@@ -355,16 +414,8 @@ class Orchestrator:
             return
         tps = [TopicPartition(self.config.topics.commands, p) for p in owned]
         committed = triage.call(lambda: consumer.committed(tps, timeout=30), "committed")
-        lows = checkpoints.read_all(self.config)
+        self._owned.update(self._rebuild(owned))
         for tp in committed:
-            low = lows.get(checkpoints.key(self.config.topics.events, tp.partition))
-            self._owned[tp.partition] = rebuild_partition(
-                self.config,
-                self.registry,
-                tp.partition,
-                low.low_water if low else 0,
-                hooks=self.hooks,
-            )
             self._pending_resume.add(tp.partition)
             offset = tp.offset if tp.offset >= 0 else OFFSET_BEGINNING
             consumer.seek(TopicPartition(tp.topic, tp.partition, offset))

@@ -22,18 +22,18 @@ Spans are opened while a batch is decided and ended when its transaction commits
 covers decide + commit, and the spans of an aborted transaction are never exported.
 
 What survives a restart: every event record carries the traceparent of the span that recorded
-it (`event_headers`). Rebuild hands each restored event and its headers to `restored`, which
-takes back the run's context from WorkflowStarted, each open step's from ActivityScheduled /
-ActivityRetried and each pending timer's from TimerStarted, without creating any span.
+it (the headers `batch` returns). Rebuild hands each restored event and its headers to
+`restored`, which takes back the run's context from WorkflowStarted, each open step's from
+ActivityScheduled / ActivityRetried and each pending timer's from TimerStarted, without
+creating any span.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from confluent_kafka import Message
 from opentelemetry.trace import Span, SpanContext, SpanKind, Status, StatusCode
 
 from sagaflow.config import Config
@@ -49,7 +49,6 @@ from sagaflow.core.messages import (
     Command,
     CommandRejected,
     CompleteActivity,
-    Decision,
     Event,
     FailActivity,
     SignalReceived,
@@ -75,7 +74,7 @@ from sagaflow.telemetry import (
     parent,
     producer_attributes,
 )
-from sagaflow_orchestrator.hooks import Hooks, RecordHeaders
+from sagaflow_orchestrator.hooks import Decided, DecisionHeaders, Hooks, RecordHeaders
 
 Attributes = dict[str, str | int | bool]
 
@@ -117,8 +116,6 @@ class _Batch:
     """What becomes true only when the batch's transaction commits."""
 
     spans: list[Span] = field(default_factory=list)
-    event_headers: dict[int, tuple[Event, KafkaHeaders]] = field(default_factory=dict)
-    task_headers: dict[int, tuple[ActivityTask, KafkaHeaders]] = field(default_factory=dict)
     metrics: list[Callable[[], None]] = field(default_factory=list)
     counts: Counter[tuple[str, str, str]] = field(default_factory=Counter)
     """(metric, label, label) -> how much to add when the batch commits; one inc per label set
@@ -144,7 +141,6 @@ class Observer(Hooks):
         self._scheduled: dict[str, dict[int, tuple[str, int]]] = {}
         """workflow id -> activity seq -> (activity name, scheduled at ms), without tracing."""
         self._batch = _Batch()
-        self._last_command: tuple[Command, Decision] | None = None
 
     # ------------------------------------------------------------------ rebuild (no spans)
 
@@ -188,80 +184,66 @@ class Observer(Hooks):
 
     # ------------------------------------------------------------------ deciding
 
-    def decided(self, command: Command, decision: Decision, seconds: float) -> None:
-        # emitted() follows at once for the same decision and needs the command's type.
-        self._last_command = (command, decision)
+    def batch(self, decided: Sequence[Decided]) -> Sequence[DecisionHeaders] | None:
+        for d in decided:
+            self._count_decision(d)
+        if self._telemetry is None:
+            if self._metrics is not None:
+                for d in decided:
+                    for event in d.decision.events:
+                        self._count_untraced(event)
+            return None
+        return [self._trace_decision(d) for d in decided]
+
+    def _count_decision(self, d: Decided) -> None:
         m = self._metrics
-        if m is None:
+        if m is None or d.cause is None:
             return
-        kind = type(command).__name__
-        rejection = decision.rejection
-        m.decide_seconds.observe(seconds)
+        kind = type(d.cause.command).__name__
+        m.decide_seconds.observe(d.seconds)
         self._batch.counts["processed", kind, ""] += 1
+        rejection = d.decision.rejection
         if rejection is not None:
             self._batch.counts["rejected", kind, rejection.reason] += 1
 
-    def emitted(self, decision: Decision, source: Message | None) -> None:
-        if self._telemetry is None:
-            self._last_command = None
-            if self._metrics is not None:
-                for event in decision.events:
-                    self._count_untraced(event)
-            return
-        command = None
-        if self._last_command is not None and self._last_command[1] is decision:
-            command = self._last_command[0]
-        self._last_command = None
-        sender = extract(source.headers()) if source is not None else None
+    def _trace_decision(self, d: Decided) -> DecisionHeaders:
+        cause = d.cause
+        command = cause.command if cause is not None else None
+        sender = extract(list(cause.headers)) if cause is not None else None
         received: Attributes = {}
-        if source is not None:
+        if cause is not None:
             received.update(
                 consumer_attributes(
-                    source.topic(),
-                    source.partition(),
-                    source.offset(),
-                    source.key(),
+                    cause.topic,
+                    cause.partition,
+                    cause.offset,
+                    cause.key,
                     self._config.orchestrator_group,
                 )
             )
-        cause: SpanContext | None = None
-        for event in decision.events:
+        caused_by: SpanContext | None = None
+        event_headers: list[KafkaHeaders] = []
+        for event in d.decision.events:
             run = self._runs.get(event.workflow_id)
             if run is not None and run.unsampled is not None:
                 # Not sampled: count it, carry the decision on, make no spans.
-                self._batch.event_headers[id(event)] = (event, run.unsampled)
+                event_headers.append(run.unsampled)
                 if self._metrics is not None:
                     self._count_untraced(event)
                 if isinstance(event.body, CLOSING_EVENTS):
                     del self._runs[event.workflow_id]
                 continue
-            recorded_by, caused = self._observe(event, command, sender, cause, received)
+            recorded_by, caused = self._observe(event, command, sender, caused_by, received)
             if caused:
-                cause = recorded_by
+                caused_by = recorded_by
             run = self._runs.get(event.workflow_id)
             fallback = run.context if run is not None else None
-            self._batch.event_headers[id(event)] = (event, inject(recorded_by or fallback))
+            event_headers.append(inject(recorded_by or fallback))
             if self._metrics is not None:
                 self._batch.counts["appended", type(event.body).__name__, ""] += 1
-        for task in decision.tasks:
-            self._batch.task_headers[id(task)] = (task, self._task_headers(task))
-
-    def event_headers(self, event: Event) -> list[tuple[str, bytes]]:
-        if self._telemetry is None:
-            return []
-        entry = self._batch.event_headers.get(id(event))
-        if entry is not None and entry[0] is event:
-            return entry[1]
-        run = self._runs.get(event.workflow_id)
-        return inject(run.context) if run is not None else []
-
-    def task_headers(self, task: ActivityTask) -> list[tuple[str, bytes]]:
-        if self._telemetry is None:
-            return []
-        entry = self._batch.task_headers.get(id(task))
-        if entry is not None and entry[0] is task:
-            return entry[1]
-        return self._task_headers(task)
+        return DecisionHeaders(
+            tuple(event_headers), tuple(self._task_headers(t) for t in d.decision.tasks)
+        )
 
     def _task_headers(self, task: ActivityTask) -> KafkaHeaders:
         run = self._runs.get(task.workflow_id)
@@ -319,7 +301,6 @@ class Observer(Hooks):
         # from the log as committed.
         self._batch = _Batch()
         self._runs.clear()
-        self._last_command = None
         if self._metrics is not None:
             self._metrics.transactions_aborted.inc()
 

@@ -21,6 +21,7 @@ from sagaflow.metrics import Metrics, metrics_handler
 from sagaflow.readmodel import Projector
 from sagaflow.readmodel.queries import ping
 from sagaflow.telemetry import Telemetry
+from sagaflow.ui import make_ui_app
 from sagaflow_orchestrator import api
 from sagaflow_orchestrator.loop import Orchestrator
 
@@ -50,7 +51,8 @@ async def readyz(request: web.Request) -> web.Response:
     """
     status = request.app[ORCHESTRATOR].status
     kafka, postgres = await asyncio.gather(_kafka_ok(request.app), _postgres_ok(request.app))
-    ready = status.ready and kafka is None and postgres is None
+    projector = _projector_ok(request.app)
+    ready = status.ready and kafka is None and postgres is None and projector is None
     checks = {
         "orchestrator": "ok"
         if status.ready
@@ -58,6 +60,8 @@ async def readyz(request: web.Request) -> web.Response:
         "kafka": kafka or "ok",
         "postgres": postgres or "ok",
     }
+    if PROJECTOR in request.app:
+        checks["projector"] = projector or "ok"
     body = {
         "ready": ready,
         "assigned": sorted(status.assigned),
@@ -86,6 +90,21 @@ async def _kafka_ok(app: web.Application) -> str | None:
         return await asyncio.wait_for(asyncio.to_thread(probe), READY_CHECK_TIMEOUT_S * 2)
     except (triage.AbortRequired, triage.FatalKafkaError, TimeoutError) as exc:
         return f"unreachable ({exc}); check SAGAFLOW_KAFKA_BOOTSTRAP and the brokers"
+
+
+def _projector_ok(app: web.Application) -> str | None:
+    """What the read model projector of this process waits for, if anything."""
+    projector = app.get(PROJECTOR)
+    if projector is None:
+        return None
+    away = projector.away()
+    if not away:
+        return None
+    waiting = "; ".join(f"{dep}: {detail}" for dep, detail in sorted(away.items()))
+    return (
+        f"waiting for {', '.join(sorted(away))} ({waiting}); the read model resumes by itself "
+        "when it is back"
+    )[:1000]
 
 
 async def _postgres_ok(app: web.Application) -> str | None:
@@ -117,6 +136,7 @@ def make_app(
             api.access_log_middleware,
             api.errors_middleware,
             api.auth_middleware(config.api_token),
+            api.parameters_middleware,
         ],
         # The payload limit is checked per field with a clear message; this bounds the body.
         client_max_size=config.max_payload_bytes + 16 * 1024,
@@ -136,4 +156,5 @@ def make_app(
     app.router.add_get("/metrics", metrics_handler(metrics or Metrics()))
     app.router.add_get("/openapi.json", openapi)
     api.add_routes(app)
+    app.add_subapp("/ui", make_ui_app(config, orchestrator.registry))
     return app

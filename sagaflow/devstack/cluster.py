@@ -1,0 +1,324 @@
+"""Kafka nodes beyond the single default broker: a KRaft cluster of combined nodes, and brokers
+with a SASL_SSL listener. Each node is the stack's `Kafka` service (same jars, same base
+server.properties) with its own ports, data, pid file and logs, so the base broker settings
+stay in one place (kafka.py) and only the cluster and security keys are layered on here.
+
+Layout: every node of a cluster lives under `<root>/node-<id>/` (its `kafka-<id>/` holds
+server.properties and data, `logs/` its kafka.log and kafka.out, `run/` its pid file). The
+stack's cluster root is `<repo>/.stack/kafka-cluster`; tests use a scratch directory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import time
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient
+
+from sagaflow.devstack.common import (
+    HOST,
+    StackError,
+    StackPaths,
+    ensure_ports_free,
+    live_pid,
+    progress,
+    tail,
+)
+from sagaflow.devstack.kafka import Kafka, new_cluster_id
+from sagaflow.devstack.security import BrokerSecurity
+from sagaflow.devstack.service import Health, Service
+
+# The default single broker uses 19092/19093; a stack cluster keeps node 1 there so the default
+# bootstrap still reaches it, and puts nodes 2 and 3 on the next pairs.
+CLUSTER_BASE_PORT = 19092
+
+
+@dataclass(frozen=True)
+class NodePaths(StackPaths):
+    """StackPaths whose runtime directory is one node's own directory."""
+
+    root: Path = Path()
+
+    @property
+    def stack(self) -> Path:
+        return self.root
+
+
+def read_properties(path: Path) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for line in path.read_text().splitlines():
+        if line.strip() and not line.lstrip().startswith("#") and "=" in line:
+            key, value = line.split("=", 1)
+            out[key.strip()] = value.strip()
+    return out
+
+
+class KafkaNode(Kafka):
+    """One combined broker+controller of a KRaft quorum, or one secured single broker."""
+
+    def __init__(
+        self,
+        paths: NodePaths,
+        *,
+        node_id: int,
+        broker_port: int,
+        controller_port: int,
+        voters: str,
+        replicas: int,
+        security: BrokerSecurity | None = None,
+        overrides: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(paths)
+        self.name = f"kafka-{node_id}"
+        self.node_id = node_id
+        self.broker_port = broker_port
+        self.controller_port = controller_port
+        self.ports = (broker_port, controller_port)
+        self.voters = voters
+        self.replicas = replicas
+        self.security = security
+        self.overrides = dict(overrides or {})
+
+    def endpoint(self) -> str:
+        return f"{HOST}:{self.broker_port}"
+
+    def client_conf(self) -> dict[str, str]:
+        """What the stack's own admin client needs to talk to this node (the super user on a
+        secured node)."""
+        conf = {"bootstrap.servers": self.endpoint()}
+        if self.security is not None:
+            conf.update(self.security.client_conf(self.security.superuser))
+        return conf
+
+    def cluster_settings(self) -> dict[str, str]:
+        """The keys that make this node one of `replicas` voters with its own ports."""
+        # Internal topics follow the same rule as sagaflow's topics: RF 3 / min ISR 2 on a
+        # three-node cluster, so one node may die without stalling transactions or commits.
+        rf = str(min(3, self.replicas))
+        min_isr = str(max(1, min(2, self.replicas - 1)))
+        listener = "SASL_SSL" if self.security is not None else "PLAINTEXT"
+        return {
+            "node.id": str(self.node_id),
+            "controller.quorum.voters": self.voters,
+            "listeners": f"{listener}://{HOST}:{self.broker_port},"
+            f"CONTROLLER://{HOST}:{self.controller_port}",
+            "advertised.listeners": f"{listener}://{HOST}:{self.broker_port}",
+            "inter.broker.listener.name": listener,
+            "listener.security.protocol.map": f"{listener}:{listener},CONTROLLER:PLAINTEXT",
+            "offsets.topic.replication.factor": rf,
+            "transaction.state.log.replication.factor": rf,
+            "transaction.state.log.min.isr": min_isr,
+            "share.coordinator.state.topic.replication.factor": rf,
+            "share.coordinator.state.topic.min.isr": min_isr,
+            "default.replication.factor": rf,
+            "min.insync.replicas": min_isr,
+        }
+
+    def _write_config(self) -> None:
+        super()._write_config()
+        settings = read_properties(self._config)
+        settings.update(self.cluster_settings())
+        if self.security is not None:
+            settings.update(self.security.broker_settings())
+        settings.update(self.overrides)
+        self._config.write_text(
+            "# Generated by sagaflow.devstack.cluster on every start; edit the generator.\n"
+            + "".join(f"{k}={v}\n" for k, v in settings.items())
+        )
+        if self.security is not None:
+            self._config.chmod(0o600)  # it holds the super user's password
+
+    def _java(self, main: str, *args: str) -> list[str]:
+        cmd = super()._java(main, *args)
+        if main == "kafka.tools.StorageTool" and self.security is not None:
+            # SCRAM credentials must exist before the first start (the broker authenticates
+            # its own inter-broker connection with them), so they go in at format time.
+            cmd += self.security.format_args()
+        return cmd
+
+    def start(self) -> None:
+        for d in (self.home, self.paths.logs, self.paths.run):
+            d.mkdir(parents=True, exist_ok=True)
+        super().start()
+
+    def kill(self) -> None:
+        """kill -9, for fault tests: no controlled shutdown, no log flush."""
+        pid = self.pid()
+        if pid is not None:
+            os.kill(pid, signal.SIGKILL)
+            deadline = time.monotonic() + 10
+            while self.pid() is not None and time.monotonic() < deadline:
+                # Reap it when this process started it, so it does not linger as a zombie.
+                with contextlib.suppress(ChildProcessError):
+                    os.waitpid(pid, os.WNOHANG)
+                time.sleep(0.05)  # process exit poll
+
+    def _answer(self, timeout: float) -> int:
+        md = AdminClient({**self.client_conf(), "log_level": "0"}).list_topics(timeout=timeout)
+        return len(md.brokers)
+
+    def wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        started = time.monotonic()
+        last = "no answer yet"
+        while time.monotonic() < deadline:
+            if self.pid() is None and time.monotonic() - started > 5:
+                raise StackError(
+                    f"{self.name} exited during start-up; last log lines: "
+                    f"{tail(self.paths.logs / 'kafka.out')} (full logs in {self.paths.logs})"
+                )
+            try:
+                if self._answer(2):
+                    return
+            except KafkaException as exc:
+                last = str(exc)
+        raise StackError(
+            f"{self.name} did not answer on {self.endpoint()} within {timeout:.0f}s ({last}); "
+            f"see {self.paths.logs / 'kafka.log'}"
+        )
+
+    def health(self) -> Health:
+        try:
+            brokers = self._answer(3)
+        except KafkaException as exc:
+            return Health(False, f"list_topics failed: {exc}")
+        return Health(True, f"sees {brokers} broker(s)")
+
+
+class KafkaCluster(Service):
+    """`replicas` combined KRaft nodes on consecutive port pairs from `base_port`."""
+
+    name = "kafka"
+
+    def __init__(
+        self,
+        paths: StackPaths,
+        *,
+        root: Path,
+        replicas: int = 3,
+        base_port: int = CLUSTER_BASE_PORT,
+        security: BrokerSecurity | None = None,
+        overrides: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(paths)
+        self.root = root
+        voters = ",".join(
+            f"{i}@{HOST}:{base_port + 2 * (i - 1) + 1}" for i in range(1, replicas + 1)
+        )
+        self.nodes = [
+            KafkaNode(
+                NodePaths(repo=paths.repo, cache=paths.cache, root=root / f"node-{i}"),
+                node_id=i,
+                broker_port=base_port + 2 * (i - 1),
+                controller_port=base_port + 2 * (i - 1) + 1,
+                voters=voters,
+                replicas=replicas,
+                security=security,
+                overrides=overrides,
+            )
+            for i in range(1, replicas + 1)
+        ]
+        self.ports = tuple(p for n in self.nodes for p in n.ports)
+
+    def endpoint(self) -> str:
+        return ",".join(n.endpoint() for n in self.nodes)
+
+    @property
+    def marker(self) -> str:
+        return str(self.root)
+
+    def node(self, node_id: int) -> KafkaNode:
+        return self.nodes[node_id - 1]
+
+    def pid(self) -> int | None:
+        pids = self.pids()
+        return pids[0] if pids else None
+
+    def pids(self) -> list[int]:
+        return [p for n in self.nodes if (p := n.pid()) is not None]
+
+    def running(self) -> bool:
+        """True when any node of this cluster runs (pid files under the root)."""
+        return any(live_pid(n.pid_file, n.marker) is not None for n in self.nodes)
+
+    def install(self) -> None:
+        self.nodes[0].install()
+
+    def start(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        id_file = self.root / "cluster-id"
+        if not id_file.is_file():
+            id_file.write_text(new_cluster_id())
+        cluster_id = id_file.read_text()
+        todo = [n for n in self.nodes if n.pid() is None]
+        for node in todo:
+            # Every voter must be formatted with the same cluster id.
+            node.home.mkdir(parents=True, exist_ok=True)
+            (node.home / "cluster-id").write_text(cluster_id)
+        self._start_all(todo)
+
+    @staticmethod
+    def _start_all(nodes: list[KafkaNode]) -> None:
+        # In parallel: each start runs the storage formatter, a JVM of its own (seconds each).
+        with ThreadPoolExecutor(max_workers=max(1, len(nodes))) as pool:
+            for future in [pool.submit(n.start) for n in nodes]:
+                future.result()
+
+    def start_missing(self) -> None:
+        """Starts the nodes that are not running (after a kill), checking their ports first."""
+        todo = [n for n in self.nodes if n.pid() is None]
+        for node in todo:
+            ensure_ports_free(node.name, node.ports)
+        self._start_all(todo)
+
+    def wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        for node in self.nodes:
+            node.wait_ready(max(1.0, deadline - time.monotonic()))
+        admin = AdminClient(
+            {**self.nodes[0].client_conf(), "bootstrap.servers": self.endpoint(), "log_level": "0"}
+        )
+        seen = 0
+        while time.monotonic() < deadline:
+            try:
+                seen = len(admin.list_topics(timeout=2).brokers)
+            except KafkaException:
+                seen = 0
+            if seen == len(self.nodes):
+                return
+            time.sleep(0.1)  # broker registration poll
+        raise StackError(
+            f"only {seen} of {len(self.nodes)} Kafka nodes registered within {timeout:.0f}s; "
+            f"see the kafka.log of each node under {self.root}"
+        )
+
+    def health(self) -> Health:
+        alive = len(self.pids())
+        detail = ", ".join(
+            f"{n.name} {n.endpoint()} pid {n.pid() or '-'}: {n.health().detail}"
+            if n.pid() is not None
+            else f"{n.name} {n.endpoint()}: not running"
+            for n in self.nodes
+        )
+        return Health(alive == len(self.nodes), f"{alive}/{len(self.nodes)} nodes up; {detail}")
+
+    def stop(self) -> None:
+        # SIGTERM to every node at once: stopped one by one, the last voters lose their quorum
+        # and their controlled shutdown waits for it until the grace period runs out.
+        for node in self.nodes:
+            if (pid := node.pid()) is not None:
+                progress(f"stopping {node.name} (pid {pid})")
+                os.kill(pid, signal.SIGTERM)
+        for node in self.nodes:
+            node.stop()
+
+    def kill(self) -> None:
+        for node in self.nodes:
+            node.kill()

@@ -1,0 +1,478 @@
+"""The web UI: an aiohttp sub-application, served by the orchestrator under /ui and standalone
+by `sagaflow ui`.
+
+It reads the read model (sagaflow.readmodel.queries), the event log (sagaflow.ui.logview), and
+Jaeger's query API (sagaflow.ui.trace); it acts through the client (signal, cancel) and the CLI's
+dead-letter code. Pages are rendered on the server; a small script of our own adds live refresh,
+local times and lazy trace loading. Nothing is fetched from the internet.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import logging
+import time
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from importlib import resources
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlencode
+
+import aiohttp
+import jinja2
+import psycopg
+from aiohttp import web
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
+
+from sagaflow.cli import dlq
+from sagaflow.cli.output import CliError
+from sagaflow.client import Client, DeliveryError
+from sagaflow.config import Config
+from sagaflow.core.registry import Registry
+from sagaflow.core.status import CLOSED_STATUSES
+from sagaflow.readmodel import queries
+from sagaflow.readmodel.fold import STATUSES
+from sagaflow.ui import graph, health, logview
+from sagaflow.ui.trace import TraceUnavailable, fetch_trace
+
+log = logging.getLogger("sagaflow.ui")
+
+CONFIG = web.AppKey("ui_config", Config)
+REGISTRY = web.AppKey("ui_registry", Registry)
+POOL = web.AppKey("ui_pool", AsyncConnectionPool)
+CLIENT = web.AppKey("ui_client", Client)
+HTTP = web.AppKey("ui_http", aiohttp.ClientSession)
+TEMPLATES = web.AppKey("ui_templates", jinja2.Environment)
+PREFIX = web.AppKey("ui_prefix", str)
+
+PAGE_SIZE = 50
+DLQ_LIMIT = 200
+
+
+class BadInput(ValueError):
+    """A query or form value the UI cannot use; the message tells the user what to fix."""
+
+
+class Forbidden(PermissionError):
+    """An action without the API token the deployment requires."""
+
+
+def _templates() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("sagaflow.ui", "templates"),
+        autoescape=jinja2.select_autoescape(["html"]),
+        undefined=jinja2.StrictUndefined,
+    )
+    env.filters["pretty"] = lambda v: json.dumps(v, indent=2, sort_keys=True, default=str)
+    env.filters["ms_iso"] = lambda ms: (
+        datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds")
+        if ms is not None
+        else ""
+    )
+    env.filters["us_ms"] = lambda us: f"{us / 1000:.1f} ms"
+    return env
+
+
+async def _resources(app: web.Application) -> AsyncIterator[None]:
+    """cleanup_ctx: the read model pool, the command client and Jaeger's HTTP session."""
+    config = app[CONFIG]
+    pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
+        config.database_url, min_size=1, max_size=4, name="sagaflow-ui", open=False, timeout=5.0
+    )
+    # Not waiting: the UI comes up while Postgres is down and says so on each page.
+    await pool.open(wait=False)
+    app[POOL] = pool
+    app[CLIENT] = Client(config)
+    app[HTTP] = aiohttp.ClientSession()
+    try:
+        yield
+    finally:
+        await app[HTTP].close()
+        await pool.close()
+
+
+def make_ui_app(
+    config: Config, registry: Registry | None = None, prefix: str = "/ui"
+) -> web.Application:
+    """The UI as an app of its own; mount it with `add_subapp(prefix, ...)`. `registry`, when
+    given, lets the workflow page tell which signals a running workflow waits for."""
+    app = web.Application(middlewares=[_errors_middleware])
+    app[CONFIG] = config
+    if registry is not None:
+        app[REGISTRY] = registry
+    app[TEMPLATES] = _templates()
+    app[PREFIX] = prefix.rstrip("/")
+    app.cleanup_ctx.append(_resources)
+    static = Path(str(resources.files("sagaflow.ui").joinpath("static")))
+    app.router.add_static("/static", static, name="static")
+    app.router.add_get("/", workflows_page)
+    app.router.add_get("/workflows/{workflow_id}", workflow_page)
+    app.router.add_get("/workflows/{workflow_id}/trace", trace_fragment)
+    app.router.add_post("/workflows/{workflow_id}/signal", signal_action)
+    app.router.add_post("/workflows/{workflow_id}/cancel", cancel_action)
+    app.router.add_get("/health", health_page)
+    app.router.add_get("/dlq", dlq_page)
+    app.router.add_get("/dlq/{partition:\\d+}/{offset:\\d+}", dlq_item_page)
+    app.router.add_post("/dlq/{partition:\\d+}/{offset:\\d+}/redrive", dlq_redrive_action)
+    app.router.add_post("/dlq/redrive-all", dlq_redrive_all_action)
+    return app
+
+
+def _render(request: web.Request, template: str, status: int = 200, **ctx: Any) -> web.Response:
+    app = request.app
+    html = (
+        app[TEMPLATES]
+        .get_template(template)
+        .render(
+            base=app[PREFIX],
+            config=app[CONFIG],
+            token_required=bool(app[CONFIG].api_token),
+            request_path=request.path_qs,
+            **ctx,
+        )
+    )
+    return web.Response(text=html, content_type="text/html", status=status)
+
+
+@web.middleware
+async def _errors_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+    """Failures of what the UI stands on become a page that says what to do, not a 500."""
+    try:
+        response: web.StreamResponse = await handler(request)
+        return response
+    except BadInput as exc:
+        return _render(request, "error.html", 400, title="Cannot do that", message=str(exc))
+    except Forbidden as exc:
+        return _render(request, "error.html", 403, title="Not allowed", message=str(exc))
+    except (psycopg.OperationalError, PoolTimeout) as exc:
+        return _render(
+            request,
+            "error.html",
+            503,
+            title="The read model is unreachable",
+            message=f"Postgres did not answer ({type(exc).__name__}); check "
+            "SAGAFLOW_DATABASE_URL and that the database is up, then reload.",
+        )
+    except CliError as exc:
+        return _render(request, "error.html", 503, title="Kafka did not answer", message=str(exc))
+
+
+# --------------------------------------------------------------------------- workflows
+
+
+def _date(raw: str, name: str) -> datetime | None:
+    if not raw:
+        return None
+    try:
+        value = datetime.fromisoformat(raw)
+    except ValueError as exc:
+        raise BadInput(f"{name}={raw!r} is not a date and time like 2026-12-06T10:00") from exc
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _filters(q: Any) -> queries.Filters:
+    status = q.get("status") or None
+    if status is not None and status not in STATUSES:
+        raise BadInput(f"status={status!r} is not one of {', '.join(STATUSES)}")
+    version_raw = q.get("version", "").strip()
+    if version_raw and not version_raw.isdigit():
+        raise BadInput(f"version={version_raw!r} must be a whole number")
+    return queries.Filters(
+        status=status,
+        workflow_type=q.get("type", "").strip() or None,
+        version=int(version_raw) if version_raw else None,
+        created_from=_date(q.get("from", ""), "from"),
+        created_to=_date(q.get("to", ""), "to"),
+        id_prefix=q.get("q", "").strip() or None,
+    )
+
+
+async def workflows_page(request: web.Request) -> web.Response:
+    q = request.query
+    filters = _filters(q)
+    cursor = q.get("cursor") or None
+    started = time.perf_counter()
+    pool = request.app[POOL]
+    try:
+        page, counts = await asyncio.gather(
+            queries.list_workflows(pool, limit=PAGE_SIZE, cursor=cursor, filters=filters),
+            queries.count_by_status(pool, filters),
+        )
+    except queries.CursorError as exc:
+        raise BadInput(f"the page cursor {exc} was not made by this UI; start again") from exc
+    keep = {k: v for k, v in q.items() if k != "cursor" and v}
+    others = {k: v for k, v in keep.items() if k != "status"}
+    # A status chip narrows the current search; "all" drops only the status.
+    status_urls = {
+        s: f"{request.app[PREFIX]}/?{urlencode({**others, 'status': s})}" for s in STATUSES
+    }
+    status_urls[""] = f"{request.app[PREFIX]}/?{urlencode(others)}"
+    next_url = (
+        f"{request.app[PREFIX]}/?{urlencode({**keep, 'cursor': page.next_cursor})}"
+        if page.next_cursor
+        else None
+    )
+    return _render(
+        request,
+        "workflows.html",
+        workflows=page.workflows,
+        counts=counts,
+        total=sum(counts.values()),
+        statuses=STATUSES,
+        q=q,
+        filtered=bool(keep),
+        status_urls=status_urls,
+        next_url=next_url,
+        first_url=f"{request.app[PREFIX]}/?{urlencode(keep)}" if cursor else None,
+        query_ms=round((time.perf_counter() - started) * 1000, 1),
+    )
+
+
+async def workflow_page(request: web.Request) -> web.Response:
+    workflow_id = request.match_info["workflow_id"]
+    pool = request.app[POOL]
+    workflow, runs, rejections = await asyncio.gather(
+        queries.get_workflow(pool, workflow_id),
+        queries.get_runs(pool, workflow_id),
+        queries.get_rejections(pool, workflow_id),
+    )
+    if workflow is None and not rejections:
+        return _render(
+            request,
+            "error.html",
+            404,
+            title=f"No workflow {workflow_id}",
+            message="The read model has no workflow with this id. If it was just started, the "
+            "projector may not have caught up yet: reload in a moment. Otherwise check the id "
+            "on the workflows page.",
+        )
+    view = logview.LogView()
+    if runs:
+        running = workflow is not None and workflow["status"] not in CLOSED_STATUSES
+        view = await asyncio.to_thread(
+            logview.read_workflow_log,
+            request.app[CONFIG],
+            workflow_id,
+            runs[0]["partition"],
+            runs[0]["first_offset"],
+            runs[-1]["last_offset"],
+            request.app.get(REGISTRY),
+            running=running,
+        )
+    steps = logview.graph_steps(view.events)
+    if workflow is not None and view.signal_waits:
+        # A signal wait's timeout timer is drawn as part of the wait, not as a sleep.
+        timeouts = {f"timer {w.timeout_timer_seq}": w.name for w in view.signal_waits}
+        for step in steps:
+            if step["kind"] == "timer" and step["label"] in timeouts:
+                step["label"] = f"timeout of {timeouts[step['label']]}"
+        steps += [
+            {"kind": "signal", "label": f"wait for {w.name}", "state": "waiting"}
+            for w in view.signal_waits
+        ]
+    compensations = logview.compensations(view)
+    config = request.app[CONFIG]
+    return _render(
+        request,
+        "workflow.html",
+        wf=workflow,
+        workflow_id=workflow_id,
+        runs=runs,
+        rejections=rejections,
+        view=view,
+        compensations=compensations,
+        graph_svg=graph.render(workflow["type"], steps, workflow) if workflow else "",
+        jaeger_link=(
+            f"{config.jaeger_ui_url}/trace/{view.trace_id}"
+            if config.jaeger_ui_url and view.trace_id
+            else None
+        ),
+        closed=workflow is not None and workflow["status"] in CLOSED_STATUSES,
+        flash=request.query.get("sent", ""),
+    )
+
+
+async def trace_fragment(request: web.Request) -> web.Response:
+    trace_id = request.query.get("trace_id", "")
+    if len(trace_id) != 32 or any(c not in "0123456789abcdef" for c in trace_id):
+        raise BadInput(f"trace_id={trace_id!r} is not a 32-digit hex trace id")
+    config = request.app[CONFIG]
+    try:
+        spans = await fetch_trace(request.app[HTTP], config.jaeger_query_url, trace_id)
+        problem = None
+    except TraceUnavailable as exc:
+        spans, problem = [], str(exc)
+    return _render(
+        request,
+        "trace.html",
+        spans=spans,
+        services=sorted({s.service for s in spans}),
+        problem=problem,
+        trace_id=trace_id,
+    )
+
+
+async def _form(request: web.Request) -> Any:
+    form = await request.post()
+    token = request.app[CONFIG].api_token
+    # The same bearer token as the API: forms cannot send a header, so it comes as a field.
+    if token and not hmac.compare_digest(str(form.get("token", "")).encode(), token.encode()):
+        raise Forbidden("the API token is missing or wrong; enter the SAGAFLOW_API_TOKEN value")
+    return form
+
+
+def _see_other(url: str) -> web.Response:
+    # Returned, not raised: a raised redirect reads as a failure to the access log around us.
+    return web.Response(status=303, headers={"Location": url})
+
+
+def _back(request: web.Request, workflow_id: str, sent: str) -> web.Response:
+    return _see_other(
+        f"{request.app[PREFIX]}/workflows/{quote(workflow_id)}?{urlencode({'sent': sent})}"
+    )
+
+
+async def signal_action(request: web.Request) -> web.Response:
+    workflow_id = request.match_info["workflow_id"]
+    form = await _form(request)
+    name = str(form.get("name", "")).strip()
+    if not name:
+        raise BadInput("a signal needs a name, e.g. approve")
+    raw = str(form.get("payload", "")).strip() or "null"
+    try:
+        value = json.loads(raw)
+    except ValueError as exc:
+        raise BadInput(f'the payload is not JSON ({exc}); e.g. {{"approved": true}}') from exc
+    command_id = f"ui-signal:{workflow_id}:{name}:{time.time_ns()}"
+    try:
+        await asyncio.to_thread(request.app[CLIENT].signal, workflow_id, name, value, command_id)
+    except DeliveryError as exc:
+        raise BadInput(str(exc)) from exc
+    return _back(request, workflow_id, f"signal {name}")
+
+
+async def cancel_action(request: web.Request) -> web.Response:
+    workflow_id = request.match_info["workflow_id"]
+    form = await _form(request)
+    reason = str(form.get("reason", "")).strip() or "cancelled from the UI"
+    command_id = f"ui-cancel:{workflow_id}:{time.time_ns()}"
+    try:
+        await asyncio.to_thread(request.app[CLIENT].cancel, workflow_id, reason, command_id)
+    except DeliveryError as exc:
+        raise BadInput(str(exc)) from exc
+    return _back(request, workflow_id, "cancel")
+
+
+# --------------------------------------------------------------------------- health
+
+
+async def health_page(request: web.Request) -> web.Response:
+    config = request.app[CONFIG]
+    registry = request.app.get(REGISTRY)
+    queues = registry.task_queues() if registry is not None else frozenset[str]()
+    postgres: str | None = None
+    try:
+        async with asyncio.timeout(2):
+            await queries.ping(request.app[POOL])
+    except (psycopg.Error, PoolTimeout, TimeoutError) as exc:
+        postgres = f"unreachable ({type(exc).__name__}); check SAGAFLOW_DATABASE_URL"
+    groups = await asyncio.to_thread(health.read_health, config, queues)
+    orchestrators = groups[0]
+    ready = postgres is None and not orchestrators.problem and bool(orchestrators.members)
+    return _render(
+        request,
+        "health.html",
+        groups=groups,
+        postgres=postgres,
+        ready=ready,
+        orchestrators=orchestrators,
+        queues_known=registry is not None,
+    )
+
+
+# --------------------------------------------------------------------------- dead letters
+
+
+async def dlq_page(request: web.Request) -> web.Response:
+    config = request.app[CONFIG]
+    partitions, items = await asyncio.to_thread(dlq.list_dead_letters, config, DLQ_LIMIT, 10.0)
+    return _render(
+        request,
+        "dlq.html",
+        items=items,
+        partitions=partitions,
+        topic=config.topics.dlq,
+        flash=request.query.get("moved", ""),
+    )
+
+
+async def dlq_item_page(request: web.Request) -> web.Response:
+    config = request.app[CONFIG]
+    partition, offset = int(request.match_info["partition"]), int(request.match_info["offset"])
+    msg = await asyncio.to_thread(dlq.dead_letter_at, config, partition, offset)
+    info = dlq.describe_dead_letter(config, msg)
+    value = msg.value() or b""
+    return _render(
+        request,
+        "dlq_item.html",
+        info=info,
+        topic=config.topics.dlq,
+        hex_dump=_hex_dump(value),
+        text=value.decode("utf-8", errors="replace"),
+    )
+
+
+def _hex_dump(data: bytes, width: int = 16) -> str:
+    lines = []
+    for i in range(0, len(data), width):
+        chunk = data[i : i + width]
+        shown = "".join(chr(b) if 32 <= b < 127 else "." for b in chunk)
+        lines.append(f"{i:08x}  {chunk.hex(' '):<{width * 3}} {shown}")
+    return "\n".join(lines)
+
+
+async def dlq_redrive_action(request: web.Request) -> web.Response:
+    await _form(request)
+    config = request.app[CONFIG]
+    partition, offset = int(request.match_info["partition"]), int(request.match_info["offset"])
+
+    def redrive() -> dict[str, Any]:
+        return dlq.redrive_dead_letter(config, dlq.dead_letter_at(config, partition, offset))
+
+    try:
+        moved = await asyncio.to_thread(redrive)
+    except CliError as exc:
+        raise BadInput(str(exc)) from exc
+    to = moved["to"]
+    note = (
+        f"re-drove {partition}:{offset} to {to['topic']} partition {to['partition']} "
+        f"offset {to['offset']}"
+    )
+    return _see_other(f"{request.app[PREFIX]}/dlq?{urlencode({'moved': note})}")
+
+
+async def dlq_redrive_all_action(request: web.Request) -> web.Response:
+    await _form(request)
+    config = request.app[CONFIG]
+
+    def redrive_all() -> tuple[int, list[str]]:
+        _n, items = dlq.list_dead_letters(config, DLQ_LIMIT, 10.0)
+        done, refused = 0, []
+        for it in items:
+            try:
+                dlq.redrive_dead_letter(
+                    config, dlq.dead_letter_at(config, it["partition"], it["offset"])
+                )
+                done += 1
+            except CliError as exc:
+                refused.append(f"{it['partition']}:{it['offset']}: {exc}")
+        return done, refused
+
+    done, refused = await asyncio.to_thread(redrive_all)
+    note = f"re-drove {done} dead letter(s)" + (
+        f"; {len(refused)} refused: " + " | ".join(refused[:5]) if refused else ""
+    )
+    return _see_other(f"{request.app[PREFIX]}/dlq?{urlencode({'moved': note})}")
