@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from sagaflow.cli.kafkaio import partition_for
+from sagaflow.kafka.partition import partition_for
 from sagaflow.client import Recorded, wait_closed
 from sagaflow.core.messages import WorkflowStarted
 from tests.chaos.run import RESULTS, group_owners
