@@ -12,9 +12,9 @@ import time
 
 import pytest
 
-from sagaflow.kafka.partition import partition_for
 from sagaflow.client import Recorded, wait_closed
 from sagaflow.core.messages import WorkflowStarted
+from sagaflow.kafka.partition import partition_for
 from tests.chaos.run import RESULTS, group_owners
 from tests.sagas import Deployment, order, prepare
 from tests.services import Service
