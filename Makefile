@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
 .DEFAULT_GOAL := help
-.PHONY: help install stack-install up down status logs demo test lint typecheck unit integration k8s-check bench clean \
+.PHONY: help install stack-install up down status logs demo test lint typecheck unit integration k8s-check bench chaos clean \
 	containers containers-down test-containers certs test-cluster
 
 help: ## list the targets
@@ -97,6 +97,10 @@ unit: install ## the pure core only; no services needed
 BENCH_ARGS ?=
 bench: up ## benchmarks, numbers not pass/fail (bench-results/); BENCH_ARGS=--quick for a short run
 	@$(PY) -m sagaflow.bench $(BENCH_ARGS)
+
+chaos: up ## long chaos run: 600 sagas under kill -9s, a zombie, broker and Postgres kills
+	@$(PY) -m tests.chaos.run --sagas $${CHAOS_SAGAS:-600} --rounds $${CHAOS_ROUNDS:-4} \
+		--span $${CHAOS_SPAN:-240} --wait $${CHAOS_WAIT:-300}
 
 clean: down ## remove the virtualenv and local stack data (the download cache stays)
 	rm -rf $(VENV) .stack

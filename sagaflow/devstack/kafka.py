@@ -117,6 +117,15 @@ def broker_settings(
         "share.coordinator.state.topic.replication.factor": "1",
         "share.coordinator.state.topic.min.isr": "1",
         "group.initial.rebalance.delay.ms": "0",
+        # Kafka's default minimum session is 6 s; classic-protocol groups here may use 2 s
+        # (SAGAFLOW_GROUP_SESSION_TIMEOUT_MS) so a kill -9'd orchestrator fails over fast.
+        "group.min.session.timeout.ms": "500",
+        # The same for groups on Kafka 4's consumer protocol (SAGAFLOW_GROUP_PROTOCOL=
+        # consumer, KIP-848), whose session and heartbeat the broker sets for every member.
+        "group.consumer.min.session.timeout.ms": "500",
+        "group.consumer.session.timeout.ms": "1500",
+        "group.consumer.min.heartbeat.interval.ms": "100",
+        "group.consumer.heartbeat.interval.ms": "300",
         # Topics are created by the project's admin command, never by a typo.
         "auto.create.topics.enable": "false",
         "transaction.max.timeout.ms": "3600000",

@@ -53,13 +53,24 @@ def group_consumer(config: Config, group_id: str, **overrides: Any) -> Consumer:
         "enable.auto.commit": False,
         "enable.auto.offset.store": False,
         "auto.offset.reset": "earliest",
-        "partition.assignment.strategy": "cooperative-sticky",
-        # The broker's minimum: a kill -9'd member's partitions move on after 6s.
-        "session.timeout.ms": 6_000,
-        "heartbeat.interval.ms": 1_000,
         "max.poll.interval.ms": 300_000,
         "client.id": group_id,
     }
+    if config.group_protocol == "consumer":
+        # KIP-848: the broker assigns and times sessions out (group.consumer.* settings);
+        # librdkafka refuses the classic assignment and session settings with it.
+        conf["group.protocol"] = "consumer"
+    else:
+        conf.update(
+            {
+                "partition.assignment.strategy": "cooperative-sticky",
+                # A kill -9'd member's partitions move on after the session timeout. librdkafka
+                # heartbeats from its own thread, so a busy (GIL-bound) Python loop does not
+                # miss them; three per session leave room for one lost or late heartbeat.
+                "session.timeout.ms": config.group_session_timeout_ms,
+                "heartbeat.interval.ms": max(100, config.group_session_timeout_ms // 3),
+            }
+        )
     conf.update(overrides)
     return Consumer(conf)
 

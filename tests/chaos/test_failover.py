@@ -1,0 +1,134 @@
+"""Fast failover: after kill -9 of an orchestrator, its partitions resume on the survivor within
+3 s (the group session timeout, SAGAFLOW_GROUP_SESSION_TIMEOUT_MS, is most of it), and under
+steady load no healthy orchestrator is ever declared dead (no revocation, no reassignment)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import threading
+import time
+
+import pytest
+
+from sagaflow.client import Recorded, wait_closed
+from sagaflow.core.messages import WorkflowStarted
+from sagaflow.kafka.partition import partition_for
+from tests.chaos.run import RESULTS, group_owners
+from tests.sagas import Deployment, order, prepare
+from tests.services import Service
+from tests.support import assert_eventually
+
+pytestmark = [pytest.mark.fault, pytest.mark.timeout(240)]
+
+FAILOVER_BUDGET_S = 3.0
+STEADY_WINDOW_S = 30.0
+_REBALANCE = re.compile(r"(revoked|assigned) commands partitions \[(\d[^\]]*)\]")
+
+
+def _rebalances(svc: Service) -> list[str]:
+    """Log lines where the orchestrator lost or gained partitions (empty lists are no-ops)."""
+    return [m.group(0) for m in _REBALANCE.finditer(svc.log_path.read_text(errors="replace"))]
+
+
+def _load(d: Deployment, stop: threading.Event, started: list[str]) -> None:
+    client = d.client()
+    i = 0
+    while not stop.is_set():
+        wid = d.wid(f"load-{i}")
+        client.start("checkout", order(wid), workflow_id=wid)
+        started.append(wid)
+        i += 1
+        stop.wait(0.05)  # the load's pace: about 20 sagas a second
+
+
+# The default protocol in `make test`; FAILOVER_PROTOCOLS=classic,consumer compares both.
+@pytest.mark.parametrize("protocol", os.environ.get("FAILOVER_PROTOCOLS", "consumer").split(","))
+def test_failover_within_budget_and_no_false_failover(
+    protocol: str, request: pytest.FixtureRequest, kafka_bootstrap: str, database_url: str
+) -> None:
+    d = prepare(kafka_bootstrap, database_url, request.node.name, SAGAFLOW_GROUP_PROTOCOL=protocol)
+    request.addfinalizer(d.stop)
+    a = d.orchestrator("orch-a", instance="a")
+    b = d.orchestrator("orch-b", instance="b")
+    assert_eventually(
+        lambda: group_owners(d) == [True, True],
+        timeout=60,
+        message="both orchestrators own partitions",
+    )
+    d.worker("worker-a")
+    d.worker("worker-b")
+    stop = threading.Event()
+    started: list[str] = []
+    load = threading.Thread(target=_load, args=(d, stop, started), name="load", daemon=True)
+    load.start()
+    try:
+        assert_eventually(lambda: len(started) >= 20, timeout=30, message="load running")
+        before = {s.name: len(_rebalances(s)) for s in (a, b)}
+        # The measurement window itself: the group must stay put for this long under load.
+        stop.wait(STEADY_WINDOW_S)
+        false_failovers = {
+            s.name: _rebalances(s)[before[s.name] :]
+            for s in (a, b)
+            if len(_rebalances(s)) > before[s.name]
+        }
+        assert not false_failovers, (
+            f"healthy orchestrators lost or gained partitions: {false_failovers}"
+        )
+        assert a.alive() and b.alive()
+
+        n = d.config.partitions
+        probes: dict[int, str] = {}
+        k = 0
+        while len(probes) < n:
+            wid = d.wid(f"probe-{k}")
+            probes.setdefault(partition_for(wid.encode(), n), wid)
+            k += 1
+        survivor_before = len(_rebalances(b))
+        killed_at = time.time()
+        a.kill()
+        client = d.client()
+        for wid in probes.values():
+            client.start("checkout", order(wid), workflow_id=wid)
+        decided: dict[str, float] = {}
+
+        def on_event(rec: Recorded) -> None:
+            event = rec.event
+            if isinstance(event.body, WorkflowStarted) and event.workflow_id in probes.values():
+                decided[event.workflow_id] = event.recorded_at_ms / 1000
+
+        wait_closed(d.config, list(probes.values()), 120, on_event=on_event)
+    finally:
+        stop.set()
+        load.join(30)
+
+    resumed = {p: round(decided[w] - killed_at, 2) for p, w in probes.items()}
+    failover_s = max(resumed.values())
+    survivor_log = _rebalances(b)[survivor_before:]
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"failover-{protocol}.json").write_text(
+        json.dumps(
+            {
+                "failover_s": failover_s,
+                "per_partition_s": resumed,
+                "protocol": protocol,
+                "session_timeout_ms": d.config.group_session_timeout_ms,
+                "steady_window_s": STEADY_WINDOW_S,
+                "load_sagas": len(started),
+                "false_failovers": 0,
+                "survivor_rebalances_after_kill": survivor_log,
+            },
+            indent=2,
+        )
+        + "\n"
+    )
+    print(
+        f"{protocol}: failover {failover_s:.2f}s per partition {resumed}; survivor: {survivor_log}"
+    )
+    assert b.alive(), b.tail()
+    assert not any(line.startswith("revoked") for line in survivor_log), survivor_log
+    assert failover_s <= FAILOVER_BUDGET_S, (
+        f"partitions resumed {failover_s:.2f}s after kill -9 (budget {FAILOVER_BUDGET_S}s): "
+        f"{resumed}"
+    )
