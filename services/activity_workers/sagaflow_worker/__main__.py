@@ -17,12 +17,14 @@ import socket
 import threading
 from typing import Any
 
+import psycopg
 from aiohttp import web
-from psycopg_pool import AsyncConnectionPool
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from sagaflow.app import load_registry
 from sagaflow.config import Config
 from sagaflow.core.errors import FatalError
+from sagaflow.db.connect import describe_url
 from sagaflow.db.migrate import migrate
 from sagaflow.metrics import GroupLag, WorkerMetrics, metrics_handler
 from sagaflow.service import run_service
@@ -62,6 +64,27 @@ def make_app(worker: Worker, metrics: WorkerMetrics | None = None) -> web.Applic
     return app
 
 
+async def _wait_for_database(config: Config, stop: threading.Event) -> bool:
+    """Migrate, waiting with backoff while Postgres is away (a restart, a slow start): a worker
+    started during a database outage waits for it instead of exiting. False if stopped first."""
+    backoff = 0.5
+    while not stop.is_set():
+        try:
+            await migrate(config.database_url)
+            return True
+        except (psycopg.OperationalError, PoolTimeout) as exc:
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            log.warning(
+                "waiting for Postgres at %s (%s); retrying in %.1fs",
+                describe_url(config.database_url),
+                reason,
+                backoff,
+            )
+            await asyncio.sleep(backoff)  # backoff while the database is away
+            backoff = min(backoff * 2, 5.0)
+    return False
+
+
 async def serve(config: Config, tracing: Telemetry) -> int:
     registry = load_registry(config.app)
     metrics = WorkerMetrics()
@@ -70,7 +93,8 @@ async def serve(config: Config, tracing: Telemetry) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    await migrate(config.database_url)
+    if not await _wait_for_database(config, stop):
+        return 0  # stopped while waiting
     async with contextlib.AsyncExitStack() as stack:
         pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
             config.database_url,
