@@ -23,7 +23,7 @@ from confluent_kafka.cimpl import NewTopic
 from sagaflow.asl import model
 from sagaflow.asl.interpreter import register
 from sagaflow.config import Config
-from sagaflow.kafka import triage
+from sagaflow.kafka import logread, triage
 from sagaflow.kafka.admin import TopicError, admin_client
 from sagaflow.kafka.clients import command_producer, reader
 from sagaflow.kafka.produce import describe_error, produce
@@ -202,24 +202,25 @@ class Follower:
             self._thread.join(timeout=5)
 
     def _follow(self) -> None:
-        from sagaflow.cli.kafkaio import read_partitions
-        from sagaflow.cli.output import CliError
-
         consumer = reader(self.config)
         try:
             while not self._stop.is_set():
-                if not topic_exists(self.config):
-                    self._stop.wait(MISSING_TOPIC_RECHECK_S)
-                    continue
                 try:
-                    for msg in read_partitions(self.config, consumer, topic(self.config),
-                                               {0: self.offset}, timeout_s=FOLLOW_POLL_S,
-                                               follow=True):  # fmt: skip
+                    if not topic_exists(self.config):
+                        self._stop.wait(MISSING_TOPIC_RECHECK_S)
+                        continue
+                    for msg in logread.read_partitions(
+                        consumer,
+                        topic(self.config),
+                        {0: self.offset},
+                        deadline_s=FOLLOW_POLL_S,
+                        follow=True,
+                    ):
                         self.offset = _next_offset(msg)
                         deployed = _decode_record(msg)
                         if deployed is not None:
                             _register_new(self.registry, [deployed])
-                except CliError as exc:
+                except (logread.LogReadError, triage.AbortRequired) as exc:
                     # The broker went away: definitions already loaded keep working; new
                     # deployments are picked up once it is back.
                     log.warning("following the definitions topic: %s", exc)

@@ -79,6 +79,19 @@ def classify(exc: KafkaException) -> Verdict:
     return Verdict.ABORT
 
 
+_FENCE_CODES = frozenset(
+    {KafkaError._FENCED, KafkaError.PRODUCER_FENCED, KafkaError.INVALID_PRODUCER_EPOCH}
+)
+
+
+def fenced(exc: FatalKafkaError) -> bool:
+    """Whether a fatal error means another client took over this one's transactional id (then
+    the process must go, never fight back with a new producer)."""
+    cause = exc.__cause__
+    err = _error_of(cause) if isinstance(cause, KafkaException) else None
+    return err is not None and err.code() in _FENCE_CODES
+
+
 def describe(exc: KafkaException) -> str:
     err = _error_of(exc)
     return f"{err.name()}: {err.str()}" if err is not None else repr(exc)

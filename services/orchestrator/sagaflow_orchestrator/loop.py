@@ -108,12 +108,7 @@ class Orchestrator:
     def run(self, stop: threading.Event) -> None:
         """Run until `stop` is set. Raises FatalKafkaError (or RebuildError) on fatal trouble."""
         topics = self.config.topics
-        self._producer = transactional_producer(self.config, self.transactional_id)
-        triage.call(
-            lambda: self._producer_or_die().init_transactions(30),
-            "init_transactions",
-            deadline_s=120,
-        )
+        self._producer = self._new_producer()
         self._consumer = group_consumer(self.config, self.config.orchestrator_group)
         self._consumer.subscribe(
             [topics.commands],
@@ -128,14 +123,38 @@ class Orchestrator:
             # partitions) is a ready standby, not a pod that blocks a rollout.
             self.status.ready = not self.status.rebuilding
             while not stop.is_set():
-                self._iterate()
+                try:
+                    self._iterate()
+                except triage.FatalKafkaError as exc:
+                    if triage.fenced(exc):
+                        raise  # another process holds our transactional id: it must win
+                    # The producer's transactional state is unusable (a broker restart can do
+                    # this): a new producer with the same id fences the old transaction, and
+                    # the owned partitions are rebuilt from what the log has committed.
+                    log.error("%s; renewing the producer and rebuilding from the log", exc)
+                    self._producer = self._new_producer()
+                    self._abort_and_rewind(abort=False)
         finally:
             # Leaving the group hands the partitions over at once instead of after the session
             # timeout; no transaction is open between iterations.
             self.status.ready = False
             self._consumer.close()
-            self._producer.flush(10)
+            _flush_quietly(self._producer)
             log.info("orchestrator %s stopped", self.transactional_id)
+
+    def _new_producer(self) -> Producer:
+        """A transactional producer with this process's id, its transactions initialised
+        (waiting with backoff while the broker is away)."""
+        producer = transactional_producer(self.config, self.transactional_id)
+        backoff = 0.5
+        while True:
+            try:
+                triage.call(lambda: producer.init_transactions(30), "init_transactions")
+                return producer
+            except triage.AbortRequired as exc:
+                log.warning("%s; is the broker up? retrying in %.1fs", exc, backoff)
+                time.sleep(backoff)  # backoff while the broker is away
+                backoff = min(backoff * 2, 5.0)
 
     def _producer_or_die(self) -> Producer:
         assert self._producer is not None
@@ -403,13 +422,13 @@ class Orchestrator:
                 checkpoints.key(self.config.topics.events, p),
             )
 
-    def _abort_and_rewind(self) -> None:
+    def _abort_and_rewind(self, *, abort: bool = True) -> None:
         """Abort the batch's transaction, rebuild the owned partitions from the log and seek back
         to the committed offsets. While Kafka is away (a broker restart: NOT_COORDINATOR,
         transport errors) this waits with backoff, unready, instead of ending the process."""
         producer = self._producer_or_die()
         self.status.aborts += 1
-        aborted = False
+        aborted = not abort
         backoff = 0.2
         while True:
             try:
@@ -458,3 +477,11 @@ def _recorder(
             appended.append((p, event, position(msg)[1]))
 
     return on_delivery
+
+
+def _flush_quietly(producer: Producer) -> None:
+    """Flush on the way out; a producer already in a fatal state has nothing left to deliver."""
+    try:
+        triage.call(lambda: producer.flush(10), "flush")
+    except (triage.AbortRequired, triage.FatalKafkaError) as exc:
+        log.warning("leaving without flushing the producer: %s", exc)
