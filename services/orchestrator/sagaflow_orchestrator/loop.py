@@ -46,6 +46,9 @@ from sagaflow_orchestrator.rebuild import OwnedPartition, rebuild_partition
 
 log = logging.getLogger(__name__)
 
+RETIRED_PRODUCERS = 3
+"""Replaced producers kept alive a while (see Orchestrator._renew_producer)."""
+
 Clock = Callable[[], float]
 
 
@@ -102,6 +105,7 @@ class Orchestrator:
         self._last_checkpoint = 0.0
         self._pending_resume: set[int] = set()
         self._command_partitions: int | None = None
+        self._retired: list[Producer] = []
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -132,7 +136,7 @@ class Orchestrator:
                     # this): a new producer with the same id fences the old transaction, and
                     # the owned partitions are rebuilt from what the log has committed.
                     log.error("%s; renewing the producer and rebuilding from the log", exc)
-                    self._producer = self._new_producer()
+                    self._renew_producer()
                     self._abort_and_rewind(abort=False)
         finally:
             # Leaving the group hands the partitions over at once instead of after the session
@@ -141,6 +145,15 @@ class Orchestrator:
             self._consumer.close()
             _flush_quietly(self._producer)
             log.info("orchestrator %s stopped", self.transactional_id)
+
+    def _renew_producer(self) -> None:
+        """Replace the transactional producer. The old one is kept (not destroyed here: its
+        destruction could wait on the very state that failed) until newer ones replace it; the
+        new producer's epoch fences it."""
+        if self._producer is not None:
+            self._retired.append(self._producer)
+            del self._retired[:-RETIRED_PRODUCERS]
+        self._producer = self._new_producer()
 
     def _new_producer(self) -> Producer:
         """A transactional producer with this process's id, its transactions initialised
@@ -370,8 +383,15 @@ class Orchestrator:
             producer.flush(30)
             triage.call(lambda: producer.commit_transaction(30), "commit_transaction")
         except triage.AbortRequired as exc:
-            log.warning("%s; rewinding partitions %s", exc, sorted(self._owned))
-            self._abort_and_rewind()
+            # A new producer with the same transactional id aborts the failed transaction at
+            # the coordinator: more robust than abort_transaction on a producer whose state the
+            # error may have damaged (after a broker restart, an out-of-order sequence left
+            # librdkafka waiting for an epoch bump that never came, blocking every later call).
+            log.warning(
+                "%s; renewing the producer and rewinding partitions %s", exc, sorted(self._owned)
+            )
+            self._renew_producer()
+            self._abort_and_rewind(abort=False)
             return
         elapsed = time.perf_counter() - started
         for p, event, offset in appended:
@@ -428,6 +448,7 @@ class Orchestrator:
         transport errors) this waits with backoff, unready, instead of ending the process."""
         producer = self._producer_or_die()
         self.status.aborts += 1
+        self.hooks.aborted()  # nothing of the batch happened
         aborted = not abort
         backoff = 0.2
         while True:
@@ -435,7 +456,6 @@ class Orchestrator:
                 if not aborted:
                     triage.call(lambda: producer.abort_transaction(30), "abort_transaction")
                     aborted = True
-                    self.hooks.aborted()
                 self._rewind()
                 self.status.ready = not self.status.rebuilding
                 return
