@@ -93,7 +93,7 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting(
         "SAGAFLOW_GROUP_PROTOCOL",
-        "consumer",
+        "classic",
         "consumer: Kafka 4's consumer group protocol (KIP-848) for the orchestrators, workers "
         "and projector; a member's session timeout and heartbeat interval are then the "
         "broker's group.consumer.session.timeout.ms and group.consumer.heartbeat.interval.ms "

@@ -16,14 +16,17 @@ Every failure is a `LogReadError` that names the topic, the partitions and what 
 
 from __future__ import annotations
 
+import logging
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
 
 from sagaflow.core.errors import SagaflowError
 from sagaflow.kafka import triage
 from sagaflow.kafka.records import position
+
+log = logging.getLogger(__name__)
 
 
 class LogReadError(SagaflowError):
@@ -115,6 +118,34 @@ def read_partitions(
                 open_parts.discard(p)
     finally:
         consumer.unassign()
+
+
+def ends_when_reachable(
+    consumer: Consumer, topic: str, partitions: Sequence[int] | None, *, deadline: float
+) -> dict[int, int]:
+    """{partition: high watermark} of `partitions` (None: all of the topic's), waiting with
+    backoff until `deadline` (a monotonic time) while the broker is away, e.g. restarting. A
+    missing topic or partition is reported at once: waiting would not create it."""
+    backoff = 0.2
+    while True:
+        try:
+            known = partitions_of(consumer, topic)
+            wanted = known if partitions is None else list(partitions)
+            missing = sorted(set(wanted) - set(known))
+            if missing:
+                raise LogReadError(
+                    f"topic {topic} has no partition {missing}; create the missing topics with "
+                    "'sagaflow topics create' (an upgrade to a version that adds a topic needs "
+                    "it too)"
+                )
+            return end_offsets(consumer, topic, wanted)
+        except LogReadError as exc:
+            away = isinstance(exc.__cause__, triage.AbortRequired)
+            if not away or time.monotonic() + backoff > deadline:
+                raise
+            log.warning("%s; waiting %.1fs for the broker", exc, backoff)
+            time.sleep(backoff)  # backoff while the broker is away
+            backoff = min(backoff * 2, 5.0)
 
 
 def end_offsets(consumer: Consumer, topic: str, partitions: list[int]) -> dict[int, int]:

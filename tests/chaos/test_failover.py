@@ -49,7 +49,7 @@ def _load(d: Deployment, stop: threading.Event, started: list[str]) -> None:
 
 
 # The default protocol in `make test`; FAILOVER_PROTOCOLS=classic,consumer compares both.
-@pytest.mark.parametrize("protocol", os.environ.get("FAILOVER_PROTOCOLS", "consumer").split(","))
+@pytest.mark.parametrize("protocol", os.environ.get("FAILOVER_PROTOCOLS", "classic").split(","))
 def test_failover_within_budget_and_no_false_failover(
     protocol: str, request: pytest.FixtureRequest, kafka_bootstrap: str, database_url: str
 ) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import time
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
@@ -17,7 +18,7 @@ import fastavro
 
 from sagaflow.config import Config
 from sagaflow.kafka.clients import reader
-from sagaflow.kafka.logread import LogReadError, end_offsets, partitions_of, read_partitions
+from sagaflow.kafka.logread import LogReadError, ends_when_reachable, read_partitions
 from sagaflow_orchestrator.rebuild import RebuildError
 
 log = logging.getLogger(__name__)
@@ -64,8 +65,8 @@ def read_all(config: Config, timeout_s: float = 30.0) -> dict[bytes, Checkpoint]
     out: dict[bytes, Checkpoint] = {}
     try:
         try:
-            parts = partitions_of(consumer, topic)
-            ends = end_offsets(consumer, topic, parts)
+            ends = ends_when_reachable(consumer, topic, None, deadline=time.monotonic() + timeout_s)
+            parts = sorted(ends)
             records = list(
                 read_partitions(
                     consumer, topic, dict.fromkeys(parts, 0), deadline_s=timeout_s, ends=ends

@@ -28,7 +28,7 @@ from sagaflow.core.errors import FatalError
 from sagaflow.core.messages import CLOSING_EVENTS, Event, WorkflowContinuedAsNew, WorkflowStarted
 from sagaflow.core.registry import Registry
 from sagaflow.kafka.clients import reader
-from sagaflow.kafka.logread import LogReadError, end_offsets, partitions_of, read_partitions
+from sagaflow.kafka.logread import LogReadError, ends_when_reachable, read_partitions
 from sagaflow.kafka.records import headers_of, position
 from sagaflow_orchestrator.hooks import Hooks, RecordHeaders
 
@@ -153,13 +153,7 @@ def _read_to_end(
     """Hand every committed record of topic/partition from `start_at` to its end (as of now)
     to `take`; returns that end offset."""
     try:
-        if partition not in partitions_of(consumer, topic):
-            raise LogReadError(
-                f"topic {topic} has no partition {partition}; create the missing topics with "
-                "'sagaflow topics create' (an upgrade to a version that adds a topic needs it "
-                "too)"
-            )
-        ends = end_offsets(consumer, topic, [partition])
+        ends = ends_when_reachable(consumer, topic, [partition], deadline=deadline)
         for msg in read_partitions(
             consumer,
             topic,
