@@ -14,6 +14,7 @@ import hashlib
 import json
 import logging
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -118,13 +119,11 @@ def _decode_record(msg: Any) -> Deployed | None:
 
 def read_all(config: Config, timeout_s: float = 30.0) -> tuple[list[Deployed], int]:
     """Every stored definition, and the offset after the last record."""
-    from sagaflow.cli.kafkaio import read_partition
-
     consumer = reader(config)
     found: dict[tuple[str, int], Deployed] = {}
     end = 0
     try:
-        for msg in read_partition(config, consumer, topic(config), 0, timeout_s=timeout_s):
+        for msg in logread.read_partitions(consumer, topic(config), {0: 0}, deadline_s=timeout_s):
             end = _next_offset(msg)
             deployed = _decode_record(msg)
             if deployed is not None:
@@ -184,11 +183,28 @@ class Follower:
         """Read the topic to its end and register everything (before any replay). A missing
         topic means nothing was deployed yet: the orchestrator does not create it (it may lack
         the right to), `sagaflow asl deploy` does."""
-        if not topic_exists(self.config):
-            log.info("no state machine deployed yet (%s does not exist)", topic(self.config))
-            return
-        deployed, self.offset = read_all(self.config)
-        _register_new(self.registry, deployed)
+        backoff = 0.5
+        while True:
+            try:
+                if not topic_exists(self.config):
+                    log.info(
+                        "no state machine deployed yet (%s does not exist)", topic(self.config)
+                    )
+                    return
+                deployed, self.offset = read_all(self.config)
+                _register_new(self.registry, deployed)
+                return
+            except (triage.AbortRequired, logread.LogReadError) as exc:
+                # The broker is away (restarting): nothing can run without it anyway, and the
+                # definitions must be known before any replay.
+                log.warning(
+                    "loading the deployed state machines: %s; waiting for the broker, retrying "
+                    "in %.1fs",
+                    exc,
+                    backoff,
+                )
+                time.sleep(backoff)  # backoff while the broker is away
+                backoff = min(backoff * 2, 5.0)
 
     def start(self) -> Follower:
         self.load()

@@ -121,11 +121,12 @@ def read_partitions(
 
 
 def ends_when_reachable(
-    consumer: Consumer, topic: str, partitions: Sequence[int] | None, *, deadline: float
+    consumer: Consumer, topic: str, partitions: Sequence[int] | None
 ) -> dict[int, int]:
     """{partition: high watermark} of `partitions` (None: all of the topic's), waiting with
-    backoff until `deadline` (a monotonic time) while the broker is away, e.g. restarting. A
-    missing topic or partition is reported at once: waiting would not create it."""
+    backoff for as long as the broker is away (a restart can take minutes; nothing can be
+    rebuilt without it, and a dependency going away must not end the process). A missing topic
+    or partition is reported at once: waiting would not create it."""
     backoff = 0.2
     while True:
         try:
@@ -140,8 +141,7 @@ def ends_when_reachable(
                 )
             return end_offsets(consumer, topic, wanted)
         except LogReadError as exc:
-            away = isinstance(exc.__cause__, triage.AbortRequired)
-            if not away or time.monotonic() + backoff > deadline:
+            if not isinstance(exc.__cause__, triage.AbortRequired):
                 raise
             log.warning("%s; waiting %.1fs for the broker", exc, backoff)
             time.sleep(backoff)  # backoff while the broker is away

@@ -153,7 +153,7 @@ def _read_to_end(
     """Hand every committed record of topic/partition from `start_at` to its end (as of now)
     to `take`; returns that end offset."""
     try:
-        ends = ends_when_reachable(consumer, topic, [partition], deadline=deadline)
+        ends = ends_when_reachable(consumer, topic, [partition])
         for msg in read_partitions(
             consumer,
             topic,
