@@ -4,7 +4,6 @@ run, against what each saga was designed to end as."""
 from __future__ import annotations
 
 import asyncio
-import time
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -24,6 +23,7 @@ from sagaflow.core.messages import (
 from sagaflow.examples import shop_pg
 from sagaflow.readmodel import queries
 from tests.chaos.load import EXPECTED, Saga
+from tests.support import assert_eventually
 
 
 def _status(event: Event) -> str:
@@ -66,12 +66,15 @@ def read_log(config: Config) -> LogView:
 
 def wait_terminal(config: Config, ids: Sequence[str], timeout_s: float) -> LogView:
     """Polls the log until every workflow has closed or the deadline passes."""
-    deadline = time.monotonic() + timeout_s
-    while True:
+
+    def all_closed() -> LogView | None:
         view = read_log(config)
-        if all(view.closed(w) is not None for w in ids) or time.monotonic() > deadline:
-            return view
-        time.sleep(1.0)  # the polling interval: re-reading the whole log each second
+        return view if all(view.closed(w) is not None for w in ids) else None
+
+    try:
+        return assert_eventually(all_closed, timeout=timeout_s, interval=1.0)
+    except AssertionError:
+        return read_log(config)  # the checker reports what is still open
 
 
 @dataclass
@@ -174,15 +177,17 @@ def check(
     statuses = _check_log(f, sagas, view)
     f.statuses = dict(Counter(statuses.values()))
     _check_ledger(f, sagas, asyncio.run(_ledger(config.database_url, ids)))
+
     # The projector may still be catching up on the last events: poll until the read model
     # equals the log, then report whatever still differs.
-    deadline = time.monotonic() + readmodel_timeout_s
-    while True:
+    def differences() -> list[str]:
         model = asyncio.run(_readmodel(config.database_url, list(statuses)))
-        differ = [
+        return [
             f"{w}: log {s}, read model {model[w]}" for w, s in statuses.items() if model[w] != s
         ]
-        if not differ or time.monotonic() > deadline:
-            f.readmodel_mismatch = differ
-            return f
-        time.sleep(0.5)  # the polling interval
+
+    try:
+        assert_eventually(lambda: not differences(), timeout=readmodel_timeout_s, interval=0.5)
+    except AssertionError:
+        f.readmodel_mismatch = differences()
+    return f

@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from sagaflow.devstack import Stack
 from sagaflow.devstack.common import StackError, pid_alive, port_in_use
 from tests.services import Service
+from tests.support import assert_eventually
 
 
 def now_iso() -> str:
@@ -179,12 +180,10 @@ class Supervisor:
 
 
 def _wait(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise StackError(f"{what} did not happen within {timeout:.0f}s")
-        # Polling a process table / a port: nothing to wait on but time.
-        time.sleep(0.05)
+    try:
+        assert_eventually(condition, timeout=timeout, interval=0.05, message=what)
+    except AssertionError as exc:
+        raise StackError(f"{what} did not happen within {timeout:.0f}s") from exc
 
 
 def _gone(pid: int) -> bool:
