@@ -56,8 +56,9 @@ class Client:
         self._headers = headers
         self._producer = producer or command_producer(config)
         self.partitions: dict[str, int] = {}
-        """workflow id -> the commands partition its last command was delivered to, as the
-        producer's (Java-compatible murmur2) partitioner chose it."""
+        """workflow id -> the commands partition its command was delivered to by the latest
+        send (the producer's Java-compatible murmur2 partitioner chose it). Only the latest
+        send's, so a long-lived client (the API's) does not grow with every workflow id."""
 
     def send(self, command: Command, timeout_s: float = 30.0) -> None:
         """Produce one command and wait until Kafka has it (acks=all)."""
@@ -73,6 +74,7 @@ class Client:
         """
         failed: list[tuple[str, Any]] = []
         sent = 0
+        self.partitions = {}
         for command in commands:
             self._produce(command, failed)
             sent += 1
