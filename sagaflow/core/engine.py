@@ -14,6 +14,12 @@ import heapq
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from sagaflow.core.activities import (
+    cancellation,
+    cancellations_settled_by,
+    reported_activity,
+    task_for,
+)
 from sagaflow.core.admission import check_payloads, reject
 from sagaflow.core.driver import (
     CodeCommand,
@@ -26,8 +32,11 @@ from sagaflow.core.identity import derive_random_seed, derive_run_id
 from sagaflow.core.messages import (
     CLOSING_EVENTS,
     ActivityAttemptFailed,
+    ActivityCancellation,
+    ActivityCancelRequested,
     ActivityCompleted,
     ActivityFailed,
+    ActivityHeartbeatRecorded,
     ActivityRetried,
     ActivityScheduled,
     ActivityTask,
@@ -54,11 +63,10 @@ from sagaflow.core.messages import (
     WorkflowParked,
     WorkflowStarted,
     WorkflowUnparked,
-    idempotency_key,
 )
 from sagaflow.core.registry import Registry, WorkflowDefinition
 from sagaflow.core.replay import recorded_event, replay
-from sagaflow.core.retry import after_failed_attempt, when_due
+from sagaflow.core.retry import after_failed_attempt, cancelled_between_attempts, when_due
 from sagaflow.core.state import (
     CONTINUED_AS_NEW,
     PARKED,
@@ -85,9 +93,12 @@ class _Batch:
     tasks: list[ActivityTask] = field(default_factory=list)
     touched: dict[str, WorkflowState] = field(default_factory=dict)
     closed: list[ClosedWorkflow] = field(default_factory=list)
+    cancellations: list[ActivityCancellation] = field(default_factory=list)
 
     def decision(self) -> Decision:
-        return Decision(tuple(self.events), tuple(self.tasks), tuple(self.closed))
+        return Decision(
+            tuple(self.events), tuple(self.tasks), tuple(self.closed), tuple(self.cancellations)
+        )
 
 
 class Engine:
@@ -314,7 +325,7 @@ class Engine:
     def _handle_complete_activity(
         self, batch: _Batch, state: WorkflowState, command: CompleteActivity, now_ms: int
     ) -> None:
-        activity = self._reported_activity(state, command.run_id, command.activity_seq)
+        activity = reported_activity(state, command.run_id, command.activity_seq)
         if activity is not None:
             # Any attempt's completion counts: its side effect happened.
             body = ActivityCompleted(activity.seq, command.attempt, command.result)
@@ -323,7 +334,7 @@ class Engine:
     def _handle_fail_activity(
         self, batch: _Batch, state: WorkflowState, command: FailActivity, now_ms: int
     ) -> None:
-        activity = self._reported_activity(state, command.run_id, command.activity_seq)
+        activity = reported_activity(state, command.run_id, command.activity_seq)
         if activity is None or activity.retry_at_ms is not None:
             return
         if command.attempt != activity.attempt:
@@ -342,7 +353,16 @@ class Engine:
     def _handle_heartbeat_activity(
         self, batch: _Batch, state: WorkflowState, command: HeartbeatActivity, now_ms: int
     ) -> None:
-        """Heartbeats are accepted and record nothing (no heartbeat timeouts yet)."""
+        """A heartbeat of the running attempt is recorded: it moves the attempt's heartbeat
+        deadline and keeps its details for the next attempt. Heartbeats of other attempts, or
+        while the activity waits for its next attempt, are late and decide nothing."""
+        activity = reported_activity(state, command.run_id, command.activity_seq)
+        if activity is None or activity.retry_at_ms is not None:
+            return
+        if command.attempt != activity.attempt:
+            return
+        body = ActivityHeartbeatRecorded(activity.seq, command.attempt, command.details)
+        self._append(batch, state, body, now_ms)
 
     # ------------------------------------------------------------------ timers
 
@@ -355,6 +375,8 @@ class Engine:
             state = self._open.get(workflow_id)
             if state is not None and state.status in (RUNNING, PARKED):
                 self._fire_workflow(batch, state, now_ms)
+                # A heartbeat may have moved this entry's deadline: re-arm what is next.
+                batch.touched.setdefault(workflow_id, state)
         return self._finish(batch, now_ms)
 
     def _fire_workflow(self, batch: _Batch, state: WorkflowState, now_ms: int) -> None:
@@ -394,7 +416,7 @@ class Engine:
         else:
             self._append(batch, state, body, now_ms)
             if isinstance(body, ActivityRetried):
-                batch.tasks.append(self._task(state, activity, now_ms))
+                batch.tasks.append(task_for(state, activity, now_ms))
 
     # ------------------------------------------------------------------ parking
 
@@ -420,6 +442,7 @@ class Engine:
             self._drivers[state.workflow_id] = outcome.driver
             for command in outcome.new_commands:
                 self._record(batch, state, command, now_ms)
+            self._settle_cancelled_waits(batch, state, now_ms)
         return self._finish(batch, now_ms)
 
     # ------------------------------------------------------------------ running code
@@ -477,6 +500,17 @@ class Engine:
             return
         for command in sink.commands:
             self._record(batch, state, command, now_ms)
+        self._settle_cancelled_waits(batch, state, now_ms)
+
+    def _settle_cancelled_waits(self, batch: _Batch, state: WorkflowState, now_ms: int) -> None:
+        """An activity cancelled while it waits for its next attempt has nothing running to
+        confirm the cancellation: it fails as cancelled at once (after the activation's own
+        events, so replay meets it as the next activation)."""
+        for activity in list(state.activities.values()):
+            if state.status != RUNNING:
+                return
+            if activity.cancel_requested and activity.retry_at_ms is not None:
+                self._activate(batch, state, cancelled_between_attempts(activity), now_ms)
 
     def _driver_for(self, state: WorkflowState) -> tuple[Driver | None, Exception | None]:
         driver = self._drivers.get(state.workflow_id)
@@ -506,7 +540,11 @@ class Engine:
         body = recorded_event(command, state.last_seq + 1)
         self._append(batch, state, body, now_ms)
         if isinstance(body, ActivityScheduled):
-            batch.tasks.append(self._task(state, state.activities[body.activity_seq], now_ms))
+            batch.tasks.append(task_for(state, state.activities[body.activity_seq], now_ms))
+        elif isinstance(body, ActivityCancelRequested):
+            activity = state.activities[body.activity_seq]
+            if activity.retry_at_ms is None:  # an attempt runs: tell its worker
+                batch.cancellations.append(cancellation(state, activity.seq, active=True))
 
     def _continue_as_new(
         self, batch: _Batch, state: WorkflowState, command: ContinueAsNewCommand, now_ms: int
@@ -542,6 +580,8 @@ class Engine:
             recorded_at_ms=now_ms,
             body=body,
         )
+        for seq in cancellations_settled_by(state, body):
+            batch.cancellations.append(cancellation(state, seq, active=False))
         state.apply(event)
         batch.events.append(event)
         batch.touched[state.workflow_id] = state
@@ -579,33 +619,13 @@ class Engine:
             heapq.heappush(self._due, (due, workflow_id))
         return None
 
-    def _task(self, state: WorkflowState, activity: ActivityState, now_ms: int) -> ActivityTask:
-        return ActivityTask(
-            workflow_id=state.workflow_id,
-            run_id=state.run_id,
-            workflow_type=state.workflow_type,
-            activity_seq=activity.seq,
-            attempt=activity.attempt,
-            activity_name=activity.name,
-            task_queue=activity.task_queue,
-            input=activity.input,
-            idempotency_key=idempotency_key(state.workflow_id, activity.seq),
-            scheduled_at_ms=now_ms,
-            start_to_close_ms=activity.start_to_close_ms,
-        )
-
-    @staticmethod
-    def _reported_activity(state: WorkflowState, run_id: str, seq: int) -> ActivityState | None:
-        if run_id != state.run_id:
-            return None
-        return state.activities.get(seq)
-
 
 _ARMS_A_DEADLINE = (
     WorkflowStarted,
     ActivityScheduled,
     ActivityAttemptFailed,
     ActivityRetried,
+    ActivityHeartbeatRecorded,
     TimerStarted,
     WorkflowUnparked,
 )

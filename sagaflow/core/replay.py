@@ -24,11 +24,13 @@ from sagaflow.core.driver import (
     Driver,
     FailWorkflowCommand,
     RecordMarkerCommand,
+    RequestCancelActivityCommand,
     ScheduleActivityCommand,
     StartTimerCommand,
 )
 from sagaflow.core.errors import NonDeterminismError, WorkflowCodeError
 from sagaflow.core.messages import (
+    ActivityCancelRequested,
     ActivityCompleted,
     ActivityFailed,
     ActivityScheduled,
@@ -62,6 +64,7 @@ ACTIVATIONS = (
 
 COMMAND_EVENTS = (
     ActivityScheduled,
+    ActivityCancelRequested,
     TimerStarted,
     TimerCancelled,
     MarkerRecorded,
@@ -77,6 +80,8 @@ def describe_command(command: CodeCommand) -> str:
     if isinstance(command, ScheduleActivityCommand):
         kind = "compensation" if command.compensation else "activity"
         return f"scheduled {kind} {command.activity_name!r}"
+    if isinstance(command, RequestCancelActivityCommand):
+        return f"cancelled activity seq {command.activity_seq}"
     if isinstance(command, StartTimerCommand):
         return "started a timer"
     if isinstance(command, CancelTimerCommand):
@@ -97,6 +102,8 @@ def describe_event(event: Event) -> str:
     if isinstance(body, ActivityScheduled):
         kind = "compensation" if body.compensation else "activity"
         return f"{kind} {body.activity_name!r} scheduled (seq {event.seq})"
+    if isinstance(body, ActivityCancelRequested):
+        return f"cancellation of activity seq {body.activity_seq} (seq {event.seq})"
     if isinstance(body, TimerCancelled):
         return f"timer {body.timer_seq} cancelled (seq {event.seq})"
     if isinstance(body, MarkerRecorded):
@@ -107,6 +114,10 @@ def describe_event(event: Event) -> str:
 def command_matches(command: CodeCommand, body: EventBody) -> bool:
     if isinstance(command, ScheduleActivityCommand):
         return isinstance(body, ActivityScheduled) and body.activity_name == command.activity_name
+    if isinstance(command, RequestCancelActivityCommand):
+        return (
+            isinstance(body, ActivityCancelRequested) and body.activity_seq == command.activity_seq
+        )
     if isinstance(command, StartTimerCommand):
         return isinstance(body, TimerStarted)
     if isinstance(command, CancelTimerCommand):
@@ -124,6 +135,7 @@ def command_matches(command: CodeCommand, body: EventBody) -> bool:
 
 def recorded_event(
     command: ScheduleActivityCommand
+    | RequestCancelActivityCommand
     | StartTimerCommand
     | CancelTimerCommand
     | RecordMarkerCommand
@@ -143,7 +155,10 @@ def recorded_event(
             start_to_close_ms=command.start_to_close_ms,
             schedule_to_close_ms=command.schedule_to_close_ms,
             compensation=command.compensation,
+            heartbeat_timeout_ms=command.heartbeat_timeout_ms,
         )
+    if isinstance(command, RequestCancelActivityCommand):
+        return ActivityCancelRequested(command.activity_seq)
     if isinstance(command, StartTimerCommand):
         return TimerStarted(seq, command.fire_at_ms)
     if isinstance(command, CancelTimerCommand):

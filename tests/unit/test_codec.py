@@ -42,6 +42,9 @@ def test_every_v1_event_body_still_decodes() -> None:
     for cls in typing.get_args(m.EventBody):
         fields = {f.name: _sample(f.type) for f in dataclasses.fields(cls)}
         fields.pop("continued_from_run_id", None)
+        fields.pop("heartbeat_timeout_ms", None)
+        if cls in (m.ActivityHeartbeatRecorded, m.ActivityCancelRequested):
+            continue  # new in v3
         if cls is m.ActivityScheduled:
             fields["retry_policy"] = dataclasses.asdict(m.RetryPolicy())
         buffer = io.BytesIO()
@@ -51,6 +54,49 @@ def test_every_v1_event_body_still_decodes() -> None:
         fastavro.schemaless_writer(buffer, v1, datum)
         decoded = codec.decode_event(buffer.getvalue())
         assert type(decoded.body) is cls
+
+
+_V2_BODIES = tuple(
+    cls
+    for cls in typing.get_args(m.EventBody)
+    if cls not in (m.ActivityHeartbeatRecorded, m.ActivityCancelRequested)
+)
+
+
+@pytest.mark.parametrize("cls", _V2_BODIES, ids=lambda cls: cls.__name__)
+def test_every_v2_event_body_still_decodes(cls: type) -> None:
+    v2 = fastavro.parse_schema(json.loads((REPO_SCHEMAS / "event.v2.avsc").read_text()))
+    fields = {f.name: _sample(f.type) for f in dataclasses.fields(cls)}
+    fields.pop("heartbeat_timeout_ms", None)
+    if cls is m.ActivityScheduled:
+        fields["retry_policy"] = dataclasses.asdict(m.RetryPolicy())
+    buffer = io.BytesIO()
+    buffer.write(bytes([codec.MAGIC, codec.KIND_EVENT, 2]))
+    datum = {"workflow_id": "w", "seq": 1, "run_id": "r", "recorded_at_ms": 5}
+    datum["body"] = ("sagaflow." + cls.__name__, fields)
+    fastavro.schemaless_writer(buffer, v2, datum)
+    decoded = codec.decode_event(buffer.getvalue())
+    assert type(decoded.body) is cls
+    if cls is m.ActivityScheduled:
+        assert decoded.body.heartbeat_timeout_ms == 0  # type: ignore[union-attr]
+
+
+def test_a_v1_task_decodes_without_heartbeat_settings() -> None:
+    v1 = fastavro.parse_schema(json.loads((REPO_SCHEMAS / "task.v1.avsc").read_text()))
+    task = m.ActivityTask("w", "r", "t", 1, 2, "a", "q", b"1", "w/1", 0, 0)
+    datum = dataclasses.asdict(task)
+    del datum["heartbeat_timeout_ms"], datum["heartbeat_details"]
+    buffer = io.BytesIO()
+    buffer.write(bytes([codec.MAGIC, codec.KIND_TASK, 1]))
+    fastavro.schemaless_writer(buffer, v1, datum)
+    assert codec.decode_task(buffer.getvalue()) == task
+
+
+def test_activity_cancellations_round_trip_and_settled_ones_are_tombstones() -> None:
+    live = m.ActivityCancellation("w/3", "w", "r", 3)
+    assert codec.decode_cancellation(codec.encode_cancellation(live)) == live  # type: ignore[arg-type]
+    settled = m.ActivityCancellation("w/3", "w", "r", 3, active=False)
+    assert codec.encode_cancellation(settled) is None
 
 
 def _sample(hint: object) -> object:
@@ -67,7 +113,7 @@ def _sample(hint: object) -> object:
 
 def test_writers_use_the_newest_schema_version() -> None:
     event = m.Event("w", 1, "r", 0, m.TimerFired(1))
-    assert codec.encode_event(event)[:3] == bytes((codec.MAGIC, codec.KIND_EVENT, 2))
+    assert codec.encode_event(event)[:3] == bytes((codec.MAGIC, codec.KIND_EVENT, 3))
     command = m.CancelWorkflow("w")
     assert codec.encode_command(command)[:3] == bytes((codec.MAGIC, codec.KIND_COMMAND, 1))
 
@@ -92,9 +138,10 @@ def _record_fields(schema: object, name: str) -> set[str] | None:
     ("schema_file", "types"),
     [
         ("command.v1.avsc", typing.get_args(m.Command)),
-        ("event.v2.avsc", (*typing.get_args(m.EventBody), m.Event, m.RetryPolicy)),
-        ("task.v1.avsc", (m.ActivityTask,)),
+        ("event.v3.avsc", (*typing.get_args(m.EventBody), m.Event, m.RetryPolicy)),
+        ("task.v2.avsc", (m.ActivityTask,)),
         ("closed.v1.avsc", (m.ClosedWorkflow,)),
+        ("cancellation.v1.avsc", (m.ActivityCancellation,)),
     ],
 )
 def test_current_schemas_cover_every_field_of_every_record(
