@@ -244,6 +244,12 @@ class Topics:
         """Compacted, keyed by workflow id, partitioned like commands: every closed workflow."""
         return f"{self.prefix}closed-workflows"
 
+    @property
+    def activity_cancels(self) -> str:
+        """Compacted, one partition, keyed by idempotency key: running activities their
+        workflow cancelled (a tombstone once settled); read whole by every worker."""
+        return f"{self.prefix}activity-cancels"
+
     def tasks(self, queue: str) -> str:
         return f"{self.prefix}tasks.{queue}"
 

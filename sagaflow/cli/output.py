@@ -10,8 +10,10 @@ from typing import Any
 
 from sagaflow.core.messages import (
     ActivityAttemptFailed,
+    ActivityCancelRequested,
     ActivityCompleted,
     ActivityFailed,
+    ActivityHeartbeatRecorded,
     ActivityRetried,
     ActivityScheduled,
     CancelRequested,
@@ -130,6 +132,10 @@ def describe(event: Event) -> str:
         )
     if isinstance(b, ActivityRetried):
         return f"activity step {b.activity_seq} attempt {b.attempt} dispatched"
+    if isinstance(b, ActivityHeartbeatRecorded):
+        return f"activity step {b.activity_seq} attempt {b.attempt} heartbeat: {compact(b.details)}"
+    if isinstance(b, ActivityCancelRequested):
+        return f"activity step {b.activity_seq} cancellation requested by the workflow"
     if isinstance(b, ActivityCompleted):
         return f"activity step {b.activity_seq} completed: {compact(b.result)}"
     if isinstance(b, ActivityFailed):

@@ -32,7 +32,7 @@ from confluent_kafka import (
 
 from sagaflow import codec
 from sagaflow.config import Config
-from sagaflow.core.messages import ClosedWorkflow, Decision, Event
+from sagaflow.core.messages import ActivityCancellation, ClosedWorkflow, Decision, Event
 from sagaflow.core.registry import Registry
 from sagaflow.kafka import triage
 from sagaflow.kafka.clients import group_consumer, reader, transactional_producer
@@ -62,6 +62,9 @@ class _Outgoing:
     dead: list[tuple[Message, str]] = field(default_factory=list)
     closed: list[tuple[int, ClosedWorkflow]] = field(default_factory=list)
     """Workflows closed by this batch, remembered in the closed-workflows topic."""
+    cancellations: list[ActivityCancellation] = field(default_factory=list)
+    """Running activities cancelled (or settled) by this batch, for the activity-cancels
+    topic the workers read."""
     rerouted: list[tuple[int, str, Message]] = field(default_factory=list)
     """Commands that landed on a partition that does not own their workflow id: (the owning
     partition, the workflow id, the record), produced there keyed by the id."""
@@ -314,6 +317,7 @@ class Orchestrator:
         if not (decision.events or decision.tasks or decision.closed or cause is not None):
             return
         out.closed.extend((p, closed) for closed in decision.closed)
+        out.cancellations.extend(decision.cancellations)
         out.decided.append(Decided(p, decision, cause, seconds))
         out.events += len(decision.events)
         out.tasks += len(decision.tasks)
@@ -359,6 +363,14 @@ class Orchestrator:
                 data = codec.encode_closed(closed)
                 self._produce(
                     producer, topics.closed_workflows, data, closed.workflow_id, p, [], None
+                )
+            for notice in out.cancellations:
+                produce(
+                    producer,
+                    topics.activity_cancels,
+                    codec.encode_cancellation(notice),
+                    notice.idempotency_key,
+                    partition=0,
                 )
             for p, workflow_id, msg in out.rerouted:
                 value = msg.value() or b""
