@@ -42,7 +42,7 @@ from sagaflow.core.messages import (
     WorkflowStarted,
 )
 from sagaflow.metrics import OrchestratorMetrics, WorkerMetrics, metrics_handler
-from sagaflow_orchestrator.hooks import ConsumedCommand, Decided, DecisionHeaders
+from sagaflow_orchestrator.hooks import ConsumedCommand, Decided, DecisionHeaders, Fired
 from sagaflow_orchestrator.observe import Observer
 from sagaflow_worker.hooks import ConsumedTask, TaskTrace
 from sagaflow_worker.idempotency import Failed, Succeeded
@@ -210,7 +210,7 @@ def observe(
     hooks: Observer, command: Command | None, source: Message | None, decision: Decision
 ) -> DecisionHeaders:
     """What the loop hands the observer for one decision, and the headers it gets back."""
-    cause = None
+    cause: ConsumedCommand | Fired = Fired("due", 0)
     if command is not None:
         raw = source.headers() if source is not None else None
         cause = ConsumedCommand(

@@ -79,7 +79,13 @@ from sagaflow.telemetry import (
     parent,
     producer_attributes,
 )
-from sagaflow_orchestrator.hooks import Decided, DecisionHeaders, Hooks, RecordHeaders
+from sagaflow_orchestrator.hooks import (
+    ConsumedCommand,
+    Decided,
+    DecisionHeaders,
+    Hooks,
+    RecordHeaders,
+)
 
 Attributes = dict[str, str | int | bool]
 
@@ -189,7 +195,7 @@ class Observer(Hooks):
 
     def _count_decision(self, d: Decided) -> None:
         m = self._metrics
-        if m is None or d.cause is None:
+        if m is None or not isinstance(d.cause, ConsumedCommand):
             return
         kind = type(d.cause.command).__name__
         m.decide_seconds.observe(d.seconds)
@@ -199,7 +205,7 @@ class Observer(Hooks):
             self._batch.counts["rejected", kind, rejection.reason] += 1
 
     def _trace_decision(self, d: Decided) -> DecisionHeaders:
-        cause = d.cause
+        cause = d.cause if isinstance(d.cause, ConsumedCommand) else None
         command = cause.command if cause is not None else None
         sender = extract(list(cause.headers)) if cause is not None else None
         received: Attributes = {}
