@@ -517,6 +517,8 @@ class Engine:
         for activity in list(state.activities.values()):
             if state.status != RUNNING:
                 return
+            if state.activities.get(activity.seq) is not activity:
+                continue  # settled meanwhile, by the code this loop woke
             if activity.cancel_requested and activity.retry_at_ms is not None:
                 self._activate(batch, state, cancelled_between_attempts(activity), now_ms)
 

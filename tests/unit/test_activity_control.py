@@ -3,6 +3,7 @@ core (the engine on virtual time; activity reports sent by hand where timing mat
 
 from __future__ import annotations
 
+import contextlib
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -267,3 +268,33 @@ def _fields(task: m.ActivityTask) -> dict[str, Any]:
 
 if __name__ == "__main__":
     record_histories()
+
+
+def test_cancelling_from_the_handler_of_another_cancellation_settles_each_once() -> None:
+    registry = Registry()
+
+    @registry.workflow(name="chain", version=1)
+    async def chain(ctx: WorkflowContext, arg: Any) -> Any:
+        options = ActivityOptions(task_queue="q", retry_policy=FAST)
+        first = ctx.start_activity("x", 1, options)
+        second = ctx.start_activity("x", 2, options)
+        await ctx.wait_for_signal("stop")
+        first.cancel()
+        try:
+            await first
+        except ActivityCancelledError:
+            second.cancel()  # decided while the first one's cancellation is being settled
+        with contextlib.suppress(ActivityCancelledError):
+            await second
+        await ctx.sleep(10)
+        return "both cancelled"
+
+    engine = Engine(registry)
+    tasks = start(engine, "chain").tasks
+    for t in tasks:  # both wait for their next attempt
+        engine.handle(m.FailActivity("wf", t.run_id, t.activity_seq, 1, "E", "x", True), T0)
+    decision = engine.handle(m.SignalWorkflow("wf", "stop", b"null"), T0 + 1)
+    failed = [e.body for e in decision.events if isinstance(e.body, m.ActivityFailed)]
+    assert [(f.activity_seq, f.reason) for f in failed] == [(2, "cancelled"), (3, "cancelled")]
+    assert engine.status("wf") == "running"
+    assert [type(e.body) for e in decision.events][-1] is m.TimerStarted
