@@ -21,6 +21,7 @@ from sagaflow.core.driver import (
     CancelWorkflowCommand,
     CodeCommand,
     CompleteWorkflowCommand,
+    ContinueAsNewCommand,
     Driver,
     FailWorkflowCommand,
     RecordMarkerCommand,
@@ -28,17 +29,13 @@ from sagaflow.core.driver import (
     StartTimerCommand,
 )
 from sagaflow.core.errors import NonDeterminismError, WorkflowCodeError
+from sagaflow.core.kinds import ACTIVATIONS, COMMAND_EVENTS
 from sagaflow.core.messages import (
-    ActivityCompleted,
-    ActivityFailed,
     ActivityScheduled,
-    CancelRequested,
     Event,
     EventBody,
     MarkerRecorded,
-    SignalReceived,
     TimerCancelled,
-    TimerFired,
     TimerStarted,
     WorkflowCancelled,
     WorkflowCompleted,
@@ -50,46 +47,28 @@ from sagaflow.core.messages import (
 )
 from sagaflow.core.registry import Registry
 
-ACTIVATIONS = (
-    WorkflowStarted,
-    ActivityCompleted,
-    ActivityFailed,
-    TimerFired,
-    SignalReceived,
-    CancelRequested,
-)
-"""Events that wake workflow code."""
-
-COMMAND_EVENTS = (
-    ActivityScheduled,
-    TimerStarted,
-    TimerCancelled,
-    MarkerRecorded,
-    WorkflowCompleted,
-    WorkflowFailed,
-    WorkflowCancelled,
-    WorkflowContinuedAsNew,
-)
-"""Events that record what workflow code did."""
-
 
 def describe_command(command: CodeCommand) -> str:
-    if isinstance(command, ScheduleActivityCommand):
-        kind = "compensation" if command.compensation else "activity"
-        return f"scheduled {kind} {command.activity_name!r}"
-    if isinstance(command, StartTimerCommand):
-        return "started a timer"
-    if isinstance(command, CancelTimerCommand):
-        return f"cancelled timer {command.timer_seq}"
-    if isinstance(command, RecordMarkerCommand):
-        return f"recorded patch {command.change_id!r}"
-    if isinstance(command, CompleteWorkflowCommand):
-        return "completed the workflow"
-    if isinstance(command, FailWorkflowCommand):
-        return f"failed the workflow ({command.error_type})"
-    if isinstance(command, CancelWorkflowCommand):
-        return "ended the workflow as cancelled"
-    return "continued as new"
+    match command:
+        case ScheduleActivityCommand():
+            kind = "compensation" if command.compensation else "activity"
+            return f"scheduled {kind} {command.activity_name!r}"
+        case StartTimerCommand():
+            return "started a timer"
+        case CancelTimerCommand():
+            return f"cancelled timer {command.timer_seq}"
+        case RecordMarkerCommand():
+            return f"recorded patch {command.change_id!r}"
+        case CompleteWorkflowCommand():
+            return "completed the workflow"
+        case FailWorkflowCommand():
+            return f"failed the workflow ({command.error_type})"
+        case CancelWorkflowCommand():
+            return "ended the workflow as cancelled"
+        case ContinueAsNewCommand():
+            return "continued as new"
+        case _:
+            assert_never(command)
 
 
 def describe_event(event: Event) -> str:
@@ -105,21 +84,27 @@ def describe_event(event: Event) -> str:
 
 
 def command_matches(command: CodeCommand, body: EventBody) -> bool:
-    if isinstance(command, ScheduleActivityCommand):
-        return isinstance(body, ActivityScheduled) and body.activity_name == command.activity_name
-    if isinstance(command, StartTimerCommand):
-        return isinstance(body, TimerStarted)
-    if isinstance(command, CancelTimerCommand):
-        return isinstance(body, TimerCancelled) and body.timer_seq == command.timer_seq
-    if isinstance(command, RecordMarkerCommand):
-        return isinstance(body, MarkerRecorded) and body.change_id == command.change_id
-    if isinstance(command, CompleteWorkflowCommand):
-        return isinstance(body, WorkflowCompleted)
-    if isinstance(command, FailWorkflowCommand):
-        return isinstance(body, WorkflowFailed)
-    if isinstance(command, CancelWorkflowCommand):
-        return isinstance(body, WorkflowCancelled)
-    return isinstance(body, WorkflowContinuedAsNew)
+    match command:
+        case ScheduleActivityCommand():
+            return (
+                isinstance(body, ActivityScheduled) and body.activity_name == command.activity_name
+            )
+        case StartTimerCommand():
+            return isinstance(body, TimerStarted)
+        case CancelTimerCommand():
+            return isinstance(body, TimerCancelled) and body.timer_seq == command.timer_seq
+        case RecordMarkerCommand():
+            return isinstance(body, MarkerRecorded) and body.change_id == command.change_id
+        case CompleteWorkflowCommand():
+            return isinstance(body, WorkflowCompleted)
+        case FailWorkflowCommand():
+            return isinstance(body, WorkflowFailed)
+        case CancelWorkflowCommand():
+            return isinstance(body, WorkflowCancelled)
+        case ContinueAsNewCommand():
+            return isinstance(body, WorkflowContinuedAsNew)
+        case _:
+            assert_never(command)
 
 
 def recorded_event(

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from sagaflow.core.kinds import check_covers
 from sagaflow.core.messages import (
     ActivityAttemptFailed,
     ActivityCompleted,
@@ -17,6 +18,7 @@ from sagaflow.core.messages import (
     CancelRequested,
     CommandRejected,
     Event,
+    EventBody,
     MarkerRecorded,
     RetryPolicy,
     SignalReceived,
@@ -269,3 +271,4 @@ _APPLIERS: dict[type, Callable[[WorkflowState, Event, Any], None]] = {
     WorkflowUnparked: WorkflowState._apply_workflow_unparked,
     CommandRejected: WorkflowState._apply_command_rejected,
 }
+check_covers(_APPLIERS, EventBody, "sagaflow.core.state appliers")

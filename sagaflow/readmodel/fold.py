@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from sagaflow.core.kinds import check_covers
 from sagaflow.core.messages import (
     ActivityAttemptFailed,
     ActivityCompleted,
@@ -20,8 +22,10 @@ from sagaflow.core.messages import (
     ActivityRetried,
     ActivityScheduled,
     CancelRequested,
+    CommandRejected,
     Event,
     EventBody,
+    MarkerRecorded,
     SignalReceived,
     TimerCancelled,
     TimerFired,
@@ -111,12 +115,12 @@ def apply_event(row: WorkflowRow | None, event: Event) -> WorkflowRow | None:
         return row
     row.last_seq = event.seq
     row.updated_at = event_time(event.recorded_at_ms)
-    _APPLIERS.get(type(event.body), _apply_nothing)(row, event)
+    _APPLIERS[type(event.body)](row, event)
     return row
 
 
 def _apply_nothing(row: WorkflowRow, event: Event) -> None:
-    """MarkerRecorded and any event type newer than this projector leave the row as is."""
+    """The event changes nothing the row shows (a patch marker; a rejection never gets here)."""
 
 
 def _apply_workflow_started(row: WorkflowRow, event: Event) -> None:
@@ -291,7 +295,7 @@ def _apply_workflow_continued_as_new(row: WorkflowRow, event: Event) -> None:
     row.result = {"continued_as_new": {"new_run_id": body.new_run_id}}
 
 
-_APPLIERS: dict[type[Any], Any] = {
+_APPLIERS: dict[type[Any], Callable[[WorkflowRow, Event], None]] = {
     WorkflowStarted: _apply_workflow_started,
     ActivityScheduled: _apply_activity_scheduled,
     ActivityAttemptFailed: _apply_activity_attempt_failed,
@@ -309,4 +313,7 @@ _APPLIERS: dict[type[Any], Any] = {
     WorkflowFailed: _apply_workflow_failed,
     WorkflowCancelled: _apply_workflow_cancelled,
     WorkflowContinuedAsNew: _apply_workflow_continued_as_new,
+    MarkerRecorded: _apply_nothing,
+    CommandRejected: _apply_nothing,
 }
+check_covers(_APPLIERS, EventBody, "sagaflow.readmodel.fold appliers")

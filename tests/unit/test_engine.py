@@ -482,3 +482,12 @@ def test_unregistered_activity_needs_a_task_queue() -> None:
     assert decision.tasks[0].task_queue == "far"
     decision = engine.handle(m.StartWorkflow("b", "w", b"false"), T0)
     assert bodies(decision) == [m.WorkflowStarted, m.WorkflowParked]
+
+
+def test_a_child_outcome_no_child_awaits_is_rejected(engine: Engine) -> None:
+    start(engine)
+    report = m.ReportChildClosed("wf", "stranger", "r-1", "completed", b"1", command_id="c-1")
+    decision = engine.handle(report, T0)
+    assert rejection(decision) == "child_unknown"
+    assert not decision.effects
+    assert engine.status("wf") == "running"
