@@ -394,6 +394,18 @@ Effect: TypeAlias = ActivityTask | CommandToWorkflow | ReplyToCaller
 
 
 @dataclass(frozen=True, slots=True)
+class StepView:
+    """An open activity as it was scheduled: (workflow_id, activity_seq) is its identity, the
+    seq of its ActivityScheduled event."""
+
+    workflow_id: str
+    activity_seq: int
+    name: str
+    compensation: bool
+    scheduled_at_ms: int
+
+
+@dataclass(frozen=True, slots=True)
 class Decision:
     """What one input to the core decided: events to append and effects to produce."""
 
@@ -401,6 +413,10 @@ class Decision:
     effects: tuple[Effect, ...] = ()
     closed: tuple[ClosedWorkflow, ...] = ()
     """Workflows this input closed, to be remembered durably with the closing events."""
+    steps: tuple[StepView, ...] = ()
+    """The activities its outcome events (attempt failed, retried, completed, failed) are
+    about, as they were scheduled: those events carry only the activity's seq, and an observer
+    names what it records from these instead of keeping its own copy of every open step."""
 
     @property
     def tasks(self) -> tuple[ActivityTask, ...]:
@@ -416,5 +432,8 @@ class Decision:
 
     def __add__(self, other: Decision) -> Decision:
         return Decision(
-            self.events + other.events, self.effects + other.effects, self.closed + other.closed
+            self.events + other.events,
+            self.effects + other.effects,
+            self.closed + other.closed,
+            self.steps + other.steps,
         )

@@ -491,3 +491,20 @@ def test_a_child_outcome_no_child_awaits_is_rejected(engine: Engine) -> None:
     assert rejection(decision) == "child_unknown"
     assert not decision.effects
     assert engine.status("wf") == "running"
+
+
+def test_outcome_decisions_say_which_step_they_are_about(engine: Engine) -> None:
+    """Outcome events carry only the activity's seq; the decision names the step, so an
+    observer needs no copy of the workflow's open steps."""
+    (task,) = start(engine).tasks
+    assert start(engine, "other").steps == ()  # scheduling needs no view: the event has it
+    view = m.StepView("wf", task.activity_seq, "work", False, T0)
+    failed = fail(engine, task, at=T0 + 5)
+    assert [type(e.body) for e in failed.events] == [m.ActivityAttemptFailed]
+    assert failed.steps == (view,)
+    retried = engine.fire_due(T0 + 60_000)
+    assert [type(e.body) for e in retried.events] == [m.ActivityRetried]
+    assert retried.steps == (view,)
+    (retry,) = retried.tasks
+    done = complete(engine, retry, at=T0 + 2_000)
+    assert done.steps == (view,)
