@@ -85,6 +85,12 @@ def _activity_failed(b: m.ActivityFailed) -> str:
     )
 
 
+def _wait(b: m.SignalWaitStarted) -> str:
+    if not b.timeout_at_ms:
+        return f"waiting for signal {b.name}"
+    return f"waiting for signal {b.name} until {when(b.timeout_at_ms)} (timer {b.timer_seq})"
+
+
 def _step_outcome_span(
     b: m.ActivityCompleted | m.ActivityFailed | m.ActivityAttemptFailed,
 ) -> str:
@@ -134,6 +140,7 @@ EVENT_KINDS: Mapping[type, EventKind] = {
         lambda b: f"signal {b.name} received: {_short(b.payload)}",
         lambda b: f"signal {b.name}",
     ),
+    m.SignalWaitStarted: EventKind(Role.COMMAND, _wait, lambda b: f"wait for signal {b.name}"),
     m.CancelRequested: EventKind(
         Role.ACTIVATION,
         lambda b: f"cancel requested: {b.reason or '(no reason)'}",

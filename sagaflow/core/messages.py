@@ -218,6 +218,21 @@ class SignalReceived:
 
 
 @dataclass(frozen=True, slots=True)
+class SignalWaitStarted:
+    """Workflow code began waiting for a signal that had not arrived yet. It ends when the
+    signal arrives, its timeout timer fires, the wait is abandoned (cancel) or the run closes.
+
+    Recorded since event schema v3; histories recorded before lack it and replay unchanged
+    (replay accepts a wait the history did not record, never one recorded but not made)."""
+
+    name: str
+    timer_seq: int = 0
+    """Seq of the TimerStarted that bounds the wait; 0 when it has no timeout."""
+    timeout_at_ms: int = 0
+    """When the wait gives up (that timer's fire time); 0 when never."""
+
+
+@dataclass(frozen=True, slots=True)
 class CancelRequested:
     reason: str
 
@@ -289,6 +304,7 @@ EventBody: TypeAlias = (
     | TimerFired
     | TimerCancelled
     | SignalReceived
+    | SignalWaitStarted
     | CancelRequested
     | MarkerRecorded
     | WorkflowCompleted

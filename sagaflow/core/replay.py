@@ -27,6 +27,7 @@ from sagaflow.core.driver import (
     RecordMarkerCommand,
     ScheduleActivityCommand,
     StartTimerCommand,
+    WaitForSignalCommand,
 )
 from sagaflow.core.errors import NonDeterminismError, WorkflowCodeError
 from sagaflow.core.kinds import ACTIVATIONS, COMMAND_EVENTS
@@ -35,6 +36,7 @@ from sagaflow.core.messages import (
     Event,
     EventBody,
     MarkerRecorded,
+    SignalWaitStarted,
     TimerCancelled,
     TimerStarted,
     WorkflowCancelled,
@@ -57,6 +59,8 @@ def describe_command(command: CodeCommand) -> str:
             return "started a timer"
         case CancelTimerCommand():
             return f"cancelled timer {command.timer_seq}"
+        case WaitForSignalCommand():
+            return f"waited for signal {command.name!r}"
         case RecordMarkerCommand():
             return f"recorded patch {command.change_id!r}"
         case CompleteWorkflowCommand():
@@ -93,6 +97,12 @@ def command_matches(command: CodeCommand, body: EventBody) -> bool:
             return isinstance(body, TimerStarted)
         case CancelTimerCommand():
             return isinstance(body, TimerCancelled) and body.timer_seq == command.timer_seq
+        case WaitForSignalCommand():
+            return (
+                isinstance(body, SignalWaitStarted)
+                and body.name == command.name
+                and body.timer_seq == command.timer_seq
+            )
         case RecordMarkerCommand():
             return isinstance(body, MarkerRecorded) and body.change_id == command.change_id
         case CompleteWorkflowCommand():
@@ -111,6 +121,7 @@ def recorded_event(
     command: ScheduleActivityCommand
     | StartTimerCommand
     | CancelTimerCommand
+    | WaitForSignalCommand
     | RecordMarkerCommand
     | CompleteWorkflowCommand
     | FailWorkflowCommand
@@ -133,6 +144,8 @@ def recorded_event(
         return TimerStarted(seq, command.fire_at_ms)
     if isinstance(command, CancelTimerCommand):
         return TimerCancelled(command.timer_seq)
+    if isinstance(command, WaitForSignalCommand):
+        return SignalWaitStarted(command.name, command.timer_seq, command.timeout_at_ms)
     if isinstance(command, RecordMarkerCommand):
         return MarkerRecorded(command.change_id)
     if isinstance(command, CompleteWorkflowCommand):
@@ -159,6 +172,9 @@ class ReplaySink:
         self.bound = 0
         """History index before which the current activation's commands must be recorded."""
         self.new_commands: list[CodeCommand] = []
+        self.parked = False
+        """Whether the current activation was recorded while the workflow was parked (then
+        commands beyond history are what resuming adds)."""
 
     def _next_recorded(self) -> Event | None:
         if self._position < len(self._recorded):
@@ -169,6 +185,14 @@ class ReplaySink:
 
     def emit(self, command: CodeCommand) -> int:
         recorded = self._next_recorded()
+        if isinstance(command, WaitForSignalCommand) and (
+            (recorded is None and not self.parked)
+            or (recorded is not None and not isinstance(recorded.body, SignalWaitStarted))
+        ):
+            # Recorded before waits were (event schema v3): a wait changes no state, so the
+            # history is accepted without it (its seq is never used). Only a wait that newer
+            # code adds when a parked run resumes is recorded late.
+            return 0
         if recorded is None:
             self.new_commands.append(command)
             return self._next_new_seq + len(self.new_commands) - 1
@@ -246,6 +270,7 @@ def replay(registry: Registry, history: Sequence[Event]) -> ReplayOutcome:
             continue
         _check_caught_up(sink, index, event, parked)
         sink.bound = _activation_bound(history, index, parked)
+        sink.parked = parked
         try:
             driver.deliver(event, sink)
         except WorkflowCodeError as err:

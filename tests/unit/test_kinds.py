@@ -30,6 +30,7 @@ SAMPLES: dict[type, m.EventBody] = {
     m.TimerFired: m.TimerFired(3),
     m.TimerCancelled: m.TimerCancelled(3),
     m.SignalReceived: m.SignalReceived("approve", b"{}"),
+    m.SignalWaitStarted: m.SignalWaitStarted("approve", 4, 9_000),
     m.CancelRequested: m.CancelRequested("changed mind"),
     m.MarkerRecorded: m.MarkerRecorded("fix-1"),
     m.WorkflowCompleted: m.WorkflowCompleted(b"1"),

@@ -61,6 +61,7 @@ from sagaflow.core.messages import (
     FailActivity,
     MarkerRecorded,
     SignalReceived,
+    SignalWaitStarted,
     StepView,
     TimerCancelled,
     TimerFired,
@@ -437,6 +438,15 @@ class Observer(Hooks):
                 linked=sender,
             )
             return _context(span), True
+        if isinstance(body, SignalWaitStarted):
+            attrs: Attributes = {"sagaflow.signal.name": body.name}
+            if body.timeout_at_ms:
+                attrs["sagaflow.signal.timeout_at_ms"] = body.timeout_at_ms
+                attrs["sagaflow.timer.seq"] = body.timer_seq
+            span = self._span(
+                _name(body), event, run, cause or run.context, SpanKind.INTERNAL, attrs
+            )
+            return _context(span), False
         if isinstance(body, CancelRequested):
             span = self._span(
                 _name(body),
