@@ -25,6 +25,7 @@ from sagaflow.core.messages import (
     Event,
     SignalWorkflow,
     StartWorkflow,
+    TerminateWorkflow,
 )
 from sagaflow.kafka import triage
 from sagaflow.kafka.clients import command_producer, reader
@@ -158,6 +159,10 @@ class Client:
 
     def cancel(self, workflow_id: str, reason: str = "", command_id: str = "") -> None:
         self.send(CancelWorkflow(workflow_id, reason, command_id))
+
+    def terminate(self, workflow_id: str, reason: str, by: str = "", command_id: str = "") -> None:
+        """Stop the workflow now: no compensation runs (cancel asks the code instead)."""
+        self.send(TerminateWorkflow(workflow_id, reason, by, command_id))
 
 
 @dataclass(frozen=True)

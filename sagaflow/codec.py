@@ -12,8 +12,9 @@ reader schema (full transitive compatibility: new fields carry defaults). Bytes 
 message of the expected kind raise DecodeError, never anything else.
 
 History of versions: event v1 -> v2 added WorkflowStarted.continued_from_run_id (default "");
-closed v1 (the closed-workflows index) is new; command v1 -> v2 added ReportChildClosed;
-reply v1 (answers to waiting callers) is new; event v2 -> v3 added SignalWaitStarted.
+closed v1 (the closed-workflows index) is new; command v1 -> v2 added ReportChildClosed and
+TerminateWorkflow; reply v1 (answers to waiting callers) is new; event v2 -> v3 added
+SignalWaitStarted and WorkflowTerminated.
 """
 
 from __future__ import annotations

@@ -159,9 +159,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reason", default="", help="why, recorded in history")
 
     p = command(
+        "terminate",
+        commands.cmd_terminate,
+        "stop a workflow now: no compensation runs, pending activities are abandoned",
+    )
+    p.add_argument("id", help="workflow id")
+    p.add_argument("--reason", required=True, help="why, recorded in history")
+    p.add_argument("--by", help="who, recorded in history (default: cli:$USER)")
+
+    p = command(
         "watch",
         commands.cmd_watch,
-        "follow one workflow until it ends; exit 0 completed, 1 failed or cancelled",
+        "follow one workflow until it ends; exit 0 completed, 1 failed, cancelled or terminated",
     )
     p.add_argument("id", help="workflow id")
     p.add_argument(

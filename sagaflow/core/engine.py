@@ -48,11 +48,13 @@ from sagaflow.core.messages import (
     SignalWorkflow,
     StartWorkflow,
     StepView,
+    TerminateWorkflow,
     TimerFired,
     TimerStarted,
     WorkflowContinuedAsNew,
     WorkflowParked,
     WorkflowStarted,
+    WorkflowTerminated,
     WorkflowUnparked,
     idempotency_key,
 )
@@ -64,6 +66,7 @@ from sagaflow.core.state import (
     PARKED,
     QUARANTINED,
     RUNNING,
+    TERMINATED,
     ActivityState,
     ApplyError,
     WorkflowState,
@@ -236,14 +239,15 @@ class Engine:
         batch = _Batch()
         state = self._open.get(workflow_id)
         if state is None:
-            if workflow_id in self._closed:
+            closed = self._closed.get(workflow_id)
+            if closed is not None:
                 if COMMAND_KINDS[type(command)].reports_activity:
-                    return Decision()
+                    return self._late_report(command, closed, now_ms)
                 return reject(
                     command,
                     now_ms,
                     "workflow_closed",
-                    f"workflow {workflow_id!r} is already {self._closed[workflow_id].status}",
+                    f"workflow {workflow_id!r} is already {closed.status}",
                 )
             return reject(
                 command, now_ms, "workflow_not_found", f"no workflow {workflow_id!r} here"
@@ -260,6 +264,8 @@ class Engine:
                 self._handle_signal_workflow(batch, state, command, now_ms)
             case CancelWorkflow():
                 self._handle_cancel_workflow(batch, state, command, now_ms)
+            case TerminateWorkflow():
+                self._handle_terminate_workflow(batch, state, command, now_ms)
             case CompleteActivity():
                 self._handle_complete_activity(batch, state, command, now_ms)
             case FailActivity():
@@ -322,6 +328,33 @@ class Engine:
     ) -> None:
         if not state.cancel_requested:
             self._activate(batch, state, CancelRequested(command.reason), now_ms)
+
+    def _handle_terminate_workflow(
+        self, batch: _Batch, state: WorkflowState, command: TerminateWorkflow, now_ms: int
+    ) -> None:
+        """Close now without running the code (running or parked alike): nothing compensates,
+        and the open activities and timers close with it (late reports are refused)."""
+        self._drivers.pop(state.workflow_id, None)
+        self._append(batch, state, WorkflowTerminated(command.reason, command.by), now_ms)
+
+    @staticmethod
+    def _late_report(
+        command: Command,
+        closed: ClosedWorkflow,
+        now_ms: int,
+    ) -> Decision:
+        """A worker's report for a closed workflow. After a normal close it is a harmless
+        duplicate (nothing was pending) and decides nothing; after a terminate the attempt
+        was abandoned mid-flight, so its result is refused on the record."""
+        if closed.status != TERMINATED:
+            return Decision()
+        return reject(
+            command,
+            now_ms,
+            "workflow_closed",
+            f"workflow {closed.workflow_id!r} was terminated; the result of its abandoned "
+            "activity is discarded (nothing else to do)",
+        )
 
     def _handle_complete_activity(
         self, batch: _Batch, state: WorkflowState, command: CompleteActivity, now_ms: int

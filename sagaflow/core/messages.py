@@ -49,6 +49,19 @@ class CancelWorkflow:
 
 
 @dataclass(frozen=True, slots=True)
+class TerminateWorkflow:
+    """Stop a workflow now: no more workflow code runs (so no compensation), its pending
+    activity tasks and timers are abandoned, and it closes as 'terminated' with who and why.
+    Unlike CancelWorkflow, the code is not asked; use it for a workflow that is stuck."""
+
+    workflow_id: str
+    reason: str
+    by: str = ""
+    """Who terminated it (a user, 'api', a parent workflow); recorded with the reason."""
+    command_id: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class CompleteActivity:
     workflow_id: str
     run_id: str
@@ -106,13 +119,16 @@ Command: TypeAlias = (
     StartWorkflow
     | SignalWorkflow
     | CancelWorkflow
+    | TerminateWorkflow
     | CompleteActivity
     | FailActivity
     | HeartbeatActivity
     | ReportChildClosed
 )
 
-WorkflowCommand: TypeAlias = StartWorkflow | SignalWorkflow | CancelWorkflow | ReportChildClosed
+WorkflowCommand: TypeAlias = (
+    StartWorkflow | SignalWorkflow | CancelWorkflow | TerminateWorkflow | ReportChildClosed
+)
 """What one workflow may send another (start a child, signal, cancel, report a child's close)."""
 
 # --------------------------------------------------------------------------- events
@@ -262,6 +278,15 @@ class WorkflowCancelled:
 
 
 @dataclass(frozen=True, slots=True)
+class WorkflowTerminated:
+    """Closed by a TerminateWorkflow command: no workflow code ran for it, so nothing was
+    compensated and pending activities and timers were abandoned."""
+
+    reason: str
+    by: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class WorkflowContinuedAsNew:
     new_run_id: str
     input: bytes
@@ -310,13 +335,20 @@ EventBody: TypeAlias = (
     | WorkflowCompleted
     | WorkflowFailed
     | WorkflowCancelled
+    | WorkflowTerminated
     | WorkflowContinuedAsNew
     | WorkflowParked
     | WorkflowUnparked
     | CommandRejected
 )
 
-CLOSING_EVENTS = (WorkflowCompleted, WorkflowFailed, WorkflowCancelled, WorkflowContinuedAsNew)
+CLOSING_EVENTS = (
+    WorkflowCompleted,
+    WorkflowFailed,
+    WorkflowCancelled,
+    WorkflowTerminated,
+    WorkflowContinuedAsNew,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -350,7 +382,7 @@ class ClosedWorkflow:
     run_id: str
     """The last run's id."""
     status: str
-    """'completed', 'failed' or 'cancelled'."""
+    """'completed', 'failed', 'cancelled' or 'terminated'."""
     start_command_id: str
     """command_id of the StartWorkflow that created the workflow ("" if it is not known)."""
     last_seq: int

@@ -32,6 +32,7 @@ from sagaflow.core.messages import (
     WorkflowFailed,
     WorkflowParked,
     WorkflowStarted,
+    WorkflowTerminated,
     WorkflowUnparked,
 )
 from sagaflow.core.status import CLOSED_STATUSES, WorkflowStatus
@@ -42,6 +43,7 @@ QUARANTINED = WorkflowStatus.QUARANTINED
 COMPLETED = WorkflowStatus.COMPLETED
 FAILED = WorkflowStatus.FAILED
 CANCELLED = WorkflowStatus.CANCELLED
+TERMINATED = WorkflowStatus.TERMINATED
 CONTINUED_AS_NEW = WorkflowStatus.CONTINUED_AS_NEW
 IDLE_AFTER_MS = 60_000
 """Nothing due sooner than this (and no activity in flight): the workflow is idle."""
@@ -232,6 +234,9 @@ class WorkflowState:
     def _apply_workflow_cancelled(self, event: Event, body: WorkflowCancelled) -> None:
         self._close(CANCELLED)
 
+    def _apply_workflow_terminated(self, event: Event, body: WorkflowTerminated) -> None:
+        self._close(TERMINATED)
+
     def _apply_workflow_continued_as_new(self, event: Event, body: WorkflowContinuedAsNew) -> None:
         self._close(CONTINUED_AS_NEW)
 
@@ -274,6 +279,7 @@ _APPLIERS: dict[type, Callable[[WorkflowState, Event, Any], None]] = {
     WorkflowCompleted: WorkflowState._apply_workflow_completed,
     WorkflowFailed: WorkflowState._apply_workflow_failed,
     WorkflowCancelled: WorkflowState._apply_workflow_cancelled,
+    WorkflowTerminated: WorkflowState._apply_workflow_terminated,
     WorkflowContinuedAsNew: WorkflowState._apply_workflow_continued_as_new,
     WorkflowParked: WorkflowState._apply_workflow_parked,
     WorkflowUnparked: WorkflowState._apply_workflow_unparked,

@@ -17,11 +17,18 @@ class WorkflowStatus(StrEnum):
     COMPLETED = "completed"
     FAILED = "failed"
     CANCELLED = "cancelled"
+    TERMINATED = "terminated"
+    """Stopped by TerminateWorkflow: no code ran after it, nothing was compensated."""
     CONTINUED_AS_NEW = "continued_as_new"
 
 
 CLOSED_STATUSES = frozenset(
-    {WorkflowStatus.COMPLETED, WorkflowStatus.FAILED, WorkflowStatus.CANCELLED}
+    {
+        WorkflowStatus.COMPLETED,
+        WorkflowStatus.FAILED,
+        WorkflowStatus.CANCELLED,
+        WorkflowStatus.TERMINATED,
+    }
 )
 """Statuses a workflow (id) never leaves."""
 

@@ -38,6 +38,7 @@ from sagaflow.core.messages import (
     WorkflowFailed,
     WorkflowParked,
     WorkflowStarted,
+    WorkflowTerminated,
     WorkflowUnparked,
 )
 from sagaflow.core.status import LISTED_STATUSES, WorkflowStatus
@@ -325,6 +326,13 @@ def _apply_workflow_cancelled(row: WorkflowRow, event: Event) -> None:
     row.error = {"type": "cancelled", "message": body.reason, "details": None}
 
 
+def _apply_workflow_terminated(row: WorkflowRow, event: Event) -> None:
+    body = event.body
+    assert isinstance(body, WorkflowTerminated)
+    _close(row, WorkflowStatus.TERMINATED)
+    row.error = {"type": "terminated", "message": body.reason, "by": body.by, "details": None}
+
+
 def _apply_workflow_continued_as_new(row: WorkflowRow, event: Event) -> None:
     body = event.body
     assert isinstance(body, WorkflowContinuedAsNew)
@@ -350,6 +358,7 @@ _APPLIERS: dict[type[Any], Callable[[WorkflowRow, Event], None]] = {
     WorkflowCompleted: _apply_workflow_completed,
     WorkflowFailed: _apply_workflow_failed,
     WorkflowCancelled: _apply_workflow_cancelled,
+    WorkflowTerminated: _apply_workflow_terminated,
     WorkflowContinuedAsNew: _apply_workflow_continued_as_new,
     MarkerRecorded: _apply_nothing,
     CommandRejected: _apply_nothing,

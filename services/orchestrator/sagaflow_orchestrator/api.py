@@ -28,7 +28,12 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from sagaflow.client import Client, DeliveryError, payload
 from sagaflow.config import Config
 from sagaflow.core.identity import start_command_id
-from sagaflow.core.messages import CancelWorkflow, SignalWorkflow, StartWorkflow
+from sagaflow.core.messages import (
+    CancelWorkflow,
+    SignalWorkflow,
+    StartWorkflow,
+    TerminateWorkflow,
+)
 from sagaflow.core.registry import Registry
 from sagaflow.core.status import CLOSED_STATUSES
 from sagaflow.db import describe_url, migrate
@@ -328,7 +333,8 @@ def _check_size(request: web.Request, value: Any, field: str) -> bytes:
 
 
 async def _send(
-    request: web.Request, command: StartWorkflow | SignalWorkflow | CancelWorkflow
+    request: web.Request,
+    command: StartWorkflow | SignalWorkflow | CancelWorkflow | TerminateWorkflow,
 ) -> None:
     client = request.app[CLIENT]
     await asyncio.to_thread(client.send, command, SEND_TIMEOUT_S)
@@ -533,6 +539,31 @@ async def cancel_workflow(request: web.Request) -> web.Response:
     return web.json_response({"workflow_id": workflow_id}, status=202)
 
 
+async def terminate_workflow(request: web.Request) -> web.Response:
+    """Stop a workflow now, with no compensation: for one that is stuck or must not go on."""
+    workflow_id = request.match_info["workflow_id"]
+    body = await _json_body(request)
+    usage = 'send {"reason": "<why>", "by": "<who, default api>"}'
+    if not isinstance(body, dict):
+        raise ApiError(400, f"the body must be a JSON object; {usage}", field="body")
+    unknown = sorted(set(body) - {"reason", "by"})
+    if unknown:
+        name = unknown[0]
+        raise ApiError(400, f"{name} is not a field of a terminate request; {usage}", field=name)
+    reason, by = body.get("reason"), body.get("by", "api")
+    if not isinstance(reason, str) or not reason.strip():
+        raise ApiError(400, f"reason is required text, recorded in the history; {usage}", "reason")
+    if not isinstance(by, str):
+        raise ApiError(400, f"by must be text naming who terminates; {usage}", field="by")
+    _check_size(request, reason, "reason")
+    _check_size(request, by, "by")
+    row = await _known(request, workflow_id)
+    _refuse_closed(row, "terminate")
+    command_id = f"api:{request[REQUEST_ID]}"
+    await _send(request, TerminateWorkflow(workflow_id, reason, by or "api", command_id))
+    return web.json_response({"workflow_id": workflow_id}, status=202)
+
+
 def _refuse_closed(row: dict[str, Any], what: str) -> None:
     if row["status"] in CLOSED_STATUSES:
         raise ApiError(
@@ -631,4 +662,5 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/workflows/{workflow_id}/history", get_history)
     app.router.add_post("/workflows/{workflow_id}/signals/{name}", signal_workflow)
     app.router.add_post("/workflows/{workflow_id}/cancel", cancel_workflow)
+    app.router.add_post("/workflows/{workflow_id}/terminate", terminate_workflow)
     app.router.add_post("/task-tokens/{outcome}", answer_task_token)
