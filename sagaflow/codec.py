@@ -12,9 +12,10 @@ reader schema (full transitive compatibility: new fields carry defaults). Bytes 
 message of the expected kind raise DecodeError, never anything else.
 
 History of versions: event v1 -> v2 added WorkflowStarted.continued_from_run_id (default "");
-closed v1 (the closed-workflows index) is new; command v1 -> v2 added ReportChildClosed and
-TerminateWorkflow; reply v1 (answers to waiting callers) is new; event v2 -> v3 added
-SignalWaitStarted and WorkflowTerminated.
+closed v1 (the closed-workflows index) is new; command v1 -> v2 added ReportChildClosed,
+TerminateWorkflow and StartWorkflow's execution_timeout_ms/run_timeout_ms; reply v1 (answers to
+waiting callers) is new; event v2 -> v3 added SignalWaitStarted, WorkflowTerminated,
+WorkflowTimedOut and WorkflowStarted's execution_deadline_ms/run_timeout_ms.
 """
 
 from __future__ import annotations

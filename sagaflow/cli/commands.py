@@ -179,7 +179,14 @@ def cmd_start(config: Config, args: argparse.Namespace) -> None:
     with _telemetry() as tel:
         client, headers = _client(config, tel)
         try:
-            client.start(args.type, value, workflow_id=workflow_id, version=args.version)
+            client.start(
+                args.type,
+                value,
+                workflow_id=workflow_id,
+                version=args.version,
+                execution_timeout_s=args.execution_timeout or 0,
+                run_timeout_s=args.run_timeout or 0,
+            )
         except DeliveryError as exc:
             raise _delivery_failed(exc) from exc
     trace_id = headers.trace_id

@@ -55,6 +55,7 @@ from sagaflow.core.messages import (
     WorkflowParked,
     WorkflowStarted,
     WorkflowTerminated,
+    WorkflowTimedOut,
     WorkflowUnparked,
     idempotency_key,
 )
@@ -93,6 +94,14 @@ class _Batch:
         return Decision(
             tuple(self.events), tuple(self.effects), tuple(self.closed), tuple(self.steps)
         )
+
+
+@dataclass(frozen=True)
+class _Timeouts:
+    """A workflow's own timeouts, carried from its start to every run it continues into."""
+
+    execution_deadline_ms: int = 0
+    run_timeout_ms: int = 0
 
 
 class Engine:
@@ -312,7 +321,19 @@ class Engine:
             return reject(command, now_ms, "unknown_version", str(err))
         state = self._open[workflow_id] = WorkflowState(workflow_id)
         batch = _Batch()
-        self._start_run(batch, state, definition, command.input, now_ms, command.command_id, "")
+        execution_deadline = (
+            now_ms + command.execution_timeout_ms if command.execution_timeout_ms else 0
+        )
+        self._start_run(
+            batch,
+            state,
+            definition,
+            command.input,
+            now_ms,
+            command.command_id,
+            "",
+            _Timeouts(execution_deadline, command.run_timeout_ms),
+        )
         return self._finish(batch, now_ms)
 
     def _handle_signal_workflow(
@@ -413,10 +434,17 @@ class Engine:
                 activity_due = activity.next_due_ms()
                 if activity_due is not None and activity_due <= now_ms:
                     due.append((activity_due, activity.seq, "activity"))
+            deadline = state.deadline()
+            if deadline is not None and deadline[1] <= now_ms:
+                due.append((deadline[1], 0, deadline[0]))
             if not due:
                 return
-            _, seq, kind = min(due)
-            if kind == "timer":
+            at, seq, kind = min(due)
+            if kind in ("execution", "run"):
+                # Like a terminate, by the clock: no code runs, nothing compensates.
+                self._drivers.pop(state.workflow_id, None)
+                self._append(batch, state, WorkflowTimedOut(kind, at), now_ms)
+            elif kind == "timer":
                 self._activate(batch, state, TimerFired(seq), now_ms)
             else:
                 self._fire_activity(batch, state, state.activities[seq], now_ms)
@@ -478,6 +506,7 @@ class Engine:
         now_ms: int,
         command_id: str,
         continued_from_run_id: str,
+        timeouts: _Timeouts,
     ) -> None:
         workflow_id = state.workflow_id
         run_id = derive_run_id(workflow_id, state.last_seq + 1)
@@ -488,6 +517,8 @@ class Engine:
             random_seed=derive_random_seed(workflow_id, run_id),
             command_id=command_id,
             continued_from_run_id=continued_from_run_id,
+            execution_deadline_ms=timeouts.execution_deadline_ms,
+            run_timeout_ms=timeouts.run_timeout_ms,
         )
         driver = Driver(self._registry, definition, workflow_id, run_id, body)
         self._drivers[workflow_id] = driver
@@ -566,7 +597,14 @@ class Engine:
             state.quarantine(str(err))
             return
         self._start_run(
-            batch, state, definition, command.input, now_ms, state.start_command_id, old_run_id
+            batch,
+            state,
+            definition,
+            command.input,
+            now_ms,
+            state.start_command_id,
+            old_run_id,
+            _Timeouts(state.execution_deadline_ms, state.run_timeout_ms),
         )
 
     # ------------------------------------------------------------------ events

@@ -171,6 +171,12 @@ EVENT_KINDS: Mapping[type, EventKind] = {
         lambda b: "workflow terminated",
         WorkflowStatus.TERMINATED,
     ),
+    m.WorkflowTimedOut: EventKind(
+        Role.BOOKKEEPING,
+        lambda b: f"TIMED OUT: its {b.timeout} timeout passed at {when(b.deadline_ms)}",
+        lambda b: f"workflow {b.timeout} timed out",
+        WorkflowStatus.TIMED_OUT,
+    ),
     m.WorkflowContinuedAsNew: EventKind(
         Role.COMMAND,
         lambda b: f"continued as new run {b.new_run_id} input={_short(b.input)}",

@@ -19,6 +19,8 @@ class WorkflowStatus(StrEnum):
     CANCELLED = "cancelled"
     TERMINATED = "terminated"
     """Stopped by TerminateWorkflow: no code ran after it, nothing was compensated."""
+    TIMED_OUT = "timed_out"
+    """Its execution or run timeout passed: closed like a terminate, by the clock."""
     CONTINUED_AS_NEW = "continued_as_new"
 
 
@@ -28,6 +30,7 @@ CLOSED_STATUSES = frozenset(
         WorkflowStatus.FAILED,
         WorkflowStatus.CANCELLED,
         WorkflowStatus.TERMINATED,
+        WorkflowStatus.TIMED_OUT,
     }
 )
 """Statuses a workflow (id) never leaves."""

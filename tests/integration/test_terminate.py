@@ -1,7 +1,8 @@
-"""Terminate on real Kafka and Postgres, with the orchestrator and worker services running: a
-checkout saga that has charged the card and waits for approval is terminated through the API;
-no compensation runs (no refund), the read model says terminated with who and why, and a late
-activity report for it is rejected as closed."""
+"""Terminate and workflow timeouts on real Kafka and Postgres, with the orchestrator and worker
+services running: a checkout saga that has charged the card and waits for approval is
+terminated through the API; no compensation runs (no refund), the read model says terminated
+with who and why, and a late activity report for it is rejected as closed. Another one started
+with an execution timeout closes as timed_out, likewise without compensation."""
 
 from __future__ import annotations
 
@@ -125,5 +126,41 @@ def test_a_saga_waiting_for_a_signal_is_terminated_without_compensation(
                 )
                 assert rejection["reason"] == "workflow_closed"
                 assert "terminated" in rejection["message"]
+
+    asyncio.run(body())
+
+
+def test_a_saga_past_its_execution_timeout_closes_as_timed_out(deployment: Deployment) -> None:
+    d = deployment
+    d.orchestrator()
+    d.worker()
+    wid = d.wid("timed-out")
+
+    async def body() -> None:
+        app = make_app(d.config, Orchestrator(d.config, registry))
+        with running_projector(d.config):
+            async with TestClient(TestServer(app)) as client:
+                big = order(wid, amount_cents=500_000, approval_timeout_s=3_600)
+                start = {"type": "checkout", "id": wid, "input": big, "run_timeout_s": -1}
+                r = await client.post("/workflows", json=start)
+                assert r.status == 400 and (await r.json())["field"] == "run_timeout_s"
+                start = {"type": "checkout", "id": wid, "input": big, "execution_timeout_s": 4}
+                r = await client.post("/workflows", json=start)
+                assert r.status == 202
+
+                async def timed_out() -> dict[str, Any] | None:
+                    wf = await workflow(client, wid)
+                    return wf if wf and wf["status"] == "timed_out" else None
+
+                wf = await assert_eventually_async(
+                    timeout=60, condition=timed_out, message=f"{wid} timed out"
+                )
+                assert wf["error"]["timeout"] == "execution"
+                events = await history(client, wid)
+                assert events[-1]["type"] == "WorkflowTimedOut"
+                assert any(e["type"] == "SignalWaitStarted" for e in events), "it was waiting"
+                assert not any(e["body"].get("compensation") for e in events), "compensated"
+                kinds = [r["kind"] for r in await asyncio.to_thread(d.ledger, [wid])]
+                assert kinds == ["charge"], "no refund"
 
     asyncio.run(body())

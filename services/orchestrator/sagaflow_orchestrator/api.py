@@ -59,7 +59,7 @@ MAX_LIMIT = 500
 DEFAULT_LIMIT = 50
 MAX_SEQ = 2**63 - 1  # a Postgres bigint
 SEND_TIMEOUT_S = 10.0
-_START_KEYS = frozenset({"type", "id", "input", "version"})
+_START_KEYS = frozenset({"type", "id", "input", "version", "execution_timeout_s", "run_timeout_s"})
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -414,6 +414,7 @@ async def start_workflow(request: web.Request) -> web.Response:
             400, f"{exc}; fix the input to match workflow {wtype!r}", field=exc.field
         ) from None
     encoded = _check_size(request, value, "input")
+    timeouts = {name: _timeout_ms(body, name) for name in ("execution_timeout_s", "run_timeout_s")}
     # The same request is the same command, so a client's retry is answered by the engine as
     # already started; whether a start happens is decided there alone (send first, always).
     command_id = start_command_id(workflow_id, wtype, version, encoded)
@@ -426,7 +427,16 @@ async def start_workflow(request: web.Request) -> web.Response:
             field="id",
         )
     fault_point("api_before_start_send")
-    await _send(request, StartWorkflow(workflow_id, wtype, encoded, version, command_id))
+    start = StartWorkflow(
+        workflow_id,
+        wtype,
+        encoded,
+        version,
+        command_id,
+        execution_timeout_ms=timeouts["execution_timeout_s"],
+        run_timeout_ms=timeouts["run_timeout_s"],
+    )
+    await _send(request, start)
     fault_point("api_after_start_send")
     try:
         await queries.record_start_request(pool, workflow_id, wtype, version, value, command_id)
@@ -434,6 +444,18 @@ async def start_workflow(request: web.Request) -> web.Response:
         # The start is in Kafka; only the "accepted" answer of GET before projection is lost.
         log.warning("start of %s sent; not noted in the read model: %s", workflow_id, exc)
     return web.json_response({"workflow_id": workflow_id}, status=202)
+
+
+def _timeout_ms(body: dict[str, Any], name: str) -> int:
+    """An optional workflow timeout in seconds (a positive number) as ms; 0 when left out."""
+    value = body.get(name)
+    if value is None:
+        return 0
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+        raise ApiError(
+            400, f"{name} must be a positive number of seconds, or left out for none", field=name
+        )
+    return max(1, round(value * 1000))
 
 
 _READ_MODEL_AWAY = (psycopg.OperationalError, PoolTimeout)
