@@ -79,7 +79,7 @@ def main() -> None:
     e.run()
     record("checkout_approved_wait_recorded", e, "order-8")
 
-    # Event schema v3: terminated while it waits for approval; nothing is compensated.
+    # Event schema v4: terminated while it waits for approval; nothing is compensated.
     e = env()
     e.start("checkout", BIG, workflow_id="order-9")
     e.run(advance_time=False)
