@@ -14,7 +14,7 @@ import heapq
 from dataclasses import dataclass, field
 from typing import assert_never
 
-from sagaflow.core.admission import check_payloads, reject
+from sagaflow.core.admission import check_payloads, refuse_late_report, reject
 from sagaflow.core.driver import (
     CodeCommand,
     ContinueAsNewCommand,
@@ -67,7 +67,6 @@ from sagaflow.core.state import (
     PARKED,
     QUARANTINED,
     RUNNING,
-    TERMINATED,
     ActivityState,
     ApplyError,
     WorkflowState,
@@ -251,7 +250,7 @@ class Engine:
             closed = self._closed.get(workflow_id)
             if closed is not None:
                 if COMMAND_KINDS[type(command)].reports_activity:
-                    return self._late_report(command, closed, now_ms)
+                    return refuse_late_report(command, closed, now_ms)
                 return reject(
                     command,
                     now_ms,
@@ -357,25 +356,6 @@ class Engine:
         and the open activities and timers close with it (late reports are refused)."""
         self._drivers.pop(state.workflow_id, None)
         self._append(batch, state, WorkflowTerminated(command.reason, command.by), now_ms)
-
-    @staticmethod
-    def _late_report(
-        command: Command,
-        closed: ClosedWorkflow,
-        now_ms: int,
-    ) -> Decision:
-        """A worker's report for a closed workflow. After a normal close it is a harmless
-        duplicate (nothing was pending) and decides nothing; after a terminate the attempt
-        was abandoned mid-flight, so its result is refused on the record."""
-        if closed.status != TERMINATED:
-            return Decision()
-        return reject(
-            command,
-            now_ms,
-            "workflow_closed",
-            f"workflow {closed.workflow_id!r} was terminated; the result of its abandoned "
-            "activity is discarded (nothing else to do)",
-        )
 
     def _handle_complete_activity(
         self, batch: _Batch, state: WorkflowState, command: CompleteActivity, now_ms: int
