@@ -250,6 +250,12 @@ class Topics:
         workflow cancelled (a tombstone once settled); read whole by every worker."""
         return f"{self.prefix}activity-cancels"
 
+    @property
+    def replies(self) -> str:
+        """Answers to callers waiting on a command (queries, updates), keyed by the caller's
+        reply_to; short-lived, so kept an hour."""
+        return f"{self.prefix}replies"
+
     def tasks(self, queue: str) -> str:
         return f"{self.prefix}tasks.{queue}"
 

@@ -52,6 +52,8 @@ def wanted_topics(
         TopicSpec(t.asl_definitions, 1, {"cleanup.policy": "compact"}),
         # Cancellations of running activities still in flight; read whole by every worker.
         TopicSpec(t.activity_cancels, 1, {"cleanup.policy": "compact"}),
+        # Replies to waiting callers matter only while someone waits.
+        TopicSpec(t.replies, n, {"retention.ms": "3600000"}),
     ]
     specs += [TopicSpec(t.tasks(q), n, {}) for q in sorted(set(queues))]
     return specs
