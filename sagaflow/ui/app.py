@@ -35,7 +35,8 @@ from sagaflow.core.registry import Registry
 from sagaflow.core.status import CLOSED_STATUSES
 from sagaflow.readmodel import queries
 from sagaflow.readmodel.fold import STATUSES
-from sagaflow.ui import graph, health, logview
+from sagaflow.ui import graph, health, logview, statemachine
+from sagaflow.ui.stategraph import MARK_TEXT, state_graph_svg
 from sagaflow.ui.trace import TraceUnavailable, fetch_trace
 
 log = logging.getLogger("sagaflow.ui")
@@ -47,6 +48,7 @@ CLIENT = web.AppKey("ui_client", Client)
 HTTP = web.AppKey("ui_http", aiohttp.ClientSession)
 TEMPLATES = web.AppKey("ui_templates", jinja2.Environment)
 PREFIX = web.AppKey("ui_prefix", str)
+DEFINITIONS = web.AppKey("ui_definitions", statemachine.Definitions)
 
 PAGE_SIZE = 50
 DLQ_LIMIT = 200
@@ -105,6 +107,7 @@ def make_ui_app(
         app[REGISTRY] = registry
     app[TEMPLATES] = _templates()
     app[PREFIX] = prefix.rstrip("/")
+    app[DEFINITIONS] = statemachine.Definitions(config)
     app.cleanup_ctx.append(_resources)
     static = Path(str(resources.files("sagaflow.ui").joinpath("static")))
     app.router.add_static("/static", static, name="static")
@@ -275,6 +278,11 @@ async def workflow_page(request: web.Request) -> web.Response:
         ]
     compensations = logview.compensations(view)
     config = request.app[CONFIG]
+    machine = await _state_machine(request, workflow, view) if workflow else None
+    if machine is not None:
+        graph_svg = machine["svg"]
+    else:
+        graph_svg = graph.render(workflow["type"], steps, workflow) if workflow else ""
     return _render(
         request,
         "workflow.html",
@@ -284,7 +292,9 @@ async def workflow_page(request: web.Request) -> web.Response:
         rejections=rejections,
         view=view,
         compensations=compensations,
-        graph_svg=graph.render(workflow["type"], steps, workflow) if workflow else "",
+        graph_svg=graph_svg,
+        machine=machine,
+        mark_text=MARK_TEXT,
         jaeger_link=(
             f"{config.jaeger_ui_url}/trace/{view.trace_id}"
             if config.jaeger_ui_url and view.trace_id
@@ -293,6 +303,29 @@ async def workflow_page(request: web.Request) -> web.Response:
         closed=workflow is not None and workflow["status"] in CLOSED_STATUSES,
         flash=request.query.get("sent", ""),
     )
+
+
+async def _state_machine(
+    request: web.Request, workflow: dict[str, Any], view: logview.LogView
+) -> dict[str, Any] | None:
+    """The state graph and path of a state machine execution; None for a code workflow."""
+    kind, version = workflow["type"], workflow["version"]
+    if statemachine.is_state_machine(request.app.get(REGISTRY), kind, version) is False:
+        return None
+    try:
+        definition = await asyncio.to_thread(request.app[DEFINITIONS].get, kind, version)
+    except statemachine.DefinitionsUnreadable as exc:
+        return {"svg": "", "path": None, "problem": str(exc)}
+    if definition is None:
+        return None
+    path, problem = await asyncio.to_thread(
+        statemachine.state_path, definition, view.events, workflow["status"]
+    )
+    return {
+        "svg": state_graph_svg(definition, path, kind),
+        "path": path,
+        "problem": problem,
+    }
 
 
 async def trace_fragment(request: web.Request) -> web.Response:
