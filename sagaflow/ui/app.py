@@ -31,6 +31,7 @@ from sagaflow.cli import dlq
 from sagaflow.cli.output import CliError
 from sagaflow.client import Client, DeliveryError
 from sagaflow.config import Config
+from sagaflow.core.messages import CancelRequested, SignalReceived
 from sagaflow.core.registry import Registry
 from sagaflow.core.status import CLOSED_STATUSES
 from sagaflow.readmodel import queries
@@ -302,6 +303,7 @@ async def workflow_page(request: web.Request) -> web.Response:
         ),
         closed=workflow is not None and workflow["status"] in CLOSED_STATUSES,
         flash=request.query.get("sent", ""),
+        action=_action_result(request, view, rejections),
     )
 
 
@@ -362,10 +364,42 @@ def _see_other(url: str) -> web.Response:
     return web.Response(status=303, headers={"Location": url})
 
 
-def _back(request: web.Request, workflow_id: str, sent: str) -> web.Response:
-    return _see_other(
-        f"{request.app[PREFIX]}/workflows/{quote(workflow_id)}?{urlencode({'sent': sent})}"
-    )
+async def _last_seq(request: web.Request, workflow_id: str) -> int:
+    """The newest event's seq before an action: its resulting event comes after it."""
+    workflow = await queries.get_workflow(request.app[POOL], workflow_id)
+    return int(workflow["last_seq"]) if workflow else 0
+
+
+def _back(
+    request: web.Request, workflow_id: str, sent: str, command_id: str, after: int
+) -> web.Response:
+    query = urlencode({"sent": sent, "command": command_id, "after": after})
+    return _see_other(f"{request.app[PREFIX]}/workflows/{quote(workflow_id)}?{query}")
+
+
+def _action_result(
+    request: web.Request, view: logview.LogView, rejections: list[dict[str, Any]]
+) -> dict[str, Any] | None:
+    """What became of the action just sent (named by the query string `_back` made): the event
+    that records it, the engine's refusal, or nothing yet."""
+    command_id = request.query.get("command", "")
+    after_raw = request.query.get("after", "")
+    if not command_id or not after_raw.isdigit():
+        return None
+    for r in rejections:
+        if r["command_id"] == command_id:
+            return {"refused": f"{r['reason']}: {r['message']}", "entry": None}
+    after = int(after_raw)
+    for event, entry in zip(view.events, view.timeline, strict=True):
+        body = event.body
+        if event.seq <= after:
+            continue
+        if command_id.startswith("ui-signal:") and isinstance(body, SignalReceived):
+            if body.command_id == command_id:
+                return {"refused": None, "entry": entry}
+        elif command_id.startswith("ui-cancel:") and isinstance(body, CancelRequested):
+            return {"refused": None, "entry": entry}
+    return {"refused": None, "entry": None}
 
 
 async def signal_action(request: web.Request) -> web.Response:
@@ -380,11 +414,12 @@ async def signal_action(request: web.Request) -> web.Response:
     except ValueError as exc:
         raise BadInput(f'the payload is not JSON ({exc}); e.g. {{"approved": true}}') from exc
     command_id = f"ui-signal:{workflow_id}:{name}:{time.time_ns()}"
+    after = await _last_seq(request, workflow_id)
     try:
         await asyncio.to_thread(request.app[CLIENT].signal, workflow_id, name, value, command_id)
     except DeliveryError as exc:
         raise BadInput(str(exc)) from exc
-    return _back(request, workflow_id, f"signal {name}")
+    return _back(request, workflow_id, f"signal {name}", command_id, after)
 
 
 async def cancel_action(request: web.Request) -> web.Response:
@@ -392,11 +427,12 @@ async def cancel_action(request: web.Request) -> web.Response:
     form = await _form(request)
     reason = str(form.get("reason", "")).strip() or "cancelled from the UI"
     command_id = f"ui-cancel:{workflow_id}:{time.time_ns()}"
+    after = await _last_seq(request, workflow_id)
     try:
         await asyncio.to_thread(request.app[CLIENT].cancel, workflow_id, reason, command_id)
     except DeliveryError as exc:
         raise BadInput(str(exc)) from exc
-    return _back(request, workflow_id, "cancel")
+    return _back(request, workflow_id, "cancel", command_id, after)
 
 
 # --------------------------------------------------------------------------- health

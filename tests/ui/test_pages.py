@@ -96,6 +96,8 @@ def test_actions_need_the_api_token(kafka_bootstrap: str, database_url: str) -> 
         status, location = await _post(
             http, signal, {"name": "approve", "payload": '{"approved": true}', "token": TOKEN}
         )
-        assert status == 303 and location.endswith("/ui/workflows/ui-auth-1?sent=signal+approve")
+        assert status == 303 and "/ui/workflows/ui-auth-1?sent=signal+approve" in location
+        # The page it goes back to looks for the event recording this very command.
+        assert "command=ui-signal%3Aui-auth-1%3Aapprove%3A" in location and "after=0" in location
 
     _with_ui(kafka_bootstrap, database_url, check)
