@@ -265,6 +265,7 @@ async def workflow_page(request: web.Request) -> web.Response:
             runs[-1]["last_offset"],
             request.app.get(REGISTRY),
             running=running,
+            recorded_waits=workflow.get("signal_waits") if workflow is not None else None,
         )
     steps = logview.graph_steps(view.events)
     if workflow is not None and view.signal_waits:
