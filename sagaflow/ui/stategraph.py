@@ -170,27 +170,29 @@ def _edge(
             f"M{sx:.0f},{sy:.0f} V{sy + _VGAP / 2 - 6 + lane:.0f} H{skip_x:.0f} "
             f"V{ey - _VGAP / 2 + lane:.0f} H{ex:.0f} V{ey:.0f}"
         )
-        lx, ly = skip_x + 3, (sy + ey) / 2
+        # Above its first turn, which is its own (each source has its own gap below it).
+        lx, ly, anchor = skip_x + 4, sy + _VGAP / 2 - 9 + lane, "start"
     elif backwards or by <= ay:
         # Around the right side, further out the more layers it spans.
         sx, sy, ex, ey = ax + _W, ay + _H / 2, bx + _W, by + _H / 2
         bulge = max(sx, ex) + 30 + min(abs(ay - by) / 8, 25)
         d = f"M{sx:.0f},{sy:.0f} C{bulge:.0f},{sy:.0f} {bulge:.0f},{ey:.0f} {ex:.0f},{ey:.0f}"
-        lx, ly = bulge - 4, (sy + ey) / 2
+        lx, ly, anchor = bulge - 4, (sy + ey) / 2, "end"
     else:
         sx, sy, ex, ey = ax + _W / 2, ay + _H, bx + _W / 2, by
         d = (
             f"M{sx:.0f},{sy:.0f} C{sx:.0f},{sy + _VGAP / 2:.0f} "
             f"{ex:.0f},{ey - _VGAP / 2:.0f} {ex:.0f},{ey:.0f}"
         )
-        lx, ly = (sx + ex) / 2 + 4, (sy + ey) / 2 + 4
+        lx, ly, anchor = (sx + ex) / 2, (sy + ey) / 2 + 4, "middle"
     style = ' stroke-dasharray="5,4" stroke="#c92a2a"' if catch else ' stroke="#555"'
     label = ""
     if text:
         colour = "#c92a2a" if catch else "#444"
         label = (
-            f'<text x="{lx:.0f}" y="{ly:.0f}" font-size="10" fill="{colour}">'
-            f"{escape(_short(text, 26))}<title>{escape(text)}</title></text>"
+            f'<text x="{lx:.0f}" y="{ly:.0f}" font-size="10" fill="{colour}" '
+            f'text-anchor="{anchor}" paint-order="stroke" stroke="#fff" stroke-width="3">'
+            f"{escape(_short(text, 20))}<title>{escape(text)}</title></text>"
         )
     return (
         f'<g class="edge{" catch" if catch else ""}" data-edge="{i}"><path d="{d}" fill="none"'

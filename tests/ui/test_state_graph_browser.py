@@ -102,6 +102,9 @@ def test_a_waiting_execution_shows_where_it_is_on_the_state_graph(
     assert "the state it is in now" in page.get_by_label("Legend of the state graph").inner_text()
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SHOTS / "state-machine-waiting.png"), full_page=True)
+    page.locator('section[aria-labelledby="graph-h"]').screenshot(
+        path=str(SHOTS / "state-machine-graph.png")
+    )
 
 
 def test_a_failed_execution_shows_the_state_it_failed_in(
