@@ -298,7 +298,11 @@ async def _state_machine(
     if definition is None:
         return None
     path, problem = await asyncio.to_thread(
-        statemachine.state_path, definition, view.events, workflow["status"]
+        statemachine.state_path,
+        definition,
+        view.events,
+        workflow["status"],
+        workflow.get("state_path"),
     )
     return {
         "svg": state_graph_svg(definition, path, kind),

@@ -108,6 +108,8 @@ def marks_of(path: StatePath | None) -> dict[str, str]:
     if path is None:
         return {}
     marks = {name: "visited" for name in path.visited}
+    for name in path.active:
+        marks[name] = "current"
     if path.current:
         marks[path.current] = "current"
     if path.failed:

@@ -2,10 +2,11 @@
 
 The definition comes from the definitions topic (sagaflow.asl.store), cached per (name,
 version): a deployed version never changes. The path (visited states, the current one, the one
-it failed in) comes from `state_path`, the one place that knows where paths come from. Until
-state transitions are events of their own, it replays the run's history through the interpreter
-with a definition whose `States` tables note each state the interpreter enters; replay is
-deterministic, so that is exactly the path the execution took.
+it failed in) comes from `state_path`, the one place that knows where paths come from: the read
+model's state path, projected from the interpreter's recorded state transitions. An execution
+that started before transitions were recorded has none; for it the run's history is replayed
+through the interpreter with a definition whose `States` tables note each state the interpreter
+enters. Replay is deterministic, so that is exactly the path the execution took.
 """
 
 from __future__ import annotations
@@ -45,6 +46,8 @@ class StatePath:
     """The state the execution failed in (failed executions only)."""
     source: str
     """Where the path was read from, for the page to say."""
+    active: tuple[str, ...] = ()
+    """Every state entered and not yet left (Parallel branches run at once), when known."""
 
 
 class Definitions:
@@ -164,10 +167,25 @@ def path_from_history(
 
 
 def state_path(
-    definition: dict[str, Any], events: Sequence[Event], status: str
+    definition: dict[str, Any],
+    events: Sequence[Event],
+    status: str,
+    recorded: dict[str, Any] | None = None,
 ) -> tuple[StatePath | None, str | None]:
-    """The path of the current run: the one function to switch when the read model records
-    state transitions (then: read it there, and replay only histories recorded before)."""
+    """The path of the current run, and why there is none if so. `recorded` is the read
+    model's state path of the workflow (its `state_path` column; None or empty when it has
+    none): used as it is when there is one, else the run is replayed."""
+    if recorded and recorded.get("visited"):
+        return (
+            StatePath(
+                visited=tuple(recorded["visited"]),
+                current=recorded.get("current"),
+                failed=recorded.get("failed"),
+                source="recorded state transitions",
+                active=tuple(a["state"] for a in recorded.get("active") or []),
+            ),
+            None,
+        )
     starts = [i for i, e in enumerate(events) if isinstance(e.body, WorkflowStarted)]
     if not starts:
         return None, "the path is unknown: the run's start is not in the log read"

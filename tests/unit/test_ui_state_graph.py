@@ -167,3 +167,33 @@ def test_the_registry_tells_a_state_machine_from_code() -> None:
     assert is_state_machine(code, "checkout", 1) is False
     assert is_state_machine(None, NAME, 1) is None
     assert is_state_machine(registry, NAME, 2) is None
+
+
+def test_a_recorded_state_path_is_used_as_the_read_model_has_it() -> None:
+    recorded = {
+        "visited": ["Fan", "A", "B"],
+        "active": [{"state": "Fan", "scope": ""}, {"state": "A", "scope": "Fan[0]"},
+                   {"state": "B", "scope": "Fan[1]"}],
+        "current": "B",
+        "failed": None,
+        "failed_scope": None,
+    }  # fmt: skip
+    # The events are not even looked at: no replay when transitions are recorded.
+    path, problem = state_path(PARALLEL, [], "running", recorded)
+    assert problem is None and path is not None
+    assert (path.visited, path.current, path.active) == (("Fan", "A", "B"), "B", ("Fan", "A", "B"))
+    assert path.source == "recorded state transitions"
+    # Both branches run at once: both are marked as where the execution is now.
+    assert _marks(state_graph_svg(PARALLEL, path, "fan")) == {
+        "Fan": "current", "A": "current", "B": "current"
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize("recorded", [None, {}], ids=["no column", "no transitions recorded"])
+def test_without_a_recorded_path_the_run_is_replayed(
+    env: WorkflowEnvironment, recorded: dict[str, Any] | None
+) -> None:
+    history, status = _run(env, f"old-{len(str(recorded))}", card="tok_declined")
+    path, problem = state_path(checkout_definition(), history, status, recorded)
+    assert problem is None and path is not None
+    assert path.failed == "Failed" and path.source == "replayed from the event log"
