@@ -1,5 +1,6 @@
-"""A workflow's actions (signal, cancel): sent through the client as the API sends them, then
-back to the workflow's page, which shows the event that records the action or its refusal."""
+"""A workflow's actions (signal, cancel, terminate): sent through the client as the API sends
+them, then back to the workflow's page, which shows the event that records the action or its
+refusal."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from urllib.parse import quote, urlencode
 from aiohttp import web
 
 from sagaflow.client import DeliveryError
-from sagaflow.core.messages import CancelRequested, SignalReceived
+from sagaflow.core.messages import CancelRequested, SignalReceived, WorkflowTerminated
 from sagaflow.readmodel import queries
 from sagaflow.ui import logview
 from sagaflow.ui.common import CLIENT, POOL, PREFIX, BadInput, form, see_other
@@ -51,7 +52,9 @@ def action_result(
         if command_id.startswith("ui-signal:") and isinstance(body, SignalReceived):
             if body.command_id == command_id:
                 return {"refused": None, "entry": entry}
-        elif command_id.startswith("ui-cancel:") and isinstance(body, CancelRequested):
+        elif (command_id.startswith("ui-cancel:") and isinstance(body, CancelRequested)) or (
+            command_id.startswith("ui-terminate:") and isinstance(body, WorkflowTerminated)
+        ):
             return {"refused": None, "entry": entry}
     return {"refused": None, "entry": None}
 
@@ -87,3 +90,19 @@ async def cancel_action(request: web.Request) -> web.Response:
     except DeliveryError as exc:
         raise BadInput(str(exc)) from exc
     return _back(request, workflow_id, "cancel", command_id, after)
+
+
+async def terminate_action(request: web.Request) -> web.Response:
+    workflow_id = request.match_info["workflow_id"]
+    fields = await form(request)
+    reason = str(fields.get("reason", "")).strip()
+    if not reason:
+        raise BadInput("a terminate needs a reason: it is recorded in the workflow's history")
+    by = str(fields.get("by", "")).strip() or "ui"
+    command_id = f"ui-terminate:{workflow_id}:{time.time_ns()}"
+    after = await _last_seq(request, workflow_id)
+    try:
+        await asyncio.to_thread(request.app[CLIENT].terminate, workflow_id, reason, by, command_id)
+    except DeliveryError as exc:
+        raise BadInput(str(exc)) from exc
+    return _back(request, workflow_id, "terminate", command_id, after)

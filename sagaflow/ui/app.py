@@ -2,9 +2,9 @@
 by `sagaflow ui`.
 
 It reads the read model (sagaflow.readmodel.queries), the event log (sagaflow.ui.logview), and
-Jaeger's query API (sagaflow.ui.trace); it acts through the client (signal, cancel) and the CLI's
-dead-letter code. Pages are rendered on the server; a small script of our own adds live refresh,
-local times and lazy trace loading. Nothing is fetched from the internet.
+Jaeger's query API (sagaflow.ui.trace); it acts through the client (signal, cancel, terminate)
+and the CLI's dead-letter code. Pages are rendered on the server; a small script of our own adds
+live refresh, local times and lazy trace loading. Nothing is fetched from the internet.
 """
 
 from __future__ import annotations
@@ -109,6 +109,7 @@ def make_ui_app(
     app.router.add_get("/workflows/{workflow_id}/trace", trace_fragment)
     app.router.add_post("/workflows/{workflow_id}/signal", actions.signal_action)
     app.router.add_post("/workflows/{workflow_id}/cancel", actions.cancel_action)
+    app.router.add_post("/workflows/{workflow_id}/terminate", actions.terminate_action)
     app.router.add_get("/health", health_page)
     app.router.add_get("/dlq", dlqpages.dlq_page)
     app.router.add_get("/dlq/{partition:\\d+}/{offset:\\d+}", dlqpages.dlq_item_page)
@@ -254,6 +255,11 @@ async def workflow_page(request: web.Request) -> web.Response:
             {"kind": "signal", "label": f"wait for {w.name}", "state": "waiting"}
             for w in view.signal_waits
         ]
+    if workflow is not None and workflow["status"] in CLOSED_STATUSES:
+        # Closed (terminated, timed out) with steps under way: they will never finish.
+        for step in steps:
+            if step["state"] in ("running", "waiting"):
+                step["state"] = "abandoned"
     compensations = logview.compensations(view)
     config = request.app[CONFIG]
     machine = await _state_machine(request, workflow, view) if workflow else None

@@ -28,6 +28,7 @@ from sagaflow.core.messages import (
     ActivityScheduled,
     Event,
     SignalReceived,
+    SignalWaitStarted,
     TimerCancelled,
     TimerFired,
     TimerStarted,
@@ -157,9 +158,6 @@ def find_signal_waits(
         _replay_signal_waits(view, registry)
 
 
-SIGNAL_WAIT_EVENT = "SignalWaitStarted"
-
-
 def _waits_recorded(events: list[Event], recorded: list[dict[str, Any]] | None) -> bool:
     """Whether the read model's waits are the whole story: it has some, or the current run
     recorded its waits as events (then none recorded means none). Only a run from before
@@ -170,8 +168,7 @@ def _waits_recorded(events: list[Event], recorded: list[dict[str, Any]] | None) 
         return True
     starts = [i for i, e in enumerate(events) if isinstance(e.body, WorkflowStarted)]
     run = events[starts[-1] :] if starts else events
-    # By name: the event type is new in the engine, and this must read either engine's runs.
-    return any(type(e.body).__name__ == SIGNAL_WAIT_EVENT for e in run)
+    return any(isinstance(e.body, SignalWaitStarted) for e in run)
 
 
 def _replay_signal_waits(view: LogView, registry: Registry) -> None:

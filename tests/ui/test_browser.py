@@ -236,6 +236,8 @@ def test_approve_from_the_ui_completes_the_waiting_saga(demo: Demo, page: Any) -
         f"{wid} shows its wait for the approve signal",
     )
     assert "times out at" in page.locator('li[data-wait="signal"]').inner_text()
+    # The engine records signal waits and the read model projects them: no replay needed.
+    assert page.locator('li[data-wait="signal"]').get_attribute("data-source") == "read model"
     _shot(page, "waiting-for-approval")
     page.get_by_label("Signal name").fill("approve")
     page.get_by_label("Payload (JSON)").fill('{"approved": true, "by": "ui-test"}')
@@ -382,12 +384,30 @@ def _assert_fits(page: Any, what: str) -> None:
     assert overflow <= 1, f"{what} scrolls sideways by {overflow}px on a narrow screen: {wide}"
 
 
-def test_engine_actions_it_lacks_are_not_offered(demo: Demo, page: Any) -> None:
+def test_terminate_from_the_ui_stops_at_once_with_no_compensation(demo: Demo, page: Any) -> None:
     wid = demo.ids["idle"]
     url = f"{demo.ui}/workflows/{wid}"
     _poll(page, url, lambda: page.locator('li[data-wait="signal"]').count() == 1, f"{wid} waits")
     actions = page.locator("section.actions").inner_text().lower()
     assert "send signal" in actions and "cancel workflow" in actions
-    for missing in ("terminate", "query"):
-        if not hasattr(demo.d.client(), missing):
-            assert missing not in actions, actions
+    # Offered only when the engine has it.
+    assert ("query" in actions) == hasattr(demo.d.client(), "query"), actions
+    page.get_by_label("Why terminate").fill("stuck: the approver left")
+    page.get_by_label("Who (recorded)").fill("ops@example.com")
+    page.get_by_role("button", name="Terminate now").click()
+    recorded = page.locator('#action-result [data-outcome="recorded"]')
+    recorded.wait_for(timeout=30_000)
+    assert "WorkflowTerminated" in recorded.inner_text()
+    _poll(page, url, lambda: _status(page) == "terminated", f"{wid} terminated")
+    assert page.locator("ul.compensations").count() == 0
+    assert page.locator("section.actions").count() == 0  # nothing to act on any more
+    terminated = page.locator('tr[data-event="WorkflowTerminated"]').inner_text()
+    assert "stuck: the approver left" in terminated and "ops@example.com" in terminated
+    # The wait's timer never fires now: the graph says so, and the end is drawn.
+    assert page.locator('svg.graph g.node.abandoned[data-kind="timer"]').count() == 1
+    assert "terminated" in page.locator('svg.graph g.node[data-kind="end"]').inner_html()
+    _assert_fits(page, "a workflow page with a long input")
+    with ThreadPoolExecutor(1) as pool:
+        ledger = pool.submit(demo.d.ledger, [wid]).result(timeout=30)
+    assert [r["kind"] for r in ledger] == ["charge"]  # charged, never refunded
+    _shot(page, "terminated")

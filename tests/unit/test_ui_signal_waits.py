@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from sagaflow.core.messages import SignalReceived, TimerStarted
+from sagaflow.core.messages import Event, SignalReceived, SignalWaitStarted, TimerStarted
 from sagaflow.examples.checkout import registry
 from sagaflow.testing import history_from_json
 from sagaflow.ui.logview import LogView, find_signal_waits
@@ -56,3 +56,13 @@ def test_without_the_code_an_old_run_says_its_waits_are_unknown() -> None:
     view = _waiting()
     find_signal_waits(view, None, [])
     assert view.signal_waits == [] and not view.signal_waits_known
+
+
+def test_a_run_that_records_its_waits_is_not_replayed_when_none_is_open() -> None:
+    view = _waiting()
+    last = view.events[-1]
+    view.events.append(Event(last.workflow_id, last.seq + 1, last.run_id, last.recorded_at_ms,
+                             SignalWaitStarted("approve")))  # fmt: skip
+    # The read model says no wait is open (say, the signal just came): nothing to replay.
+    find_signal_waits(view, registry, [])
+    assert view.signal_waits == [] and view.signal_waits_source == "read model"
