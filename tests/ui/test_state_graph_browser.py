@@ -17,6 +17,7 @@ from playwright import sync_api
 
 from sagaflow.asl import store
 from sagaflow.asl.examples import checkout_definition
+from sagaflow.core import messages
 from tests.sagas import Deployment, order, prepare
 from tests.support import assert_eventually
 from tests.ui.test_browser import CHROMIUM, SHOTS, _answers, _free_port
@@ -99,6 +100,10 @@ def test_a_waiting_execution_shows_where_it_is_on_the_state_graph(
     path = page.locator("#state-path").inner_text()
     assert "Defaults → Reserve → Charge → NeedsApproval → Approval" in path
     assert "now in Approval" in path
+    # Where the path comes from: the read model once the engine records state transitions,
+    # else a replay of the history.
+    recorded = hasattr(messages, "StateTransitioned")
+    assert ("recorded state transitions" if recorded else "replayed from the event log") in path
     assert "the state it is in now" in page.get_by_label("Legend of the state graph").inner_text()
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SHOTS / "state-machine-waiting.png"), full_page=True)
