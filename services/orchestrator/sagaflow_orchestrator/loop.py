@@ -389,14 +389,20 @@ class Orchestrator:
             producer.flush(30)
             triage.call(lambda: producer.commit_transaction(30), "commit_transaction")
         except triage.AbortRequired as exc:
-            # A new producer with the same transactional id aborts the failed transaction at
-            # the coordinator: more robust than abort_transaction on a producer whose state the
-            # error may have damaged (after a broker restart, an out-of-order sequence left
-            # librdkafka waiting for an epoch bump that never came, blocking every later call).
             # Only the partitions this batch touched are rebuilt: a group change aborts the
             # batch in flight (ILLEGAL_GENERATION on its offsets) just when the partitions of a
             # lost member wait for this process, and the others' state is still the log's.
             touched = sorted(out.touched & set(self._owned))
+            if triage.group_moved(exc):
+                # The producer is healthy: aborting its transaction takes a round trip, where a
+                # new producer waits for the coordinator to abort the old one's (0.5-1 s).
+                log.warning("%s; rewinding partitions %s", exc, touched)
+                self._abort_and_rewind(partitions=touched)
+                return
+            # A new producer with the same transactional id aborts the failed transaction at
+            # the coordinator: more robust than abort_transaction on a producer whose state the
+            # error may have damaged (after a broker restart, an out-of-order sequence left
+            # librdkafka waiting for an epoch bump that never came, blocking every later call).
             log.warning("%s; renewing the producer and rewinding partitions %s", exc, touched)
             self._renew_producer()
             self._abort_and_rewind(abort=False, partitions=touched)
@@ -460,13 +466,17 @@ class Orchestrator:
         producer = self._producer_or_die()
         self.status.aborts += 1
         self.hooks.aborted()  # nothing of the batch happened
-        aborted = not abort
+        if abort:
+            try:
+                triage.call(lambda: producer.abort_transaction(30), "abort_transaction")
+            except triage.AbortRequired as exc:
+                # The producer cannot even abort (the broker may be restarting): a new one with
+                # the same transactional id aborts the transaction at the coordinator instead.
+                log.warning("%s; renewing the producer", exc)
+                self._renew_producer()
         backoff = 0.2
         while True:
             try:
-                if not aborted:
-                    triage.call(lambda: producer.abort_transaction(30), "abort_transaction")
-                    aborted = True
                 self._rewind(partitions)
                 self.status.ready = not self.status.rebuilding
                 return
