@@ -170,8 +170,10 @@ def group_owners(d: Deployment) -> list[bool]:
     the group's coordinator may still be loading: that is "not yet", to be polled again."""
     try:
         return [bool(ps) for ps in d.assignments().values()]
-    except KafkaException as exc:
-        raise AssertionError(f"describing the orchestrator group: {exc}") from exc
+    except (KafkaException, TimeoutError) as exc:
+        # TimeoutError: a fresh cluster's group coordinator can take longer than the describe's
+        # 10 s to answer (its offsets topic is still being created at replication factor 3).
+        raise AssertionError(f"describing the orchestrator group: {exc!r}") from exc
 
 
 class Chaos:
