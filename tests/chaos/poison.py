@@ -2,9 +2,10 @@
 
 At seeded times, while the faults fire, an undecodable record goes to the commands topic (the
 orchestrator dead-letters it) or to a task topic (the worker does). Afterwards the dlq is read:
-each poison record must have a dead-letter copy naming it as origin, and its latency runs from
-the broker's acknowledgement of the poison (it is in the log) to the copy's timestamp (its
-producer's CreateTime: the copy's transaction commit, milliseconds later, is not counted). A
+each poison record must have a dead-letter copy naming it as origin, and its latency is the
+copy's timestamp minus the poison's (both their producers' CreateTime; the poison's producer is
+connected before the first one, so its own start is not counted, and the copy's transaction
+commit, milliseconds after its CreateTime, is not either). A
 poison that lands while its consumer is dead or failing over waits for that, as any record
 would: the figure is what an operator sees under faults, not on a quiet system.
 """
@@ -39,7 +40,7 @@ class Poison:
     partition: int = -1
     offset: int = -1
     produced_ms: int = 0
-    """When the broker acknowledged it (wall clock): from then on it is in the log."""
+    """Its CreateTime: when it was handed to the producer."""
     copies: int = 0
     dead_lettered_ms: int | None = None
     detail: str = ""
@@ -75,7 +76,6 @@ def send(producer: Producer, poison: Poison, timeout_s: float = 60.0) -> None:
         if err is not None:
             poison.detail = f"not produced: {err}"
         else:
-            poison.produced_ms = int(time.time() * 1000)
             delivered.append(msg)
 
     value = b"\xff\x00 chaos poison: not a sagaflow command or task " + poison.key.encode()
@@ -85,6 +85,7 @@ def send(producer: Producer, poison: Poison, timeout_s: float = 60.0) -> None:
     if delivered:
         msg = delivered[0]
         poison.partition, poison.offset = msg.partition() or 0, msg.offset() or 0
+        poison.produced_ms = msg.timestamp()[1]
 
 
 def collect_copies(config: Config, poisons: list[Poison], timeout_s: float) -> None:
@@ -167,6 +168,7 @@ def run_poison(
 ) -> None:
     """The poison thread: each record at its planned time, through one producer."""
     producer = command_producer(config, **{"client.id": "chaos-poison"})
+    producer.list_topics(timeout=30)  # connected before the first poison's clock starts
     for poison in poisons:
         wait = t0 + poison.planned_at_s - time.monotonic()
         if wait > 0:

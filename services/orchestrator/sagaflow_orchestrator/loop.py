@@ -34,6 +34,7 @@ from sagaflow import codec
 from sagaflow.config import Config
 from sagaflow.core.messages import ClosedWorkflow, Decision, Event
 from sagaflow.core.registry import Registry
+from sagaflow.faults import fault_point
 from sagaflow.kafka import triage
 from sagaflow.kafka.clients import group_consumer, transactional_producer
 from sagaflow.kafka.dlq import dead_letter
@@ -41,6 +42,7 @@ from sagaflow.kafka.partition import partition_for
 from sagaflow.kafka.produce import produce
 from sagaflow.kafka.records import headers_of, position
 from sagaflow_orchestrator import checkpoints
+from sagaflow_orchestrator.handover import Handover
 from sagaflow_orchestrator.hooks import ConsumedCommand, Decided, Hooks
 from sagaflow_orchestrator.rebuild import OwnedPartition, range_reader, rebuild_partition
 
@@ -109,6 +111,7 @@ class Orchestrator:
         self._pending_resume: set[int] = set()
         self._command_partitions: int | None = None
         self._retired: list[Producer] = []
+        self._handover = Handover(config, self.transactional_id)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -116,7 +119,11 @@ class Orchestrator:
         """Run until `stop` is set. Raises FatalKafkaError (or RebuildError) on fatal trouble."""
         topics = self.config.topics
         self._producer = self._new_producer()
-        self._consumer = group_consumer(self.config, self.config.orchestrator_group)
+        # The group's client id is the transactional id: a new owner of a dead member's
+        # partitions finds out whom to fence by it (handover.py).
+        self._consumer = group_consumer(
+            self.config, self.config.orchestrator_group, **{"client.id": self.transactional_id}
+        )
         self._consumer.subscribe(
             [topics.commands],
             on_assign=self._on_assign,
@@ -189,6 +196,9 @@ class Orchestrator:
         self.status.rebuilding = frozenset(new)
         self.status.ready = False
         now_ms = int(self.clock() * 1000)
+        # A member that died inside a transaction holds these partitions' logs back until the
+        # broker aborts it (10-20 s); fencing it aborts it now.
+        self._handover.release(new)
         for p, owned in self._rebuild(new).items():
             self._owned[p] = owned
             self.hooks.rebuilt(p, owned.rebuilt_events, owned.rebuild_seconds)
@@ -379,7 +389,12 @@ class Orchestrator:
             if with_checkpoint:
                 self._produce_checkpoints(producer)
             if out.offsets:
-                offsets = [TopicPartition(topics.commands, p, o) for p, o in out.offsets.items()]
+                # The metadata names the committer: a later owner of the partition fences it by
+                # that id if it dies inside a transaction (handover.py).
+                offsets = [
+                    TopicPartition(topics.commands, p, o, metadata=self.transactional_id)
+                    for p, o in out.offsets.items()
+                ]
                 meta = consumer.consumer_group_metadata()
                 triage.call(
                     lambda: producer.send_offsets_to_transaction(offsets, meta, 30),
@@ -387,6 +402,10 @@ class Orchestrator:
                 )
             # flush serves the delivery reports that carry the events' offsets
             producer.flush(30)
+            if out.events:
+                # Events in the log, offsets sent, nothing committed: a death here leaves an
+                # open transaction for the next owner to get past (handover.py).
+                fault_point("orchestrator_in_transaction")
             triage.call(lambda: producer.commit_transaction(30), "commit_transaction")
         except triage.AbortRequired as exc:
             # Only the partitions this batch touched are rebuilt: a group change aborts the
