@@ -1,20 +1,25 @@
 """Taking over partitions from an orchestrator that died inside a transaction.
 
-An orchestrator killed between its first produce and its commit leaves a transaction open on
-the events (and closed-workflows) partitions it owned. A read_committed rebuild of those
-partitions cannot pass that transaction until the broker aborts it, after the dead producer's
-transaction.timeout.ms and the broker's next sweep for timed-out transactions: 10 to 20 s with
-the defaults, which turned a 2-3 s failover into 11-16 s whenever the kill landed mid-batch.
+An orchestrator killed between its first produce and its commit leaves a transaction open: its
+batch's records sit on its events partitions and its consumed offsets are pending on its
+commands partitions. The new owner's consumer cannot fetch those partitions' committed offsets
+(UNSTABLE_OFFSET_COMMIT, as KIP-447 wants) until the broker aborts the transaction, after the
+dead producer's transaction.timeout.ms and the broker's next sweep for timed-out transactions:
+measured 8-13 s of extra failover whenever the kill landed mid-batch. And a rebuild that reads
+to the last stable offset before that abort would miss the batch if a paused (zombie) owner
+could still commit it.
 
 The new owner therefore aborts it at once, the way a restart of the dead process would: it
 initialises a producer with the dead process's transactional id, which bumps the epoch and
 makes the coordinator abort the open transaction. It learns that id from the committed offsets
 of the commands partitions, whose metadata is the committing orchestrator's transactional id,
-and it does this only when all of these hold:
+or, when that partition was never committed by its last owner (it died in its first
+transaction there), from the members seen at the previous rebalance. It does this only when all
+of these hold:
 - an open transaction holds back what the rebuild of the new partitions reads (a last stable
   offset lags its high watermark; nothing is fenced otherwise);
-- the last committer of that partition is not this process;
-- that committer is no longer a member of the group (each orchestrator's group client id is its
+- the one fenced is not this process;
+- it is no longer a member of the group (each orchestrator's group client id is its
   transactional id). A member that handed a partition over in a rebalance is alive and keeps its
   transactions; only a dead or expelled (zombie) one is fenced, and a fenced zombie exits on its
   next transaction as it would anyway.
@@ -61,6 +66,7 @@ class Handover:
         self.transactional_id = transactional_id
         self._admin: AdminClient | None = None
         self._deadline = 0.0
+        self._previous_members: set[str] = set()
 
     def admin(self) -> AdminClient:
         if self._admin is None:
@@ -75,8 +81,10 @@ class Handover:
             stuck = self._stuck(partitions)
             if not stuck:
                 return []
-            owners = self._last_committers(stuck) - {self.transactional_id, ""}
-            departed = sorted(owners - self._members())
+            # Whoever held them: their last committer, or a member seen at an earlier rebalance
+            # (one that died in its first transaction on them never committed an offset).
+            candidates = self._last_committers(stuck) | self._previous_members
+            departed = sorted(candidates - self._members() - {self.transactional_id, ""})
         except (triage.AbortRequired, triage.FatalKafkaError, TimeoutError) as exc:
             log.warning(
                 "could not tell whether a departed orchestrator's transaction holds partitions "
@@ -87,6 +95,15 @@ class Handover:
             )
             return []
         return [t for t in departed if self._fence(t, stuck)]
+
+    def note_members(self) -> None:
+        """Remember the group's members as of this rebalance: the candidates, at the next one,
+        for having left a transaction open. Never raises (fencing only saves time)."""
+        self._deadline = time.monotonic() + ADMIN_TIMEOUT_S
+        try:
+            self._previous_members = self._members()
+        except (triage.AbortRequired, triage.FatalKafkaError, TimeoutError) as exc:
+            log.info("could not list the orchestrator group's members (%r)", exc)
 
     def _left(self) -> float:
         return max(0.0, self._deadline - time.monotonic())

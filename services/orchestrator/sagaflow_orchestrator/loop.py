@@ -192,6 +192,7 @@ class Orchestrator:
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         new = sorted(tp.partition for tp in partitions)
         if not new:
+            self._handover.note_members()
             return
         self.status.rebuilding = frozenset(new)
         self.status.ready = False
@@ -199,6 +200,7 @@ class Orchestrator:
         # A member that died inside a transaction holds these partitions' logs back until the
         # broker aborts it (10-20 s); fencing it aborts it now.
         self._handover.release(new)
+        self._handover.note_members()
         for p, owned in self._rebuild(new).items():
             self._owned[p] = owned
             self.hooks.rebuilt(p, owned.rebuilt_events, owned.rebuild_seconds)
@@ -232,6 +234,7 @@ class Orchestrator:
         return rebuilt
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._handover.note_members()
         for tp in partitions:
             self._owned.pop(tp.partition, None)
             self._pending_resume.discard(tp.partition)
