@@ -21,7 +21,7 @@ from sagaflow.core.messages import Event, SignalReceived, WorkflowCompleted, Wor
 from sagaflow.kafka import triage
 from sagaflow.kafka.partition import partition_for
 from sagaflow.workflow import Registry, WorkflowContext
-from sagaflow_orchestrator.hooks import Decided, DecisionHeaders, Hooks
+from sagaflow_orchestrator.hooks import ConsumedCommand, Decided, DecisionHeaders, Hooks
 from sagaflow_orchestrator.loop import Orchestrator
 from tests.readmodel_support import environment
 from tests.support import assert_eventually, running_loop
@@ -57,7 +57,8 @@ class AbortOnce(Hooks):
 
     def batch(self, decided: Sequence[Decided]) -> Sequence[DecisionHeaders] | None:
         hit = any(
-            d.cause is not None and d.cause.command.workflow_id == self.target for d in decided
+            isinstance(d.cause, ConsumedCommand) and d.cause.command.workflow_id == self.target
+            for d in decided
         )
         if self.target and hit and not self.fired.is_set():
             self.fired.set()

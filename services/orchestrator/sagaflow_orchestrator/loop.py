@@ -1,12 +1,13 @@
 """The orchestrator's loop: commands in, one Kafka transaction per batch out.
 
 Per batch: decode each command (undecodable -> dlq), let the partition's engine decide, fire
-due timers, then in ONE transaction append the events to events-p, produce the activity tasks,
-write a checkpoint now and then, and commit the consumed command offsets (KIP-447: the
-consumer's group metadata fences a zombie that lost the partition). An abortable error aborts
-the transaction, drops the batch's state by rebuilding the partitions the batch touched from
-the log, and rewinds their consumer positions to the committed offsets. A fatal error leaves
-the loop with an exception so the process exits non-zero and is restarted.
+due timers, then in ONE transaction append the events to events-p, produce the effects
+(activity tasks, commands to other workflows, replies to waiting callers), write a checkpoint
+now and then, and commit the consumed command offsets (KIP-447: the consumer's group metadata
+fences a zombie that lost the partition). An abortable error aborts the transaction, drops the
+batch's state by rebuilding the partitions the batch touched from the log, and rewinds their
+consumer positions to the committed offsets. A fatal error leaves the loop with an exception so
+the process exits non-zero and is restarted.
 
 No transaction is ever open while the consumer runs its rebalance callbacks: the loop commits
 before it polls again, so on revocation there is nothing in flight to finish.
@@ -19,7 +20,7 @@ import threading
 import time
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, assert_never
 
 from confluent_kafka import (
     OFFSET_BEGINNING,
@@ -32,7 +33,15 @@ from confluent_kafka import (
 
 from sagaflow import codec
 from sagaflow.config import Config
-from sagaflow.core.messages import ClosedWorkflow, Decision, Event
+from sagaflow.core.messages import (
+    ActivityTask,
+    ClosedWorkflow,
+    CommandToWorkflow,
+    Decision,
+    Effect,
+    Event,
+    ReplyToCaller,
+)
 from sagaflow.core.registry import Registry
 from sagaflow.faults import fault_point
 from sagaflow.kafka import triage
@@ -43,7 +52,7 @@ from sagaflow.kafka.produce import produce
 from sagaflow.kafka.records import headers_of, position
 from sagaflow_orchestrator import checkpoints
 from sagaflow_orchestrator.handover import Handover
-from sagaflow_orchestrator.hooks import ConsumedCommand, Decided, Hooks
+from sagaflow_orchestrator.hooks import ConsumedCommand, Decided, Fired, Hooks
 from sagaflow_orchestrator.rebuild import OwnedPartition, range_reader, rebuild_partition
 
 log = logging.getLogger(__name__)
@@ -61,6 +70,7 @@ class _Outgoing:
     decided: list[Decided] = field(default_factory=list)
     events: int = 0
     tasks: int = 0
+    """Effects produced (activity tasks, commands to other workflows, replies)."""
     dead: list[tuple[Message, str]] = field(default_factory=list)
     closed: list[tuple[int, ClosedWorkflow]] = field(default_factory=list)
     """Workflows closed by this batch, remembered in the closed-workflows topic."""
@@ -265,13 +275,13 @@ class Orchestrator:
             owned = self._owned.get(p)
             if owned is not None:
                 out.touched.add(p)
-                self._emit(p, owned.engine.resume_parked(now_ms), out)
+                self._emit(p, owned.engine.resume_parked(now_ms), out, Fired("resumed", now_ms))
         self._pending_resume.clear()
         for p, owned in sorted(self._owned.items()):
             nd = owned.engine.next_due_ms()
             if nd is not None and nd <= now_ms:
                 out.touched.add(p)
-                self._emit(p, owned.engine.fire_due(now_ms), out)
+                self._emit(p, owned.engine.fire_due(now_ms), out, Fired("due", now_ms))
         checkpoint_due = (
             self.clock() - self._last_checkpoint
         ) * 1000 >= self.config.checkpoint_interval_ms
@@ -327,15 +337,20 @@ class Orchestrator:
         p: int,
         decision: Decision,
         out: _Outgoing,
-        cause: ConsumedCommand | None = None,
+        cause: ConsumedCommand | Fired,
         seconds: float = 0.0,
     ) -> None:
-        if not (decision.events or decision.tasks or decision.closed or cause is not None):
+        if not (
+            decision.events
+            or decision.effects
+            or decision.closed
+            or isinstance(cause, ConsumedCommand)
+        ):
             return
         out.closed.extend((p, closed) for closed in decision.closed)
         out.decided.append(Decided(p, decision, cause, seconds))
         out.events += len(decision.events)
-        out.tasks += len(decision.tasks)
+        out.tasks += len(decision.effects)
 
     def _next_due_ms(self) -> int | None:
         dues = [d for o in self._owned.values() if (d := o.engine.next_due_ms()) is not None]
@@ -364,14 +379,15 @@ class Orchestrator:
                         h.events[j] if h is not None else [],
                         _recorder(appended, d.partition, event),
                     )
-                for j, task in enumerate(d.decision.tasks):
+                for j, effect in enumerate(d.decision.effects):
+                    topic, key, value = self._effect_record(effect)
                     self._produce(
                         producer,
-                        topics.tasks(task.task_queue),
-                        codec.encode_task(task),
-                        task.workflow_id,
+                        topic,
+                        value,
+                        key,
                         None,
-                        h.tasks[j] if h is not None else [],
+                        h.effects[j] if h is not None else [],
                         None,
                     )
             for p, closed in out.closed:
@@ -439,6 +455,25 @@ class Orchestrator:
         self.status.commits += 1
         self.status.last_commit_ms = int(self.clock() * 1000)
         self.hooks.committed(out.commands, out.events, out.tasks, len(out.dead), elapsed)
+
+    def _effect_record(self, effect: Effect) -> tuple[str, str, bytes]:
+        """Where an effect goes: (topic, key, value). Keys route by the default partitioner,
+        like every producer's, so a command lands on its target workflow's partition."""
+        topics = self.config.topics
+        match effect:
+            case ActivityTask():
+                return (
+                    topics.tasks(effect.task_queue),
+                    effect.workflow_id,
+                    codec.encode_task(effect),
+                )
+            case CommandToWorkflow():
+                command = effect.command
+                return topics.commands, command.workflow_id, codec.encode_command(command)
+            case ReplyToCaller():
+                return topics.replies, effect.reply_to, codec.encode_reply(effect)
+            case _:
+                assert_never(effect)
 
     def _produce(
         self,
