@@ -207,8 +207,8 @@ class Orchestrator:
         self.status.rebuilding = frozenset(new)
         self.status.ready = False
         now_ms = int(self.clock() * 1000)
-        # A member that died inside a transaction holds these partitions' logs back until the
-        # broker aborts it (10-20 s); fencing it aborts it now.
+        # A member that died inside a transaction holds these partitions' committed offsets
+        # back until the broker aborts it (10-20 s); fencing it aborts it now.
         self._handover.release(new)
         self._handover.note_members()
         for p, owned in self._rebuild(new).items():
