@@ -35,7 +35,8 @@ class Role(StrEnum):
     COMMAND = "command"
     """Records a command of the workflow code: replay matches the code's command against it."""
     BOOKKEEPING = "bookkeeping"
-    """Neither: recorded by the engine itself (retries, parking, rejections, waits)."""
+    """Neither: recorded by the engine itself (retries, parking, rejections, terminate,
+    timeouts); replay skips it."""
 
 
 @dataclass(frozen=True)
