@@ -3,7 +3,7 @@
 Wire format: a 3-byte header, then the fastavro schemaless body.
 
     byte 0  MAGIC (0xF1)
-    byte 1  kind: 1 command, 2 event, 3 activity task, 4 closed workflow
+    byte 1  kind: 1 command, 2 event, 3 activity task, 4 closed workflow, 5 reply
     byte 2  schema version of that kind (the writer schema)
 
 The writer schemas of every version ever shipped live in schemas/avro/<kind>.v<N>.avsc (also
@@ -12,7 +12,8 @@ reader schema (full transitive compatibility: new fields carry defaults). Bytes 
 message of the expected kind raise DecodeError, never anything else.
 
 History of versions: event v1 -> v2 added WorkflowStarted.continued_from_run_id (default "");
-closed v1 (the closed-workflows index) is new.
+closed v1 (the closed-workflows index) is new; command v2 added QueryWorkflow and UpdateWorkflow,
+event v3 UpdateAccepted and UpdateCompleted, reply v1 (answers to queries and updates) is new.
 """
 
 from __future__ import annotations
@@ -38,24 +39,27 @@ __all__ = [
     "decode_closed",
     "decode_command",
     "decode_event",
+    "decode_reply",
     "decode_task",
     "dumps_payload",
     "encode_closed",
     "encode_command",
     "encode_event",
+    "encode_reply",
     "encode_task",
     "loads_payload",
 ]
 
 MAGIC = 0xF1
-KIND_COMMAND, KIND_EVENT, KIND_TASK, KIND_CLOSED = 1, 2, 3, 4
+KIND_COMMAND, KIND_EVENT, KIND_TASK, KIND_CLOSED, KIND_REPLY = 1, 2, 3, 4, 5
 _KIND_NAMES = {
     KIND_COMMAND: "command",
     KIND_EVENT: "event",
     KIND_TASK: "task",
     KIND_CLOSED: "closed",
+    KIND_REPLY: "reply",
 }
-CURRENT_VERSIONS = {KIND_COMMAND: 1, KIND_EVENT: 2, KIND_TASK: 1, KIND_CLOSED: 1}
+CURRENT_VERSIONS = {KIND_COMMAND: 2, KIND_EVENT: 3, KIND_TASK: 1, KIND_CLOSED: 1, KIND_REPLY: 1}
 _NAMESPACE = "sagaflow."
 
 _DECODE_FAILURES = (
@@ -139,6 +143,7 @@ _RECORDS: dict[type, tuple[_Field, ...]] = {
         m.ActivityTask,
         m.RetryPolicy,
         m.ClosedWorkflow,
+        m.Reply,
     )
 }
 _BY_NAME: dict[str, type] = {_NAMESPACE + cls.__name__: cls for cls in _RECORDS}
@@ -275,6 +280,15 @@ def decode_closed(data: bytes) -> m.ClosedWorkflow:
     return typing.cast(
         m.ClosedWorkflow, _guarded(lambda: _from_dict(m.ClosedWorkflow, datum), "closed")
     )
+
+
+def encode_reply(reply: m.Reply) -> bytes:
+    return _encode(KIND_REPLY, _to_dict(reply))
+
+
+def decode_reply(data: bytes) -> m.Reply:
+    datum = _decode(KIND_REPLY, data)
+    return typing.cast(m.Reply, _guarded(lambda: _from_dict(m.Reply, datum), "reply"))
 
 
 def dumps_payload(value: Any) -> bytes:

@@ -39,7 +39,7 @@ from sagaflow.core.registry import (
     Registry,
     WorkflowDefinition,
 )
-from sagaflow.core.workflow import ActivityHandle, Saga, WorkflowContext
+from sagaflow.core.workflow import ActivityHandle, Saga, WorkflowContext, WorkflowView
 
 __all__ = [
     "ActivityContext",
@@ -61,4 +61,5 @@ __all__ = [
     "WorkflowCodeError",
     "WorkflowContext",
     "WorkflowDefinition",
+    "WorkflowView",
 ]

@@ -17,8 +17,10 @@ from sagaflow.core.messages import (
     Event,
     FailActivity,
     HeartbeatActivity,
+    QueryWorkflow,
     SignalWorkflow,
     StartWorkflow,
+    UpdateWorkflow,
 )
 
 PAYLOAD_FIELDS: dict[type, tuple[str, ...]] = {
@@ -28,6 +30,8 @@ PAYLOAD_FIELDS: dict[type, tuple[str, ...]] = {
     CompleteActivity: ("result",),
     FailActivity: ("details",),
     HeartbeatActivity: ("details",),
+    QueryWorkflow: ("args",),
+    UpdateWorkflow: ("args",),
 }
 
 

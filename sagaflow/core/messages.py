@@ -79,6 +79,34 @@ class HeartbeatActivity:
     command_id: str = ""
 
 
+@dataclass(frozen=True, slots=True)
+class QueryWorkflow:
+    """Read a workflow's state through one of its registered query handlers. Answered by the
+    orchestrator that owns the workflow with a Reply on the replies topic; never recorded."""
+
+    workflow_id: str
+    name: str
+    args: bytes
+    """JSON payload handed to the query handler."""
+    request_id: str
+    """Chosen by the caller; the Reply is keyed by it (the caller waits for that key)."""
+    command_id: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class UpdateWorkflow:
+    """A signal that returns a result: validated first (a rejection records nothing), then
+    recorded (UpdateAccepted ... UpdateCompleted) and answered with a Reply."""
+
+    workflow_id: str
+    name: str
+    args: bytes
+    update_id: str
+    """Deduplicates: a repeated update id is answered with the first one's recorded result."""
+    request_id: str
+    command_id: str = ""
+
+
 Command: TypeAlias = (
     StartWorkflow
     | SignalWorkflow
@@ -86,6 +114,8 @@ Command: TypeAlias = (
     | CompleteActivity
     | FailActivity
     | HeartbeatActivity
+    | QueryWorkflow
+    | UpdateWorkflow
 )
 
 # --------------------------------------------------------------------------- events
@@ -196,6 +226,27 @@ class CancelRequested:
 
 
 @dataclass(frozen=True, slots=True)
+class UpdateAccepted:
+    """An update passed its validator; its handler runs as workflow code from here."""
+
+    update_id: str
+    name: str
+    args: bytes
+    request_id: str
+    """The caller waiting for the result (answered when UpdateCompleted is recorded)."""
+
+
+@dataclass(frozen=True, slots=True)
+class UpdateCompleted:
+    """The update handler returned (error_type "") or raised a FailureError."""
+
+    update_id: str
+    result: bytes
+    error_type: str = ""
+    message: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class MarkerRecorded:
     """A `patched(change_id)` decision, so replay takes the same branch forever."""
 
@@ -264,6 +315,8 @@ EventBody: TypeAlias = (
     | SignalReceived
     | CancelRequested
     | MarkerRecorded
+    | UpdateAccepted
+    | UpdateCompleted
     | WorkflowCompleted
     | WorkflowFailed
     | WorkflowCancelled
@@ -338,6 +391,31 @@ def idempotency_key(workflow_id: str, activity_seq: int) -> str:
     return f"{workflow_id}/{activity_seq}"
 
 
+REPLY_OK = "ok"
+REPLY_FAILED = "failed"
+REPLY_REJECTED = "rejected"
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """An answer to a caller waiting for a query or an update. An effect: produced to the
+    replies topic, keyed by request_id, in the same transaction as the events that caused it
+    (an update's UpdateCompleted), so a caller never sees a result that was not recorded."""
+
+    request_id: str
+    workflow_id: str
+    kind: str
+    """'query' or 'update'."""
+    name: str
+    outcome: str
+    """'ok' (result holds the answer), 'failed' (the handler raised: error_type, message) or
+    'rejected' (nothing ran and nothing was recorded: error_type is the reason code)."""
+    result: bytes = b"null"
+    error_type: str = ""
+    message: str = ""
+    update_id: str = ""
+
+
 @dataclass(frozen=True, slots=True)
 class Decision:
     """What one input to the core decided: events to append and tasks to produce."""
@@ -346,6 +424,8 @@ class Decision:
     tasks: tuple[ActivityTask, ...] = ()
     closed: tuple[ClosedWorkflow, ...] = ()
     """Workflows this input closed, to be remembered durably with the closing events."""
+    replies: tuple[Reply, ...] = ()
+    """Answers to waiting callers (queries, updates), produced with the events."""
 
     @property
     def rejection(self) -> CommandRejected | None:
@@ -356,5 +436,8 @@ class Decision:
 
     def __add__(self, other: Decision) -> Decision:
         return Decision(
-            self.events + other.events, self.tasks + other.tasks, self.closed + other.closed
+            self.events + other.events,
+            self.tasks + other.tasks,
+            self.closed + other.closed,
+            self.replies + other.replies,
         )

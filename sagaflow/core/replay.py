@@ -20,7 +20,9 @@ from sagaflow.core.driver import (
     CancelTimerCommand,
     CancelWorkflowCommand,
     CodeCommand,
+    CompleteUpdateCommand,
     CompleteWorkflowCommand,
+    ContinueAsNewCommand,
     Driver,
     FailWorkflowCommand,
     RecordMarkerCommand,
@@ -40,6 +42,8 @@ from sagaflow.core.messages import (
     TimerCancelled,
     TimerFired,
     TimerStarted,
+    UpdateAccepted,
+    UpdateCompleted,
     WorkflowCancelled,
     WorkflowCompleted,
     WorkflowContinuedAsNew,
@@ -57,6 +61,7 @@ ACTIVATIONS = (
     TimerFired,
     SignalReceived,
     CancelRequested,
+    UpdateAccepted,
 )
 """Events that wake workflow code."""
 
@@ -69,6 +74,7 @@ COMMAND_EVENTS = (
     WorkflowFailed,
     WorkflowCancelled,
     WorkflowContinuedAsNew,
+    UpdateCompleted,
 )
 """Events that record what workflow code did."""
 
@@ -89,7 +95,11 @@ def describe_command(command: CodeCommand) -> str:
         return f"failed the workflow ({command.error_type})"
     if isinstance(command, CancelWorkflowCommand):
         return "ended the workflow as cancelled"
-    return "continued as new"
+    if isinstance(command, CompleteUpdateCommand):
+        return f"completed update {command.update_id!r}"
+    if isinstance(command, ContinueAsNewCommand):
+        return "continued as new"
+    assert_never(command)
 
 
 def describe_event(event: Event) -> str:
@@ -101,6 +111,8 @@ def describe_event(event: Event) -> str:
         return f"timer {body.timer_seq} cancelled (seq {event.seq})"
     if isinstance(body, MarkerRecorded):
         return f"patch {body.change_id!r} (seq {event.seq})"
+    if isinstance(body, UpdateCompleted):
+        return f"update {body.update_id!r} completed (seq {event.seq})"
     return f"{type(body).__name__} (seq {event.seq})"
 
 
@@ -119,7 +131,11 @@ def command_matches(command: CodeCommand, body: EventBody) -> bool:
         return isinstance(body, WorkflowFailed)
     if isinstance(command, CancelWorkflowCommand):
         return isinstance(body, WorkflowCancelled)
-    return isinstance(body, WorkflowContinuedAsNew)
+    if isinstance(command, CompleteUpdateCommand):
+        return isinstance(body, UpdateCompleted) and body.update_id == command.update_id
+    if isinstance(command, ContinueAsNewCommand):
+        return isinstance(body, WorkflowContinuedAsNew)
+    assert_never(command)
 
 
 def recorded_event(
@@ -129,7 +145,8 @@ def recorded_event(
     | RecordMarkerCommand
     | CompleteWorkflowCommand
     | FailWorkflowCommand
-    | CancelWorkflowCommand,
+    | CancelWorkflowCommand
+    | CompleteUpdateCommand,
     seq: int,
 ) -> EventBody:
     """The event that records a command of the code (continue-as-new starts a run instead)."""
@@ -156,6 +173,10 @@ def recorded_event(
         return WorkflowFailed(command.error_type, command.message, command.details)
     if isinstance(command, CancelWorkflowCommand):
         return WorkflowCancelled(command.reason)
+    if isinstance(command, CompleteUpdateCommand):
+        return UpdateCompleted(
+            command.update_id, command.result, command.error_type, command.message
+        )
     assert_never(command)
 
 
