@@ -244,6 +244,11 @@ class Topics:
         """Compacted, keyed by workflow id, partitioned like commands: every closed workflow."""
         return f"{self.prefix}closed-workflows"
 
+    @property
+    def replies(self) -> str:
+        """Answers to queries and updates, keyed by the caller's request id; short-lived."""
+        return f"{self.prefix}replies"
+
     def tasks(self, queue: str) -> str:
         return f"{self.prefix}tasks.{queue}"
 

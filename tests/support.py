@@ -122,6 +122,7 @@ def create_topics(
             replication_factor=1,
             config={"cleanup.policy": "compact"},
         ),
+        NewTopic(topics.replies, num_partitions=partitions, replication_factor=1),
     ]
     specs += [
         NewTopic(topics.tasks(q), num_partitions=partitions, replication_factor=1)

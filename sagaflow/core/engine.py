@@ -140,6 +140,9 @@ class Engine:
         """Live workflow coroutines kept between commands (idle workflows hold none)."""
         return len(self._drivers)
 
+    def holds_driver(self, workflow_id: str) -> bool:
+        return workflow_id in self._drivers
+
     def open_workflow_ids(self) -> frozenset[str]:
         return frozenset(self._open)
 

@@ -32,7 +32,14 @@ from confluent_kafka import (
 
 from sagaflow import codec
 from sagaflow.config import Config
-from sagaflow.core.messages import ClosedWorkflow, Decision, Event
+from sagaflow.core.messages import (
+    ClosedWorkflow,
+    Decision,
+    Event,
+    QueryWorkflow,
+    Reply,
+    UpdateWorkflow,
+)
 from sagaflow.core.registry import Registry
 from sagaflow.kafka import triage
 from sagaflow.kafka.clients import group_consumer, reader, transactional_producer
@@ -40,7 +47,7 @@ from sagaflow.kafka.dlq import dead_letter
 from sagaflow.kafka.partition import partition_for
 from sagaflow.kafka.produce import produce
 from sagaflow.kafka.records import headers_of, position
-from sagaflow_orchestrator import checkpoints
+from sagaflow_orchestrator import answers, checkpoints
 from sagaflow_orchestrator.hooks import ConsumedCommand, Decided, Hooks
 from sagaflow_orchestrator.rebuild import OwnedPartition, rebuild_partition
 
@@ -67,6 +74,11 @@ class _Outgoing:
     partition, the workflow id, the record), produced there keyed by the id."""
     offsets: dict[int, int] = field(default_factory=dict)
     commands: int = 0
+    closed_asks: list[tuple[int, ClosedWorkflow, QueryWorkflow | UpdateWorkflow]] = field(
+        default_factory=list
+    )
+    """Queries and updates to closed workflows: answered from the log once this batch has
+    committed (see sagaflow_orchestrator.answers)."""
 
     def empty(self) -> bool:
         return not (self.decided or self.dead or self.offsets or self.rerouted)
@@ -259,7 +271,8 @@ class Orchestrator:
         ) * 1000 >= self.config.checkpoint_interval_ms
         if out.empty() and not (checkpoint_due and self._owned):
             return
-        self._commit(out, with_checkpoint=checkpoint_due)
+        if self._commit(out, with_checkpoint=checkpoint_due):
+            self._answer_closed(out.closed_asks)
 
     def _take(self, msg: Message, out: _Outgoing, now_ms: int) -> None:
         err = msg.error()
@@ -286,6 +299,10 @@ class Orchestrator:
             # belongs, in this batch's transaction, instead of deciding it.
             out.rerouted.append((owner, command.workflow_id, msg))
             return
+        closed = owned.engine.needs_history(command)
+        if closed is not None and isinstance(command, QueryWorkflow | UpdateWorkflow):
+            out.closed_asks.append((p, closed, command))
+            return
         started = time.perf_counter()
         decision = owned.engine.handle(command, now_ms)
         cause = ConsumedCommand(
@@ -311,7 +328,13 @@ class Orchestrator:
         cause: ConsumedCommand | None = None,
         seconds: float = 0.0,
     ) -> None:
-        if not (decision.events or decision.tasks or decision.closed or cause is not None):
+        if not (
+            decision.events
+            or decision.tasks
+            or decision.closed
+            or decision.replies
+            or cause is not None
+        ):
             return
         out.closed.extend((p, closed) for closed in decision.closed)
         out.decided.append(Decided(p, decision, cause, seconds))
@@ -324,7 +347,8 @@ class Orchestrator:
 
     # ------------------------------------------------------------------ the transaction
 
-    def _commit(self, out: _Outgoing, *, with_checkpoint: bool) -> None:
+    def _commit(self, out: _Outgoing, *, with_checkpoint: bool) -> bool:
+        """Produce the batch in one transaction; False when it was aborted (and rewound)."""
         producer = self._producer_or_die()
         consumer = self._consumer_or_die()
         topics = self.config.topics
@@ -355,6 +379,7 @@ class Orchestrator:
                         h.tasks[j] if h is not None else [],
                         None,
                     )
+                self._produce_replies(producer, d.decision.replies)
             for p, closed in out.closed:
                 data = codec.encode_closed(closed)
                 self._produce(
@@ -392,7 +417,7 @@ class Orchestrator:
             )
             self._renew_producer()
             self._abort_and_rewind(abort=False)
-            return
+            return False
         elapsed = time.perf_counter() - started
         for p, event, offset in appended:
             owned = self._owned.get(p)
@@ -403,6 +428,40 @@ class Orchestrator:
         self.status.commits += 1
         self.status.last_commit_ms = int(self.clock() * 1000)
         self.hooks.committed(out.commands, out.events, out.tasks, len(out.dead), elapsed)
+        return True
+
+    def _produce_replies(self, producer: Producer, replies: Sequence[Reply]) -> None:
+        # Keyed by request id: the waiting caller reads the partition of its own id.
+        for reply in replies:
+            produce(
+                producer, self.config.topics.replies, codec.encode_reply(reply), reply.request_id
+            )
+
+    def _answer_closed(
+        self, asks: Sequence[tuple[int, ClosedWorkflow, QueryWorkflow | UpdateWorkflow]]
+    ) -> None:
+        """Answer queries and updates to closed workflows from their recorded history, in a
+        transaction of their own (the batch that consumed them has committed). Lost answers
+        (an abort here) cost the caller a timeout; asking again is safe."""
+        if not asks:
+            return
+        consumer = reader(self.config)
+        try:
+            replies = [
+                answers.answer_closed(self.config, self.registry, consumer, p, closed, command)
+                for p, closed, command in asks
+            ]
+        finally:
+            consumer.close()
+        producer = self._producer_or_die()
+        try:
+            triage.call(producer.begin_transaction, "begin_transaction")
+            self._produce_replies(producer, replies)
+            producer.flush(30)
+            triage.call(lambda: producer.commit_transaction(30), "commit_transaction")
+        except triage.AbortRequired as exc:
+            log.warning("%s; %d answer(s) to closed workflows not sent", exc, len(replies))
+            self._renew_producer()
 
     def _produce(
         self,
