@@ -5,14 +5,19 @@ across a restart of the orchestrator."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import pytest
+from aiohttp.test_utils import TestClient, TestServer
 
 from sagaflow.cli.eventlog import Logged, workflow_events
+from sagaflow.cli.main import main
+from sagaflow.cli.output import EXIT_FAILED
 from sagaflow.client import Client, ReplyTimeoutError, reply_value
 from sagaflow.config import Config
 from sagaflow.core import messages as m
@@ -20,6 +25,7 @@ from sagaflow.core.engine import Engine
 from sagaflow.examples.cart import registry
 from sagaflow.kafka.admin import create_topics
 from sagaflow_orchestrator.loop import Orchestrator
+from sagaflow_orchestrator.web import make_app
 from tests.support import assert_eventually, delete_topics, running_loop, unique_prefix
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
@@ -142,3 +148,60 @@ def test_updates_are_validated_recorded_and_deduplicated_across_a_restart(config
 def test_no_orchestrator_means_a_timeout_that_says_what_to_do(config: Config) -> None:
     with pytest.raises(ReplyTimeoutError, match="is an orchestrator running"):
         Client(config).query("nobody", "status", timeout_s=2)
+
+
+def test_the_http_api_and_the_cli_ask_and_wait(
+    config: Config, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    async def through_http(orchestrator: Orchestrator) -> None:
+        async with TestClient(TestServer(make_app(config, orchestrator))) as http:
+            url = "/workflows/cart-api"
+            refused = await http.post(f"{url}/updates/add_item", json={"args": {"quantity": 0}})
+            assert refused.status == 422, await refused.text()
+            assert (await refused.json())["reason"] == "validator_rejected"
+            item = {"sku": "tea", "quantity": 1}
+            added = await http.post(
+                f"{url}/updates/add_item", json={"args": item, "update_id": "api-1"}
+            )
+            assert added.status == 200, await added.text()
+            assert await added.json() == {
+                "workflow_id": "cart-api",
+                "update": "add_item",
+                "update_id": "api-1",
+                "result": 1,
+            }
+            answer = await http.get(f"{url}/queries/items", params={"args": "null"})
+            assert (answer.status, (await answer.json())["result"]) == (200, [item])
+            unknown = await http.get(f"{url}/queries/colour")
+            assert unknown.status == 404
+            assert "'colour'" in (await unknown.json())["error"]
+            missing = await http.get("/workflows/nobody/queries/items")
+            assert (missing.status, (await missing.json())["reason"]) == (404, "workflow_not_found")
+
+    client = Client(config)
+    with orchestrating(config) as orchestrator:
+        started(client, orchestrator, "cart-api")
+        asyncio.run(through_http(orchestrator))
+        for name, value in config_env(config).items():
+            monkeypatch.setenv(name, value)
+        assert main(["query", "cart-api", "status", "--json"]) == 0
+        assert json.loads(capsys.readouterr().out)["result"]["count"] == 1
+        assert main(["update", "cart-api", "add_item", '{"quantity": -1}']) == EXIT_FAILED
+        assert "at least 1" in capsys.readouterr().err
+
+    async def unanswered() -> None:
+        async with TestClient(TestServer(make_app(config, Orchestrator(config, registry)))) as http:
+            late = await http.get("/workflows/cart-api/queries/items", params={"timeout_s": "1"})
+            assert late.status == 504
+            assert "is an orchestrator running" in (await late.json())["error"]
+
+    asyncio.run(unanswered())
+
+
+def config_env(config: Config) -> dict[str, str]:
+    return {
+        "SAGAFLOW_KAFKA_BOOTSTRAP": config.kafka_bootstrap,
+        "SAGAFLOW_TOPIC_PREFIX": config.topics.prefix,
+        "SAGAFLOW_PARTITIONS": "3",
+        "OTEL_SDK_DISABLED": "true",
+    }
