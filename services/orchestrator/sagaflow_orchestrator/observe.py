@@ -15,8 +15,11 @@ a decision is a child of the span of what caused it:
                          └─ compensate release_inventory -> execute -> complete
                             └─ workflow failed
 
-Timers ("timer started" -> "timer fired"), signals ("signal <name>") and cancellations
-("cancel requested") hang off the run's start span; the sender's own span is linked.
+Timers ("timer started" -> "timer fired"), signals ("signal <name>"), cancellations
+("cancel requested") and updates ("update <name>" -> "update completed") hang off the run's
+start span; the sender's own span is linked. An answer that records nothing (a query, a
+rejected or repeated update) is one span, "query <name>" / "update <name>", under the run's
+start span when the run is known, else under the sender's.
 
 Spans are opened while a batch is decided and ended when its transaction commits, so a span
 covers decide + commit, and the spans of an aborted transaction are never exported.
@@ -51,10 +54,13 @@ from sagaflow.core.messages import (
     CompleteActivity,
     Event,
     FailActivity,
+    Reply,
     SignalReceived,
     TimerCancelled,
     TimerFired,
     TimerStarted,
+    UpdateAccepted,
+    UpdateCompleted,
     WorkflowCancelled,
     WorkflowCompleted,
     WorkflowContinuedAsNew,
@@ -241,6 +247,9 @@ class Observer(Hooks):
             event_headers.append(inject(recorded_by or fallback))
             if self._metrics is not None:
                 self._batch.counts["appended", type(event.body).__name__, ""] += 1
+        if not d.decision.events:
+            for reply in d.decision.replies:
+                self._reply_span(reply, sender, received)
         return DecisionHeaders(
             tuple(event_headers), tuple(self._task_headers(t) for t in d.decision.tasks)
         )
@@ -436,6 +445,33 @@ class Observer(Hooks):
                 linked=sender,
             )
             return _context(span), True
+        if isinstance(body, UpdateAccepted):
+            span = self._span(
+                f"update {body.name}",
+                event,
+                run,
+                run.context,
+                SpanKind.CONSUMER,
+                {
+                    **received,
+                    "sagaflow.update.name": body.name,
+                    "sagaflow.update.id": body.update_id,
+                },
+                linked=sender,
+            )
+            return _context(span), True
+        if isinstance(body, UpdateCompleted):
+            span = self._span(
+                "update completed",
+                event,
+                run,
+                cause or run.context,
+                SpanKind.INTERNAL,
+                {"sagaflow.update.id": body.update_id},
+            )
+            if body.error_type:
+                _error(span, body.error_type, body.message)
+            return _context(span), False
         if isinstance(body, WorkflowParked):
             span = self._span(
                 "workflow parked",
@@ -519,6 +555,33 @@ class Observer(Hooks):
                 )
                 self._batch.metrics.append(lambda: histogram.observe(seconds))
         return _context(span)
+
+    def _reply_span(self, reply: Reply, sender: SpanContext | None, received: Attributes) -> None:
+        """One span for an answer that recorded nothing."""
+        if self._telemetry is None:
+            return
+        run = self._runs.get(reply.workflow_id)
+        if run is not None and run.unsampled is not None:
+            return
+        attrs: Attributes = {
+            **received,
+            "sagaflow.workflow.id": reply.workflow_id,
+            f"sagaflow.{reply.kind}.name": reply.name,
+            "sagaflow.reply.outcome": reply.outcome,
+        }
+        if run is not None:
+            attrs["sagaflow.workflow.type"] = run.workflow_type
+        parent_context = run.context if run is not None and run.context else sender
+        span = self._telemetry.tracer.start_span(
+            f"{reply.kind} {reply.name}",
+            parent(parent_context),
+            SpanKind.CONSUMER,
+            attributes=attrs,
+            links=links(sender if parent_context is not sender else None),
+        )
+        if reply.outcome != "ok":
+            _error(span, reply.error_type, reply.message)
+        self._batch.spans.append(span)
 
     def _span(
         self,
