@@ -26,6 +26,8 @@ from sagaflow.core.messages import (
     TimerCancelled,
     TimerFired,
     TimerStarted,
+    UpdateAccepted,
+    UpdateCompleted,
     WorkflowCancelled,
     WorkflowCompleted,
     WorkflowContinuedAsNew,
@@ -87,6 +89,7 @@ class WorkflowRow:
     pending_activities: dict[str, dict[str, Any]] = field(default_factory=dict)
     pending_timers: list[dict[str, Any]] = field(default_factory=list)
     received_signals: list[dict[str, Any]] = field(default_factory=list)
+    updates: list[dict[str, Any]] = field(default_factory=list)
     cancel_requested: bool = False
     parked: dict[str, Any] | None = None
 
@@ -134,6 +137,7 @@ def _apply_workflow_started(row: WorkflowRow, event: Event) -> None:
     row.pending_activities = {}
     row.pending_timers = []
     row.received_signals = []
+    row.updates = []
     row.cancel_requested = False
 
 
@@ -236,6 +240,34 @@ def _apply_signal_received(row: WorkflowRow, event: Event) -> None:
     )
 
 
+def _apply_update_accepted(row: WorkflowRow, event: Event) -> None:
+    body = event.body
+    assert isinstance(body, UpdateAccepted)
+    row.updates.append(
+        {
+            "update_id": body.update_id,
+            "name": body.name,
+            "seq": event.seq,
+            "args": json_payload(body.args),
+            "status": "running",
+            "recorded_at_ms": event.recorded_at_ms,
+        }
+    )
+
+
+def _apply_update_completed(row: WorkflowRow, event: Event) -> None:
+    body = event.body
+    assert isinstance(body, UpdateCompleted)
+    for update in row.updates:
+        if update["update_id"] == body.update_id:
+            if body.error_type:
+                update["status"] = "failed"
+                update["error"] = {"type": body.error_type, "message": body.message}
+            else:
+                update["status"] = "completed"
+                update["result"] = json_payload(body.result)
+
+
 def _apply_cancel_requested(row: WorkflowRow, event: Event) -> None:
     row.cancel_requested = True
 
@@ -302,6 +334,8 @@ _APPLIERS: dict[type[Any], Any] = {
     TimerFired: _apply_timer_fired,
     TimerCancelled: _apply_timer_cancelled,
     SignalReceived: _apply_signal_received,
+    UpdateAccepted: _apply_update_accepted,
+    UpdateCompleted: _apply_update_completed,
     CancelRequested: _apply_cancel_requested,
     WorkflowParked: _apply_workflow_parked,
     WorkflowUnparked: _apply_workflow_unparked,
