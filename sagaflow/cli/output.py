@@ -22,6 +22,8 @@ from sagaflow.core.messages import (
     TimerCancelled,
     TimerFired,
     TimerStarted,
+    UpdateAccepted,
+    UpdateCompleted,
     WorkflowCancelled,
     WorkflowCompleted,
     WorkflowContinuedAsNew,
@@ -149,6 +151,12 @@ def describe(event: Event) -> str:
         return f"cancel requested: {b.reason or '(no reason)'}"
     if isinstance(b, MarkerRecorded):
         return f"patch {b.change_id} recorded"
+    if isinstance(b, UpdateAccepted):
+        return f"update {b.name} ({b.update_id}) accepted: {compact(b.args)}"
+    if isinstance(b, UpdateCompleted):
+        if b.error_type:
+            return f"update {b.update_id} failed: {b.error_type}: {b.message}"
+        return f"update {b.update_id} completed: {compact(b.result)}"
     if isinstance(b, WorkflowCompleted):
         return f"COMPLETED result={compact(b.result)}"
     if isinstance(b, WorkflowFailed):

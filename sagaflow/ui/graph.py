@@ -25,7 +25,14 @@ _FILL = {
     "waiting": "#fff3cd",
     "cancelled": "#e2e3e5",
 }
-_KIND = {"activity": "▶", "compensation": "↩", "timer": "◷", "signal": "✉", "end": "■"}
+_KIND = {
+    "activity": "▶",
+    "compensation": "↩",
+    "timer": "◷",
+    "signal": "✉",
+    "update": "✎",
+    "end": "■",
+}
 
 
 def render(workflow_type: str, steps: list[dict[str, Any]], workflow: dict[str, Any]) -> str:

@@ -30,3 +30,16 @@ def test_updates_are_projected_with_their_outcome() -> None:
     ]
     assert row.updates[0]["result"] == 1 and row.updates[0]["args"] == {"q": 1}
     assert row.updates[1]["error"] == {"type": "Boom", "message": "no"}
+
+
+def test_the_cli_and_the_ui_show_updates() -> None:
+    from sagaflow.cli.output import describe
+    from sagaflow.ui.logview import graph_steps
+
+    accepted = m.Event("w", 2, "r", 2_000, m.UpdateAccepted("u1", "add", b'{"q":1}', "req"))
+    failed = m.Event("w", 3, "r", 2_000, m.UpdateCompleted("u1", b"null", "Boom", "no"))
+    assert describe(accepted) == 'update add (u1) accepted: {"q":1}'
+    assert describe(failed) == "update u1 failed: Boom: no"
+    assert graph_steps([accepted, failed]) == [
+        {"kind": "update", "label": "update add", "state": "failed"}
+    ]
