@@ -46,7 +46,8 @@ def test_updates_and_queries_are_spans_of_the_run(saga: Saga) -> None:
     )
     query = QueryWorkflow(WID, "items", b"null", "r2")
     reply = Reply("r2", WID, "query", "items", "rejected", b"null", "unknown_query", "no such")
-    saga.decide(query, saga.message(commands, query, []), Decision(replies=(reply,)))
+    asked_with = telemetry.command_headers(saga.client, commands)(query)
+    saga.decide(query, saga.message(commands, query, asked_with), Decision(replies=(reply,)))
 
     spans = saga.spans()
     root = spans["start cart"]
@@ -61,3 +62,5 @@ def test_updates_and_queries_are_spans_of_the_run(saga: Saga) -> None:
     assert asked.parent is not None and asked.parent.span_id == root.context.span_id
     assert asked.status.status_code == StatusCode.ERROR
     assert asked.attributes is not None and asked.attributes["sagaflow.query.name"] == "items"
+    sender = spans["sagaflow query items"]
+    assert [link.context.span_id for link in asked.links] == [sender.context.span_id]
