@@ -67,9 +67,8 @@ def reply_value(reply: Reply) -> Any:
     return core_payload.loads(reply.result)
 
 
-def payload(value: Any) -> bytes:
-    """A payload's bytes, as every other part of sagaflow encodes it (sagaflow.core.payload)."""
-    return core_payload.dumps(value)
+payload = core_payload.dumps
+"""A payload's bytes, as every other part of sagaflow encodes it (sagaflow.core.payload)."""
 
 
 class Client:

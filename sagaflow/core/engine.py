@@ -48,6 +48,7 @@ from sagaflow.core.messages import (
     SignalReceived,
     SignalWorkflow,
     StartWorkflow,
+    StepView,
     TimerFired,
     TimerStarted,
     UpdateAccepted,
@@ -75,6 +76,8 @@ from sagaflow.core.state import (
 )
 from sagaflow.core.status import CLOSED_STATUSES
 
+_STEP_OUTCOMES = (ActivityAttemptFailed, ActivityRetried, ActivityCompleted, ActivityFailed)
+
 _CLOSING_STATUS = {
     WorkflowCompleted: "completed",
     WorkflowFailed: "failed",
@@ -90,11 +93,16 @@ class _Batch:
     tasks: list[ActivityTask] = field(default_factory=list)
     touched: dict[str, WorkflowState] = field(default_factory=dict)
     closed: list[ClosedWorkflow] = field(default_factory=list)
+    steps: list[StepView] = field(default_factory=list)
     replies: list[Reply] = field(default_factory=list)
 
     def decision(self) -> Decision:
         return Decision(
-            tuple(self.events), tuple(self.tasks), tuple(self.closed), tuple(self.replies)
+            tuple(self.events),
+            tuple(self.tasks),
+            tuple(self.closed),
+            tuple(self.steps),
+            tuple(self.replies),
         )
 
 
@@ -631,6 +639,19 @@ class Engine:
             recorded_at_ms=now_ms,
             body=body,
         )
+        if isinstance(body, _STEP_OUTCOMES):
+            # Observers learn what the step was from the decision (its events carry the seq).
+            activity = state.activities.get(body.activity_seq)
+            if activity is not None:
+                batch.steps.append(
+                    StepView(
+                        state.workflow_id,
+                        activity.seq,
+                        activity.name,
+                        activity.compensation,
+                        activity.scheduled_at_ms,
+                    )
+                )
         state.apply(event)
         batch.events.append(event)
         batch.touched[state.workflow_id] = state
