@@ -22,14 +22,14 @@ from sagaflow.core.errors import SagaflowError
 from sagaflow.core.identity import start_command_id
 from sagaflow.core.messages import (
     CLOSING_EVENTS,
-    REPLY_OK,
     CancelWorkflow,
     Command,
     Event,
     QueryWorkflow,
-    Reply,
+    ReplyToCaller,
     SignalWorkflow,
     StartWorkflow,
+    TerminateWorkflow,
     UpdateWorkflow,
 )
 from sagaflow.kafka import triage
@@ -46,6 +46,10 @@ class DeliveryError(RuntimeError):
     """Kafka did not take the command; nothing was sent. Check the broker and retry."""
 
 
+payload = core_payload.dumps
+"""A payload's bytes, as every other part of sagaflow encodes it (sagaflow.core.payload)."""
+
+
 class ReplyTimeoutError(SagaflowError, TimeoutError):
     """No answer to a query or update arrived in time. Nothing is known about the outcome of an
     update: ask again with the same update id (it is deduplicated) to learn it."""
@@ -54,21 +58,16 @@ class ReplyTimeoutError(SagaflowError, TimeoutError):
 class ReplyError(SagaflowError):
     """A query or update was answered with a failure or a rejection (see `reply`)."""
 
-    def __init__(self, reply: Reply) -> None:
-        what = f"{reply.kind} {reply.name!r} of workflow {reply.workflow_id!r}"
-        super().__init__(f"{what} {reply.outcome}: {reply.error_type}: {reply.message}")
+    def __init__(self, reply: ReplyToCaller) -> None:
+        super().__init__(f"{reply.error_type}: {reply.message}")
         self.reply = reply
 
 
-def reply_value(reply: Reply) -> Any:
+def reply_value(reply: ReplyToCaller) -> Any:
     """The answer's value; ReplyError if the query or update failed or was rejected."""
-    if reply.outcome != REPLY_OK:
+    if not reply.ok:
         raise ReplyError(reply)
     return core_payload.loads(reply.result)
-
-
-payload = core_payload.dumps
-"""A payload's bytes, as every other part of sagaflow encodes it (sagaflow.core.payload)."""
 
 
 class Client:
@@ -145,13 +144,25 @@ class Client:
         workflow_id: str,
         version: int | None = None,
         command_id: str = "",
+        execution_timeout_s: float = 0,
+        run_timeout_s: float = 0,
     ) -> str:
         """Send StartWorkflow. Safe to repeat: the command_id is derived from what is started,
         so the engine answers a repeat as already started (and refuses a different start with
-        the same workflow id as a duplicate)."""
+        the same workflow id as a duplicate). A timeout (seconds, 0 = none) closes the workflow
+        (or each run) as timed_out when it passes, running no more code."""
         data = payload(input)
         command_id = command_id or start_command_id(workflow_id, workflow_type, version, data)
-        self.send(StartWorkflow(workflow_id, workflow_type, data, version, command_id))
+        command = StartWorkflow(
+            workflow_id,
+            workflow_type,
+            data,
+            version,
+            command_id,
+            execution_timeout_ms=round(execution_timeout_s * 1000),
+            run_timeout_ms=round(run_timeout_s * 1000),
+        )
+        self.send(command)
         return workflow_id
 
     def start_many(
@@ -189,11 +200,12 @@ class Client:
 
     def query(
         self, workflow_id: str, name: str, args: Any = None, *, timeout_s: float = 10.0
-    ) -> Reply:
+    ) -> ReplyToCaller:
         """Ask the orchestrator that owns the workflow; wait up to timeout_s for the answer
         (ReplyTimeoutError). `reply_value(reply)` gives the value or raises."""
         request_id = uuid.uuid4().hex
-        return self.ask(QueryWorkflow(workflow_id, name, payload(args), request_id), timeout_s)
+        command = QueryWorkflow(workflow_id, name, payload(args), request_id, request_id)
+        return self.ask(command, timeout_s)
 
     def update(
         self,
@@ -203,17 +215,17 @@ class Client:
         *,
         update_id: str = "",
         timeout_s: float = 30.0,
-    ) -> Reply:
+    ) -> ReplyToCaller:
         """Send an update and wait for its result. Pass the same `update_id` to repeat an update
         safely: a repeat is answered with the first one's result."""
         request_id = uuid.uuid4().hex
         command = UpdateWorkflow(
-            workflow_id, name, payload(args), update_id or request_id, request_id
+            workflow_id, name, payload(args), update_id or request_id, request_id, request_id
         )
         return self.ask(command, timeout_s)
 
-    def ask(self, command: QueryWorkflow | UpdateWorkflow, timeout_s: float) -> Reply:
-        """Send `command` and wait for the Reply keyed by its request id. The replies
+    def ask(self, command: QueryWorkflow | UpdateWorkflow, timeout_s: float) -> ReplyToCaller:
+        """Send `command` and wait for the reply keyed by its request id. The replies
         partition's end is taken before sending, so the answer cannot be missed."""
         deadline = time.monotonic() + timeout_s
         topic = self.config.topics.replies
@@ -244,6 +256,10 @@ class Client:
             f"{timeout_s:g}s; is an orchestrator running and owning its partition? Ask again "
             f"{again}"
         )
+
+    def terminate(self, workflow_id: str, reason: str, by: str = "", command_id: str = "") -> None:
+        """Stop the workflow now: no compensation runs (cancel asks the code instead)."""
+        self.send(TerminateWorkflow(workflow_id, reason, by, command_id))
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ import inspect
 import json
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import Any, assert_never
 
 from sagaflow.core import messages as m
 from sagaflow.core import payload
@@ -57,8 +57,15 @@ class WorkflowEnvironment:
         self.events: list[m.Event] = []
         self.rejections: list[m.CommandRejected] = []
         self.tasks: deque[m.ActivityTask] = deque()
+        self.sent: deque[m.WorkflowCommand] = deque()
+        """Commands workflows sent each other, delivered by `run()` in order."""
+        self.replies: list[m.ReplyToCaller] = []
+        """Replies to waiting callers, in order."""
         self.executed: list[m.ActivityTask] = []
         """Every task the kit ran, in order (attempts included)."""
+        self.cancelled: set[str] = set()
+        """Idempotency keys of steps their workflow cancelled, still open (what a worker's
+        activity-cancels reader would hold)."""
         self._loop = asyncio.new_event_loop()
         self._commands = 0
 
@@ -115,7 +122,21 @@ class WorkflowEnvironment:
                 self.rejections.append(event.body)
             else:
                 self.events.append(event)
-        self.tasks.extend(decision.tasks)
+        for effect in decision.effects:
+            match effect:
+                case m.ActivityTask():
+                    self.tasks.append(effect)
+                case m.CommandToWorkflow():
+                    self.sent.append(effect.command)
+                case m.ReplyToCaller():
+                    self.replies.append(effect)
+                case m.ActivityCancellation():
+                    if effect.active:
+                        self.cancelled.add(effect.idempotency_key)
+                    else:
+                        self.cancelled.discard(effect.idempotency_key)
+                case _:
+                    assert_never(effect)
         return decision
 
     # ------------------------------------------------------------------ running
@@ -124,6 +145,9 @@ class WorkflowEnvironment:
         """Run activity tasks until none is left; then, if `advance_time`, jump the clock to the
         next due time and go on, until nothing is due and no task is queued."""
         for _ in range(max_steps):
+            if self.sent:
+                self.send(self.sent.popleft())
+                continue
             if self.tasks:
                 self.run_task(self.tasks.popleft())
                 continue
@@ -148,6 +172,8 @@ class WorkflowEnvironment:
             activity_name=task.activity_name,
             idempotency_key=task.idempotency_key,
             resources=self.resources,
+            heartbeat_details=json.loads(task.heartbeat_details),
+            control=_KitControl(self, task),
         )
         try:
             outcome = function(ctx, json.loads(task.input))
@@ -207,6 +233,23 @@ class WorkflowEnvironment:
             if isinstance(e.body, m.ActivityScheduled)
             and (compensation is None or e.body.compensation == compensation)
         ]
+
+
+class _KitControl:
+    """Heartbeats go straight to the engine at the current virtual time (no throttling)."""
+
+    def __init__(self, env: WorkflowEnvironment, task: m.ActivityTask) -> None:
+        self._env = env
+        self._task = task
+
+    def heartbeat(self, details: Any) -> None:
+        t = self._task
+        self._env.send(
+            m.HeartbeatActivity(t.workflow_id, t.run_id, t.activity_seq, t.attempt, encode(details))
+        )
+
+    def is_cancelled(self) -> bool:
+        return self._task.idempotency_key in self._env.cancelled
 
 
 async def _awaited(awaitable: Any) -> Any:

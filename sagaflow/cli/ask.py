@@ -25,7 +25,8 @@ from sagaflow.cli.output import (
 )
 from sagaflow.client import DeliveryError, ReplyTimeoutError, payload
 from sagaflow.config import Config
-from sagaflow.core.messages import REPLY_OK, Reply
+from sagaflow.core.interactions import REJECTIONS
+from sagaflow.core.messages import ReplyToCaller
 from sagaflow.kafka.logread import LogReadError
 
 
@@ -35,7 +36,7 @@ def cmd_query(config: Config, args: argparse.Namespace) -> int:
     with _telemetry() as tel:
         client, _ = _client(config, tel)
         reply = _asking(lambda: client.query(args.id, args.name, value, timeout_s=args.timeout))
-    return _report(args, reply)
+    return _report(args, "query", reply)
 
 
 def cmd_update(config: Config, args: argparse.Namespace) -> int:
@@ -48,10 +49,10 @@ def cmd_update(config: Config, args: argparse.Namespace) -> int:
                 args.id, args.name, value, update_id=args.update_id or "", timeout_s=args.timeout
             )
         )
-    return _report(args, reply)
+    return _report(args, "update", reply)
 
 
-def _asking(ask: Callable[[], Reply]) -> Reply:
+def _asking(ask: Callable[[], ReplyToCaller]) -> ReplyToCaller:
     try:
         reply = ask()
     except DeliveryError as exc:
@@ -63,20 +64,21 @@ def _asking(ask: Callable[[], Reply]) -> Reply:
     return reply
 
 
-def _report(args: argparse.Namespace, reply: Reply) -> int:
+def _report(args: argparse.Namespace, kind: str, reply: ReplyToCaller) -> int:
     data: dict[str, Any] = {
-        "workflow_id": reply.workflow_id,
-        reply.kind: reply.name,
-        "outcome": reply.outcome,
+        "workflow_id": args.id,
+        kind: args.name,
+        "outcome": "ok",
         "result": payload_value(reply.result),
     }
-    if reply.update_id:
-        data["update_id"] = reply.update_id
-    if reply.outcome != REPLY_OK:
+    if kind == "update" and args.update_id:
+        data["update_id"] = args.update_id
+    if not reply.ok:
+        data["outcome"] = "rejected" if reply.error_type in REJECTIONS else "failed"
         data["error"] = {"type": reply.error_type, "message": reply.message}
         if not getattr(args, "json", False):
             raise CliError(
-                f"{reply.kind} {reply.name!r} of {reply.workflow_id} {reply.outcome}: "
+                f"{kind} {args.name!r} of {args.id} {data['outcome']}: "
                 f"{reply.error_type}: {reply.message}",
                 EXIT_FAILED,
             )

@@ -19,6 +19,7 @@ from typing import Any, Protocol, TypeAlias
 
 from sagaflow.core import payload
 from sagaflow.core.errors import (
+    ActivityCancelledError,
     ActivityError,
     CancelledError,
     ContinueAsNew,
@@ -65,6 +66,14 @@ class ScheduleActivityCommand:
     start_to_close_ms: int
     schedule_to_close_ms: int
     compensation: bool
+    heartbeat_timeout_ms: int = 0
+
+
+@dataclass(frozen=True)
+class RequestCancelActivityCommand:
+    """Code called cancel() on the handle of an activity still running."""
+
+    activity_seq: int
 
 
 @dataclass(frozen=True)
@@ -79,6 +88,16 @@ class CancelTimerCommand:
     """A timer is no longer needed (signal arrived first, or the sleeper was cancelled)."""
 
     timer_seq: int
+
+
+@dataclass(frozen=True)
+class WaitForSignalCommand:
+    """Code awaits a signal that is not buffered (after starting its timeout timer, if any)."""
+
+    name: str
+    timer_seq: int
+    """0 when the wait has no timeout."""
+    timeout_at_ms: int
 
 
 @dataclass(frozen=True)
@@ -124,8 +143,10 @@ class CompleteUpdateCommand:
 
 CodeCommand: TypeAlias = (
     ScheduleActivityCommand
+    | RequestCancelActivityCommand
     | StartTimerCommand
     | CancelTimerCommand
+    | WaitForSignalCommand
     | RecordMarkerCommand
     | CompleteWorkflowCommand
     | FailWorkflowCommand
@@ -273,8 +294,9 @@ class Driver:
         elif isinstance(body, ActivityFailed):
             handle = self._activities.pop(body.activity_seq, None)
             if handle is not None:
+                error_cls = ActivityCancelledError if body.reason == "cancelled" else ActivityError
                 handle.fail(
-                    ActivityError(
+                    error_cls(
                         activity_name=handle.activity_name,
                         activity_seq=body.activity_seq,
                         cause_type=body.error_type,
@@ -436,11 +458,32 @@ class Driver:
             start_to_close_ms=to_ms(merged.start_to_close_timeout or DEFAULT_START_TO_CLOSE),
             schedule_to_close_ms=to_ms(merged.schedule_to_close_timeout or timedelta(0)),
             compensation=compensation,
+            heartbeat_timeout_ms=to_ms(merged.heartbeat_timeout or timedelta(0)),
         )
         seq = self._emit(command)
-        handle: ActivityHandle[Any] = ActivityHandle(self._scheduler, seq, name)
+        handle: ActivityHandle[Any] = ActivityHandle(self._scheduler, seq, name, self)
         self._activities[seq] = handle
         return handle
+
+    def cancel_activity(self, handle: ActivityHandle[Any], wait_for_cancellation: bool) -> None:
+        """Record the cancellation of a running activity. Waiting, the handle settles when the
+        activity reports (ActivityCancelledError, or its result if it finished anyway);
+        abandoning, it fails at once and whatever the activity reports later is ignored."""
+        if self._activities.get(handle.activity_seq) is not handle:
+            return  # already settled, or cancelled and abandoned before
+        self._emit(RequestCancelActivityCommand(handle.activity_seq))
+        if not wait_for_cancellation:
+            del self._activities[handle.activity_seq]
+            handle.fail(
+                ActivityCancelledError(
+                    activity_name=handle.activity_name,
+                    activity_seq=handle.activity_seq,
+                    cause_type="ActivityCancelled",
+                    message="cancelled by the workflow, which did not wait for the activity",
+                    reason="cancelled",
+                    attempt=0,
+                )
+            )
 
     def gather(self, awaitables: tuple[Awaitable[Any], ...]) -> Future[list[Any]]:
         return self._scheduler.gather(awaitables)
@@ -467,6 +510,9 @@ class Driver:
                 future.fail(SignalTimeoutError(name, timeout_ms))
 
             wait.timer_seq = self._start_timer(timeout_ms, timed_out)
+        timer_seq = wait.timer_seq or 0
+        timeout_at = self.now_ms + max(0, to_ms(timeout)) if timeout is not None else 0
+        self._emit(WaitForSignalCommand(name, timer_seq, timeout_at))
 
         def abandon() -> None:
             self._signal_waiters[name].remove(wait)
@@ -477,8 +523,9 @@ class Driver:
         return future
 
     def signal_waits(self) -> list[tuple[str, int | None]]:
-        """The signals the code awaits now: (name, seq of its timeout timer or None). No event
-        records a wait, so views (the UI) learn it by replaying the run and asking here."""
+        """The signals the code awaits now: (name, seq of its timeout timer or None). Histories
+        recorded since event schema v3 hold the same as SignalWaitStarted events; this answers
+        for older runs too, by replaying them."""
         return [(name, w.timer_seq) for name, waits in self._signal_waiters.items() for w in waits]
 
     def patched(self, change_id: str) -> bool:

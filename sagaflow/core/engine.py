@@ -11,11 +11,17 @@ for ever as compact ClosedWorkflow records (returned in Decision.closed, loaded 
 from __future__ import annotations
 
 import heapq
-from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import assert_never
 
 from sagaflow.core import interactions
-from sagaflow.core.admission import check_payloads, reject
+from sagaflow.core.activities import (
+    cancellation,
+    cancellations_settled_by,
+    reported_activity,
+    task_for,
+)
+from sagaflow.core.admission import check_payloads, refuse_late_report, reject
 from sagaflow.core.driver import (
     CodeCommand,
     ContinueAsNewCommand,
@@ -24,14 +30,15 @@ from sagaflow.core.driver import (
 )
 from sagaflow.core.errors import NonDeterminismError, RegistryError, WorkflowCodeError
 from sagaflow.core.identity import derive_random_seed, derive_run_id
+from sagaflow.core.kinds import CLOSING_STATUS, COMMAND_KINDS
 from sagaflow.core.messages import (
-    CLOSING_EVENTS,
     ActivityAttemptFailed,
+    ActivityCancelRequested,
     ActivityCompleted,
     ActivityFailed,
+    ActivityHeartbeatRecorded,
     ActivityRetried,
     ActivityScheduled,
-    ActivityTask,
     CancelRequested,
     CancelWorkflow,
     ClosedWorkflow,
@@ -39,32 +46,33 @@ from sagaflow.core.messages import (
     CommandRejected,
     CompleteActivity,
     Decision,
+    Effect,
     Event,
     EventBody,
     FailActivity,
     HeartbeatActivity,
     QueryWorkflow,
-    Reply,
+    ReplyToCaller,
+    ReportChildClosed,
     SignalReceived,
     SignalWorkflow,
     StartWorkflow,
     StepView,
+    TerminateWorkflow,
     TimerFired,
     TimerStarted,
     UpdateAccepted,
     UpdateWorkflow,
-    WorkflowCancelled,
-    WorkflowCompleted,
     WorkflowContinuedAsNew,
-    WorkflowFailed,
     WorkflowParked,
     WorkflowStarted,
+    WorkflowTerminated,
+    WorkflowTimedOut,
     WorkflowUnparked,
-    idempotency_key,
 )
 from sagaflow.core.registry import Registry, WorkflowDefinition
 from sagaflow.core.replay import recorded_event, replay
-from sagaflow.core.retry import after_failed_attempt, when_due
+from sagaflow.core.retry import after_failed_attempt, cancelled_between_attempts, when_due
 from sagaflow.core.state import (
     CONTINUED_AS_NEW,
     PARKED,
@@ -78,11 +86,8 @@ from sagaflow.core.status import CLOSED_STATUSES
 
 _STEP_OUTCOMES = (ActivityAttemptFailed, ActivityRetried, ActivityCompleted, ActivityFailed)
 
-_CLOSING_STATUS = {
-    WorkflowCompleted: "completed",
-    WorkflowFailed: "failed",
-    WorkflowCancelled: "cancelled",
-}
+_CLOSING_STATUS = {t: s for t, s in CLOSING_STATUS.items() if s in CLOSED_STATUSES}
+"""Events that close a workflow id for good (continuing as new keeps the id open)."""
 
 
 @dataclass
@@ -90,20 +95,23 @@ class _Batch:
     """What one call decides, accumulated in order."""
 
     events: list[Event] = field(default_factory=list)
-    tasks: list[ActivityTask] = field(default_factory=list)
+    effects: list[Effect] = field(default_factory=list)
     touched: dict[str, WorkflowState] = field(default_factory=dict)
     closed: list[ClosedWorkflow] = field(default_factory=list)
     steps: list[StepView] = field(default_factory=list)
-    replies: list[Reply] = field(default_factory=list)
 
     def decision(self) -> Decision:
         return Decision(
-            tuple(self.events),
-            tuple(self.tasks),
-            tuple(self.closed),
-            tuple(self.steps),
-            tuple(self.replies),
+            tuple(self.events), tuple(self.effects), tuple(self.closed), tuple(self.steps)
         )
+
+
+@dataclass(frozen=True)
+class _Timeouts:
+    """A workflow's own timeouts, carried from its start to every run it continues into."""
+
+    execution_deadline_ms: int = 0
+    run_timeout_ms: int = 0
 
 
 class Engine:
@@ -122,13 +130,6 @@ class Engine:
         memory only (a caller that loses its answer to a restart asks again)."""
         self._due: list[tuple[int, str]] = []
         """Heap of (due_ms, workflow_id); entries may be stale and are checked when popped."""
-        self._handlers: dict[type, Callable[[_Batch, WorkflowState, Command, int], None]] = {
-            SignalWorkflow: self._handle_signal_workflow,  # type: ignore[dict-item]
-            CancelWorkflow: self._handle_cancel_workflow,  # type: ignore[dict-item]
-            CompleteActivity: self._handle_complete_activity,  # type: ignore[dict-item]
-            FailActivity: self._handle_fail_activity,  # type: ignore[dict-item]
-            HeartbeatActivity: self._handle_heartbeat_activity,  # type: ignore[dict-item]
-        }
 
     # ------------------------------------------------------------------ queries
 
@@ -264,18 +265,16 @@ class Engine:
         workflow_id = command.workflow_id
         batch = _Batch()
         state = self._open.get(workflow_id)
-        is_activity_report = isinstance(
-            command, CompleteActivity | FailActivity | HeartbeatActivity
-        )
         if state is None:
-            if workflow_id in self._closed:
-                if is_activity_report:
-                    return Decision()
+            closed = self._closed.get(workflow_id)
+            if closed is not None:
+                if COMMAND_KINDS[type(command)].reports_activity:
+                    return refuse_late_report(command, closed, now_ms)
                 return reject(
                     command,
                     now_ms,
                     "workflow_closed",
-                    f"workflow {workflow_id!r} is already {self._closed[workflow_id].status}",
+                    f"workflow {workflow_id!r} is already {closed.status}",
                 )
             return reject(
                 command, now_ms, "workflow_not_found", f"no workflow {workflow_id!r} here"
@@ -287,7 +286,29 @@ class Engine:
                 "workflow_quarantined",
                 f"workflow {workflow_id!r} is quarantined ({state.quarantine_reason})",
             )
-        self._handlers[type(command)](batch, state, command, now_ms)
+        match command:
+            case SignalWorkflow():
+                self._handle_signal_workflow(batch, state, command, now_ms)
+            case CancelWorkflow():
+                self._handle_cancel_workflow(batch, state, command, now_ms)
+            case TerminateWorkflow():
+                self._handle_terminate_workflow(batch, state, command, now_ms)
+            case CompleteActivity():
+                self._handle_complete_activity(batch, state, command, now_ms)
+            case FailActivity():
+                self._handle_fail_activity(batch, state, command, now_ms)
+            case HeartbeatActivity():
+                self._handle_heartbeat_activity(batch, state, command, now_ms)
+            case ReportChildClosed():
+                return reject(
+                    command,
+                    now_ms,
+                    "child_unknown",
+                    f"workflow {workflow_id!r} started no child {command.child_workflow_id!r}; "
+                    "only a child's own parent receives its outcome",
+                )
+            case _:
+                assert_never(command)
         return self._finish(batch, now_ms)
 
     # ------------------------------------------------------------------ queries and updates
@@ -302,7 +323,7 @@ class Engine:
     def _interact(
         self, command: QueryWorkflow | UpdateWorkflow, rejected: Decision | None, now_ms: int
     ) -> Decision:
-        """Queries and updates answer with a Reply; a refusal is a Reply too, never an event."""
+        """Queries and updates answer with a reply; a refusal is a reply too, never an event."""
         refusal = rejected.rejection if rejected is not None else None
         if refusal is not None:
             return _answer(interactions.rejected(command, refusal.reason, refusal.message))
@@ -337,11 +358,7 @@ class Engine:
         record = state.updates.get(command.update_id)
         if record is not None:
             if record.completed is not None:
-                return _answer(
-                    interactions.completed_reply(
-                        workflow_id, record, command.request_id, record.completed
-                    )
-                )
+                return _answer(interactions.completed_reply(command.request_id, record.completed))
             self._waiting.setdefault((workflow_id, command.update_id), []).append(
                 command.request_id
             )
@@ -391,7 +408,19 @@ class Engine:
             return reject(command, now_ms, "unknown_version", str(err))
         state = self._open[workflow_id] = WorkflowState(workflow_id)
         batch = _Batch()
-        self._start_run(batch, state, definition, command.input, now_ms, command.command_id, "")
+        execution_deadline = (
+            now_ms + command.execution_timeout_ms if command.execution_timeout_ms else 0
+        )
+        self._start_run(
+            batch,
+            state,
+            definition,
+            command.input,
+            now_ms,
+            command.command_id,
+            "",
+            _Timeouts(execution_deadline, command.run_timeout_ms),
+        )
         return self._finish(batch, now_ms)
 
     def _handle_signal_workflow(
@@ -408,10 +437,18 @@ class Engine:
         if not state.cancel_requested:
             self._activate(batch, state, CancelRequested(command.reason), now_ms)
 
+    def _handle_terminate_workflow(
+        self, batch: _Batch, state: WorkflowState, command: TerminateWorkflow, now_ms: int
+    ) -> None:
+        """Close now without running the code (running or parked alike): nothing compensates,
+        and the open activities and timers close with it (late reports are refused)."""
+        self._drivers.pop(state.workflow_id, None)
+        self._append(batch, state, WorkflowTerminated(command.reason, command.by), now_ms)
+
     def _handle_complete_activity(
         self, batch: _Batch, state: WorkflowState, command: CompleteActivity, now_ms: int
     ) -> None:
-        activity = self._reported_activity(state, command.run_id, command.activity_seq)
+        activity = reported_activity(state, command.run_id, command.activity_seq)
         if activity is not None:
             # Any attempt's completion counts: its side effect happened.
             body = ActivityCompleted(activity.seq, command.attempt, command.result)
@@ -420,7 +457,7 @@ class Engine:
     def _handle_fail_activity(
         self, batch: _Batch, state: WorkflowState, command: FailActivity, now_ms: int
     ) -> None:
-        activity = self._reported_activity(state, command.run_id, command.activity_seq)
+        activity = reported_activity(state, command.run_id, command.activity_seq)
         if activity is None or activity.retry_at_ms is not None:
             return
         if command.attempt != activity.attempt:
@@ -439,7 +476,16 @@ class Engine:
     def _handle_heartbeat_activity(
         self, batch: _Batch, state: WorkflowState, command: HeartbeatActivity, now_ms: int
     ) -> None:
-        """Heartbeats are accepted and record nothing (no heartbeat timeouts yet)."""
+        """A heartbeat of the running attempt is recorded: it moves the attempt's heartbeat
+        deadline and keeps its details for the next attempt. Heartbeats of other attempts, or
+        while the activity waits for its next attempt, are late and decide nothing."""
+        activity = reported_activity(state, command.run_id, command.activity_seq)
+        if activity is None or activity.retry_at_ms is not None:
+            return
+        if command.attempt != activity.attempt:
+            return
+        body = ActivityHeartbeatRecorded(activity.seq, command.attempt, command.details)
+        self._append(batch, state, body, now_ms)
 
     # ------------------------------------------------------------------ timers
 
@@ -452,6 +498,8 @@ class Engine:
             state = self._open.get(workflow_id)
             if state is not None and state.status in (RUNNING, PARKED):
                 self._fire_workflow(batch, state, now_ms)
+                # A heartbeat may have moved this entry's deadline: re-arm what is next.
+                batch.touched.setdefault(workflow_id, state)
         return self._finish(batch, now_ms)
 
     def _fire_workflow(self, batch: _Batch, state: WorkflowState, now_ms: int) -> None:
@@ -465,10 +513,17 @@ class Engine:
                 activity_due = activity.next_due_ms()
                 if activity_due is not None and activity_due <= now_ms:
                     due.append((activity_due, activity.seq, "activity"))
+            deadline = state.deadline()
+            if deadline is not None and deadline[1] <= now_ms:
+                due.append((deadline[1], 0, deadline[0]))
             if not due:
                 return
-            _, seq, kind = min(due)
-            if kind == "timer":
+            at, seq, kind = min(due)
+            if kind in ("execution", "run"):
+                # Like a terminate, by the clock: no code runs, nothing compensates.
+                self._drivers.pop(state.workflow_id, None)
+                self._append(batch, state, WorkflowTimedOut(kind, at), now_ms)
+            elif kind == "timer":
                 self._activate(batch, state, TimerFired(seq), now_ms)
             else:
                 self._fire_activity(batch, state, state.activities[seq], now_ms)
@@ -491,7 +546,7 @@ class Engine:
         else:
             self._append(batch, state, body, now_ms)
             if isinstance(body, ActivityRetried):
-                batch.tasks.append(self._task(state, activity, now_ms))
+                batch.effects.append(task_for(state, activity, now_ms))
 
     # ------------------------------------------------------------------ parking
 
@@ -517,6 +572,7 @@ class Engine:
             self._drivers[state.workflow_id] = outcome.driver
             for command in outcome.new_commands:
                 self._record(batch, state, command, now_ms)
+            self._settle_cancelled_waits(batch, state, now_ms)
         return self._finish(batch, now_ms)
 
     # ------------------------------------------------------------------ running code
@@ -530,6 +586,7 @@ class Engine:
         now_ms: int,
         command_id: str,
         continued_from_run_id: str,
+        timeouts: _Timeouts,
     ) -> None:
         workflow_id = state.workflow_id
         run_id = derive_run_id(workflow_id, state.last_seq + 1)
@@ -540,6 +597,8 @@ class Engine:
             random_seed=derive_random_seed(workflow_id, run_id),
             command_id=command_id,
             continued_from_run_id=continued_from_run_id,
+            execution_deadline_ms=timeouts.execution_deadline_ms,
+            run_timeout_ms=timeouts.run_timeout_ms,
         )
         driver = Driver(self._registry, definition, workflow_id, run_id, body)
         self._drivers[workflow_id] = driver
@@ -574,6 +633,19 @@ class Engine:
             return
         for command in sink.commands:
             self._record(batch, state, command, now_ms)
+        self._settle_cancelled_waits(batch, state, now_ms)
+
+    def _settle_cancelled_waits(self, batch: _Batch, state: WorkflowState, now_ms: int) -> None:
+        """An activity cancelled while it waits for its next attempt has nothing running to
+        confirm the cancellation: it fails as cancelled at once (after the activation's own
+        events, so replay meets it as the next activation)."""
+        for activity in list(state.activities.values()):
+            if state.status != RUNNING:
+                return
+            if state.activities.get(activity.seq) is not activity:
+                continue  # settled meanwhile, by the code this loop woke
+            if activity.cancel_requested and activity.retry_at_ms is not None:
+                self._activate(batch, state, cancelled_between_attempts(activity), now_ms)
 
     def _driver_for(self, state: WorkflowState) -> tuple[Driver | None, Exception | None]:
         driver = self._drivers.get(state.workflow_id)
@@ -603,7 +675,11 @@ class Engine:
         body = recorded_event(command, state.last_seq + 1)
         self._append(batch, state, body, now_ms)
         if isinstance(body, ActivityScheduled):
-            batch.tasks.append(self._task(state, state.activities[body.activity_seq], now_ms))
+            batch.effects.append(task_for(state, state.activities[body.activity_seq], now_ms))
+        elif isinstance(body, ActivityCancelRequested):
+            activity = state.activities[body.activity_seq]
+            if activity.retry_at_ms is None:  # an attempt runs: tell its worker
+                batch.effects.append(cancellation(state, activity.seq, active=True))
 
     def _continue_as_new(
         self, batch: _Batch, state: WorkflowState, command: ContinueAsNewCommand, now_ms: int
@@ -618,7 +694,14 @@ class Engine:
             state.quarantine(str(err))
             return
         self._start_run(
-            batch, state, definition, command.input, now_ms, state.start_command_id, old_run_id
+            batch,
+            state,
+            definition,
+            command.input,
+            now_ms,
+            state.start_command_id,
+            old_run_id,
+            _Timeouts(state.execution_deadline_ms, state.run_timeout_ms),
         )
 
     # ------------------------------------------------------------------ events
@@ -639,6 +722,8 @@ class Engine:
             recorded_at_ms=now_ms,
             body=body,
         )
+        for seq in cancellations_settled_by(state, body):
+            batch.effects.append(cancellation(state, seq, active=False))
         if isinstance(body, _STEP_OUTCOMES):
             # Observers learn what the step was from the decision (its events carry the seq).
             activity = state.activities.get(body.activity_seq)
@@ -658,7 +743,7 @@ class Engine:
         return event
 
     def _finish(self, batch: _Batch, now_ms: int) -> Decision:
-        batch.replies += interactions.replies_after(batch.events, batch.touched, self._waiting)
+        batch.effects += interactions.replies_after(batch.events, batch.touched, self._waiting)
         for state in batch.touched.values():
             closed = self._settle(state)
             if closed is not None:
@@ -690,45 +775,22 @@ class Engine:
             heapq.heappush(self._due, (due, workflow_id))
         return None
 
-    def _task(self, state: WorkflowState, activity: ActivityState, now_ms: int) -> ActivityTask:
-        return ActivityTask(
-            workflow_id=state.workflow_id,
-            run_id=state.run_id,
-            workflow_type=state.workflow_type,
-            activity_seq=activity.seq,
-            attempt=activity.attempt,
-            activity_name=activity.name,
-            task_queue=activity.task_queue,
-            input=activity.input,
-            idempotency_key=idempotency_key(state.workflow_id, activity.seq),
-            scheduled_at_ms=now_ms,
-            start_to_close_ms=activity.start_to_close_ms,
-        )
-
-    @staticmethod
-    def _reported_activity(state: WorkflowState, run_id: str, seq: int) -> ActivityState | None:
-        if run_id != state.run_id:
-            return None
-        return state.activities.get(seq)
-
 
 _ARMS_A_DEADLINE = (
     WorkflowStarted,
     ActivityScheduled,
     ActivityAttemptFailed,
     ActivityRetried,
+    ActivityHeartbeatRecorded,
     TimerStarted,
     WorkflowUnparked,
 )
 
 
-def _answer(reply: Reply) -> Decision:
-    return Decision(replies=(reply,))
+def _answer(reply: ReplyToCaller) -> Decision:
+    return Decision(effects=(reply,))
 
 
 def _park_reason(problem: Exception) -> tuple[str, str]:
     kind = "nondeterminism" if isinstance(problem, NonDeterminismError) else "workflow_error"
     return kind, str(problem)
-
-
-assert set(_CLOSING_STATUS) | {WorkflowContinuedAsNew} == set(CLOSING_EVENTS)

@@ -8,18 +8,23 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from sagaflow.core.kinds import check_covers
 from sagaflow.core.messages import (
     ActivityAttemptFailed,
+    ActivityCancelRequested,
     ActivityCompleted,
     ActivityFailed,
+    ActivityHeartbeatRecorded,
     ActivityRetried,
     ActivityScheduled,
     CancelRequested,
     CommandRejected,
     Event,
+    EventBody,
     MarkerRecorded,
     RetryPolicy,
     SignalReceived,
+    SignalWaitStarted,
     TimerCancelled,
     TimerFired,
     TimerStarted,
@@ -31,6 +36,8 @@ from sagaflow.core.messages import (
     WorkflowFailed,
     WorkflowParked,
     WorkflowStarted,
+    WorkflowTerminated,
+    WorkflowTimedOut,
     WorkflowUnparked,
 )
 from sagaflow.core.status import CLOSED_STATUSES, WorkflowStatus
@@ -41,6 +48,8 @@ QUARANTINED = WorkflowStatus.QUARANTINED
 COMPLETED = WorkflowStatus.COMPLETED
 FAILED = WorkflowStatus.FAILED
 CANCELLED = WorkflowStatus.CANCELLED
+TERMINATED = WorkflowStatus.TERMINATED
+TIMED_OUT = WorkflowStatus.TIMED_OUT
 CONTINUED_AS_NEW = WorkflowStatus.CONTINUED_AS_NEW
 IDLE_AFTER_MS = 60_000
 """Nothing due sooner than this (and no activity in flight): the workflow is idle."""
@@ -67,6 +76,18 @@ class ActivityState:
     attempt_started_at_ms: int = 0
     retry_at_ms: int | None = None
     """Set while waiting for the backoff before the next attempt."""
+    heartbeat_timeout_ms: int = 0
+    last_heartbeat_ms: int = 0
+    """When the current attempt's last heartbeat was recorded (0: none yet)."""
+    heartbeat_details: bytes = b"null"
+    """The latest heartbeat details of any attempt, handed to the next one."""
+    cancel_requested: bool = False
+
+    def heartbeat_deadline_ms(self) -> int | None:
+        """When the running attempt times out for want of a heartbeat (None: no deadline)."""
+        if self.heartbeat_timeout_ms <= 0 or self.retry_at_ms is not None:
+            return None
+        return max(self.attempt_started_at_ms, self.last_heartbeat_ms) + self.heartbeat_timeout_ms
 
     def next_due_ms(self) -> int | None:
         candidates = []
@@ -74,6 +95,9 @@ class ActivityState:
             candidates.append(self.retry_at_ms)
         elif self.start_to_close_ms > 0:
             candidates.append(self.attempt_started_at_ms + self.start_to_close_ms)
+        heartbeat_deadline = self.heartbeat_deadline_ms()
+        if heartbeat_deadline is not None:
+            candidates.append(heartbeat_deadline)
         if self.schedule_to_close_ms > 0:
             candidates.append(self.scheduled_at_ms + self.schedule_to_close_ms)
         return min(candidates) if candidates else None
@@ -106,9 +130,14 @@ class WorkflowState:
     """Open timers: seq -> fire_at_ms."""
     cancel_requested: bool = False
     signal_command_ids: set[str] = field(default_factory=set)
-    """command_ids of signals received in this run, so a redelivered signal adds nothing."""
     updates: dict[str, UpdateRecord] = field(default_factory=dict)
     """Updates of this run by update id: what deduplicates a repeated update id."""
+    """command_ids of signals received in this run, so a redelivered signal adds nothing."""
+    execution_deadline_ms: int = 0
+    """When the workflow id times out; 0 = never (kept across runs)."""
+    run_deadline_ms: int = 0
+    """When the current run times out; 0 = never."""
+    run_timeout_ms: int = 0
     parked_kind: str = ""
     parked_message: str = ""
     quarantine_reason: str = ""
@@ -124,7 +153,25 @@ class WorkflowState:
             return None
         dues = [d for a in self.activities.values() if (d := a.next_due_ms()) is not None]
         dues.extend(self.timers.values())
+        deadline = self.deadline()
+        if deadline is not None:
+            dues.append(deadline[1])
         return min(dues) if dues else None
+
+    def deadline(self) -> tuple[str, int] | None:
+        """The workflow's own timeout that comes first: ('execution' | 'run', at ms)."""
+        found = [
+            (at, kind)
+            for kind, at in (
+                ("execution", self.execution_deadline_ms),
+                ("run", self.run_deadline_ms),
+            )
+            if at
+        ]
+        if not found:
+            return None
+        at, kind = min(found)
+        return kind, at
 
     def is_idle(self, now_ms: int) -> bool:
         """Running with no activity in flight and nothing due within IDLE_AFTER_MS: waiting for
@@ -172,6 +219,11 @@ class WorkflowState:
         self.signal_command_ids = set()
         self.updates = {}
         self.parked_kind = self.parked_message = ""
+        self.execution_deadline_ms = body.execution_deadline_ms
+        self.run_timeout_ms = body.run_timeout_ms
+        self.run_deadline_ms = (
+            event.recorded_at_ms + body.run_timeout_ms if body.run_timeout_ms else 0
+        )
         self.history = [event]
 
     def _apply_activity_scheduled(self, event: Event, body: ActivityScheduled) -> None:
@@ -188,6 +240,7 @@ class WorkflowState:
             scheduled_at_ms=event.recorded_at_ms,
             compensation=body.compensation,
             attempt_started_at_ms=event.recorded_at_ms,
+            heartbeat_timeout_ms=body.heartbeat_timeout_ms,
         )
 
     def _apply_activity_attempt_failed(self, event: Event, body: ActivityAttemptFailed) -> None:
@@ -198,6 +251,21 @@ class WorkflowState:
         activity.attempt = body.attempt
         activity.retry_at_ms = None
         activity.attempt_started_at_ms = event.recorded_at_ms
+        activity.last_heartbeat_ms = 0
+
+    def _apply_activity_heartbeat_recorded(
+        self, event: Event, body: ActivityHeartbeatRecorded
+    ) -> None:
+        activity = self._open_activity(body.activity_seq)
+        if body.attempt != activity.attempt:
+            raise ApplyError(
+                f"heartbeat of attempt {body.attempt} while attempt {activity.attempt} runs"
+            )
+        activity.last_heartbeat_ms = event.recorded_at_ms
+        activity.heartbeat_details = body.details
+
+    def _apply_activity_cancel_requested(self, event: Event, body: ActivityCancelRequested) -> None:
+        self._open_activity(body.activity_seq).cancel_requested = True
 
     def _apply_activity_completed(self, event: Event, body: ActivityCompleted) -> None:
         self._open_activity(body.activity_seq)
@@ -224,6 +292,10 @@ class WorkflowState:
         if body.command_id:
             self.signal_command_ids.add(body.command_id)
 
+    def _apply_signal_wait_started(self, event: Event, body: SignalWaitStarted) -> None:
+        """Nothing to keep: the driver holds the waits (and rebuilds them by replay); the read
+        model projects them for people."""
+
     def _apply_cancel_requested(self, event: Event, body: CancelRequested) -> None:
         self.cancel_requested = True
 
@@ -249,6 +321,12 @@ class WorkflowState:
 
     def _apply_workflow_cancelled(self, event: Event, body: WorkflowCancelled) -> None:
         self._close(CANCELLED)
+
+    def _apply_workflow_terminated(self, event: Event, body: WorkflowTerminated) -> None:
+        self._close(TERMINATED)
+
+    def _apply_workflow_timed_out(self, event: Event, body: WorkflowTimedOut) -> None:
+        self._close(TIMED_OUT)
 
     def _apply_workflow_continued_as_new(self, event: Event, body: WorkflowContinuedAsNew) -> None:
         self._close(CONTINUED_AS_NEW)
@@ -282,10 +360,13 @@ _APPLIERS: dict[type, Callable[[WorkflowState, Event, Any], None]] = {
     ActivityRetried: WorkflowState._apply_activity_retried,
     ActivityCompleted: WorkflowState._apply_activity_completed,
     ActivityFailed: WorkflowState._apply_activity_failed,
+    ActivityHeartbeatRecorded: WorkflowState._apply_activity_heartbeat_recorded,
+    ActivityCancelRequested: WorkflowState._apply_activity_cancel_requested,
     TimerStarted: WorkflowState._apply_timer_started,
     TimerFired: WorkflowState._apply_timer_fired,
     TimerCancelled: WorkflowState._apply_timer_cancelled,
     SignalReceived: WorkflowState._apply_signal_received,
+    SignalWaitStarted: WorkflowState._apply_signal_wait_started,
     CancelRequested: WorkflowState._apply_cancel_requested,
     MarkerRecorded: WorkflowState._apply_marker_recorded,
     UpdateAccepted: WorkflowState._apply_update_accepted,
@@ -293,8 +374,11 @@ _APPLIERS: dict[type, Callable[[WorkflowState, Event, Any], None]] = {
     WorkflowCompleted: WorkflowState._apply_workflow_completed,
     WorkflowFailed: WorkflowState._apply_workflow_failed,
     WorkflowCancelled: WorkflowState._apply_workflow_cancelled,
+    WorkflowTerminated: WorkflowState._apply_workflow_terminated,
+    WorkflowTimedOut: WorkflowState._apply_workflow_timed_out,
     WorkflowContinuedAsNew: WorkflowState._apply_workflow_continued_as_new,
     WorkflowParked: WorkflowState._apply_workflow_parked,
     WorkflowUnparked: WorkflowState._apply_workflow_unparked,
     CommandRejected: WorkflowState._apply_command_rejected,
 }
+check_covers(_APPLIERS, EventBody, "sagaflow.core.state appliers")

@@ -18,8 +18,6 @@ from sagaflow.config import Config
 from sagaflow.kafka import triage
 from sagaflow.kafka.dlq import DLQ_TOPIC_MAX_BYTES
 
-REPLIES_RETENTION_MS = "3600000"
-
 
 class TopicError(RuntimeError):
     """A topic could not be created or does not match what sagaflow needs."""
@@ -52,9 +50,10 @@ def wanted_topics(
         TopicSpec(t.closed_workflows, n, {"cleanup.policy": "compact"}),
         # Deployed state machines, one record per version; read whole by every orchestrator.
         TopicSpec(t.asl_definitions, 1, {"cleanup.policy": "compact"}),
-        # Answers to queries and updates: a caller waits seconds for its own, so an hour of
-        # retention is plenty (an update's result stays in the history for ever).
-        TopicSpec(t.replies, n, {"retention.ms": REPLIES_RETENTION_MS}),
+        # Cancellations of running activities still in flight; read whole by every worker.
+        TopicSpec(t.activity_cancels, 1, {"cleanup.policy": "compact"}),
+        # Replies to waiting callers matter only while someone waits.
+        TopicSpec(t.replies, n, {"retention.ms": "3600000"}),
     ]
     specs += [TopicSpec(t.tasks(q), n, {}) for q in sorted(set(queues))]
     return specs

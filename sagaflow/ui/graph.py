@@ -24,6 +24,7 @@ _FILL = {
     "running": "#fff3cd",
     "waiting": "#fff3cd",
     "cancelled": "#e2e3e5",
+    "abandoned": "#e2e3e5",
 }
 _KIND = {
     "activity": "▶",
@@ -43,7 +44,14 @@ def render(workflow_type: str, steps: list[dict[str, Any]], workflow: dict[str, 
 def code_path_svg(workflow_type: str, steps: list[dict[str, Any]], workflow: dict[str, Any]) -> str:
     nodes = list(steps)
     status = workflow.get("status", "")
-    if status in {"completed", "failed", "cancelled", "continued_as_new"}:
+    if status in {
+        "completed",
+        "failed",
+        "cancelled",
+        "terminated",
+        "timed_out",
+        "continued_as_new",
+    }:
         nodes.append(
             {"kind": "end", "label": status.replace("_", " "), "state": _end_state(status)}
         )
@@ -85,6 +93,10 @@ def code_path_svg(workflow_type: str, steps: list[dict[str, Any]], workflow: dic
 
 
 def _end_state(status: str) -> str:
-    return {"completed": "completed", "failed": "failed", "cancelled": "cancelled"}.get(
-        status, "completed"
-    )
+    return {
+        "completed": "completed",
+        "failed": "failed",
+        "cancelled": "cancelled",
+        "terminated": "cancelled",
+        "timed_out": "failed",
+    }.get(status, "completed")

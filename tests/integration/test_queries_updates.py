@@ -100,7 +100,7 @@ def test_a_live_and_an_evicted_workflow_answer_queries_and_record_nothing(config
         assert not idle.holds_driver("cart-idle"), "answering by replay keeps no coroutine"
         assert (len(live.history("cart-live")), len(idle.history("cart-idle"))) == before
         unknown = client.query("cart-idle", "colour", timeout_s=20)
-        assert (unknown.outcome, unknown.error_type) == ("rejected", "unknown_query")
+        assert (unknown.ok, unknown.error_type) == (False, "unknown_query")
         assert "'colour'" in unknown.message
     assert len(recorded(config, "cart-idle")) == before[1], "queries appended no event"
 
@@ -122,7 +122,7 @@ def test_updates_are_validated_recorded_and_deduplicated_across_a_restart(config
     with orchestrating(config, "a") as orchestrator:
         started(client, orchestrator, "cart-up")
         refused = client.update("cart-up", "add_item", {"sku": "tea", "quantity": 0})
-        assert (refused.outcome, refused.error_type) == ("rejected", "validator_rejected")
+        assert (refused.ok, refused.error_type) == (False, "validator_rejected")
         assert "at least 1" in refused.message
         kinds_after_refusal = [type(e.body) for e in recorded(config, "cart-up")]
         assert m.UpdateAccepted not in kinds_after_refusal, "a rejected update records nothing"

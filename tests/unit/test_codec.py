@@ -38,12 +38,16 @@ def test_an_event_written_with_v1_decodes_with_todays_reader() -> None:
 
 
 def test_every_v1_event_body_still_decodes() -> None:
-    v1 = fastavro.parse_schema(json.loads((REPO_SCHEMAS / "event.v1.avsc").read_text()))
-    for cls in typing.get_args(m.EventBody):
-        if cls in (m.UpdateAccepted, m.UpdateCompleted):
-            continue  # added by event v3
+    raw = json.loads((REPO_SCHEMAS / "event.v1.avsc").read_text())
+    v1 = fastavro.parse_schema(raw)
+    in_v1 = [c for c in typing.get_args(m.EventBody) if _record_fields(raw, c.__name__)]
+    assert m.SignalWaitStarted not in in_v1 and m.TimerFired in in_v1
+    for cls in in_v1:
         fields = {f.name: _sample(f.type) for f in dataclasses.fields(cls)}
         fields.pop("continued_from_run_id", None)
+        fields.pop("heartbeat_timeout_ms", None)
+        if cls in (m.ActivityHeartbeatRecorded, m.ActivityCancelRequested):
+            continue  # new in v3
         if cls is m.ActivityScheduled:
             fields["retry_policy"] = dataclasses.asdict(m.RetryPolicy())
         buffer = io.BytesIO()
@@ -53,6 +57,24 @@ def test_every_v1_event_body_still_decodes() -> None:
         fastavro.schemaless_writer(buffer, v1, datum)
         decoded = codec.decode_event(buffer.getvalue())
         assert type(decoded.body) is cls
+
+
+def test_a_v1_task_decodes_without_heartbeat_settings() -> None:
+    v1 = fastavro.parse_schema(json.loads((REPO_SCHEMAS / "task.v1.avsc").read_text()))
+    task = m.ActivityTask("w", "r", "t", 1, 2, "a", "q", b"1", "w/1", 0, 0)
+    datum = dataclasses.asdict(task)
+    del datum["heartbeat_timeout_ms"], datum["heartbeat_details"]
+    buffer = io.BytesIO()
+    buffer.write(bytes([codec.MAGIC, codec.KIND_TASK, 1]))
+    fastavro.schemaless_writer(buffer, v1, datum)
+    assert codec.decode_task(buffer.getvalue()) == task
+
+
+def test_activity_cancellations_round_trip_and_settled_ones_are_tombstones() -> None:
+    live = m.ActivityCancellation("w/3", "w", "r", 3)
+    assert codec.decode_cancellation(codec.encode_cancellation(live)) == live  # type: ignore[arg-type]
+    settled = m.ActivityCancellation("w/3", "w", "r", 3, active=False)
+    assert codec.encode_cancellation(settled) is None
 
 
 def _sample(hint: object) -> object:
@@ -69,25 +91,16 @@ def _sample(hint: object) -> object:
 
 def test_writers_use_the_newest_schema_version() -> None:
     event = m.Event("w", 1, "r", 0, m.TimerFired(1))
-    assert codec.encode_event(event)[:3] == bytes((codec.MAGIC, codec.KIND_EVENT, 3))
+    assert codec.encode_event(event)[:3] == bytes((codec.MAGIC, codec.KIND_EVENT, 6))
     command = m.CancelWorkflow("w")
-    assert codec.encode_command(command)[:3] == bytes((codec.MAGIC, codec.KIND_COMMAND, 2))
+    assert codec.encode_command(command)[:3] == bytes((codec.MAGIC, codec.KIND_COMMAND, 4))
 
 
-def test_a_v1_command_still_decodes() -> None:
-    v1 = fastavro.parse_schema(json.loads((REPO_SCHEMAS / "command.v1.avsc").read_text()))
-    buffer = io.BytesIO()
-    buffer.write(bytes([codec.MAGIC, codec.KIND_COMMAND, 1]))
-    body = ("sagaflow.SignalWorkflow", {"workflow_id": "w", "name": "go", "payload": b"1"})
-    fastavro.schemaless_writer(buffer, v1, {"body": body})
-    assert codec.decode_command(buffer.getvalue()) == m.SignalWorkflow("w", "go", b"1")
-
-
-def test_replies_and_the_new_records_round_trip() -> None:
-    reply = m.Reply("r1", "w", "update", "add", "failed", b"null", "E", "boom", "u1")
-    assert codec.decode_reply(codec.encode_reply(reply)) == reply
+def test_queries_updates_and_their_events_round_trip() -> None:
     query = m.QueryWorkflow("w", "items", b"[1]", "r2")
     assert codec.decode_command(codec.encode_command(query)) == query
+    update = m.UpdateWorkflow("w", "add", b"{}", "u1", "r3", "r3")
+    assert codec.decode_command(codec.encode_command(update)) == update
     for body in (m.UpdateAccepted("u1", "add", b"{}", "r1"), m.UpdateCompleted("u1", b"2")):
         event = m.Event("w", 3, "run", 5, body)
         assert codec.decode_event(codec.encode_event(event)) == event
@@ -109,14 +122,39 @@ def _record_fields(schema: object, name: str) -> set[str] | None:
     return None
 
 
+_V4 = json.loads((REPO_SCHEMAS / "event.v4.avsc").read_text())
+_V4_BODIES = tuple(
+    cls for cls in typing.get_args(m.EventBody) if _record_fields(_V4, cls.__name__) is not None
+)
+
+
+@pytest.mark.parametrize("cls", _V4_BODIES, ids=lambda cls: cls.__name__)
+def test_every_v4_event_body_still_decodes(cls: type) -> None:
+    v4 = fastavro.parse_schema(_V4)
+    written = _record_fields(_V4, cls.__name__) or set()
+    fields = {f.name: _sample(f.type) for f in dataclasses.fields(cls) if f.name in written}
+    if cls is m.ActivityScheduled:
+        fields["retry_policy"] = dataclasses.asdict(m.RetryPolicy())
+    buffer = io.BytesIO()
+    buffer.write(bytes([codec.MAGIC, codec.KIND_EVENT, 4]))
+    datum = {"workflow_id": "w", "seq": 1, "run_id": "r", "recorded_at_ms": 5}
+    datum["body"] = ("sagaflow." + cls.__name__, fields)
+    fastavro.schemaless_writer(buffer, v4, datum)
+    decoded = codec.decode_event(buffer.getvalue())
+    assert type(decoded.body) is cls
+    if cls is m.ActivityScheduled:
+        assert decoded.body.heartbeat_timeout_ms == 0  # type: ignore[union-attr]
+
+
 @pytest.mark.parametrize(
     ("schema_file", "types"),
     [
-        ("command.v2.avsc", typing.get_args(m.Command)),
-        ("event.v3.avsc", (*typing.get_args(m.EventBody), m.Event, m.RetryPolicy)),
-        ("reply.v1.avsc", (m.Reply,)),
-        ("task.v1.avsc", (m.ActivityTask,)),
+        ("command.v4.avsc", typing.get_args(m.Command)),
+        ("event.v6.avsc", (*typing.get_args(m.EventBody), m.Event, m.RetryPolicy)),
+        ("task.v2.avsc", (m.ActivityTask,)),
         ("closed.v1.avsc", (m.ClosedWorkflow,)),
+        ("reply.v1.avsc", (m.ReplyToCaller,)),
+        ("cancellation.v1.avsc", (m.ActivityCancellation,)),
     ],
 )
 def test_current_schemas_cover_every_field_of_every_record(
@@ -142,8 +180,8 @@ def test_packaged_schemas_are_the_repo_schemas() -> None:
         (bytes([0xF1, 1, 1]), "found a command"),
         (bytes([0xF1, 9, 1]), "unknown kind 9"),
         (bytes([0xF1, 2, 99]), "schema version 99 is unknown"),
-        (bytes([0xF1, 2, 3, 0xFF]), "corrupt event"),
-        (bytes([0xF1, 2, 3]) + b"\x02w\x02\x02r\x02\x7e", "corrupt event"),
+        (bytes([0xF1, 2, 2, 0xFF]), "corrupt event"),
+        (bytes([0xF1, 2, 2]) + b"\x02w\x02\x02r\x02\x7e", "corrupt event"),
     ],
 )
 def test_bad_bytes_raise_decode_error_with_a_clear_message(data: bytes, message: str) -> None:
@@ -184,3 +222,64 @@ def test_closed_workflow_records_round_trip_and_are_their_own_kind() -> None:
     assert codec.decode_closed(data) == closed
     with pytest.raises(codec.DecodeError, match="found a closed"):
         codec.decode_event(data)
+
+
+def test_a_command_written_with_v1_decodes_with_todays_reader() -> None:
+    v1 = fastavro.parse_schema(json.loads((REPO_SCHEMAS / "command.v1.avsc").read_text()))
+    buffer = io.BytesIO()
+    buffer.write(bytes((codec.MAGIC, codec.KIND_COMMAND, 1)))
+    body = {"workflow_id": "w", "name": "approve", "payload": b"{}", "command_id": "c"}
+    fastavro.schemaless_writer(buffer, v1, {"body": ("sagaflow.SignalWorkflow", body)})
+    assert codec.decode_command(buffer.getvalue()) == m.SignalWorkflow("w", "approve", b"{}", "c")
+
+
+def test_new_commands_and_replies_round_trip() -> None:
+    child = m.ReportChildClosed(
+        "parent", "child", "run-1", "completed", b'{"ok":1}', command_id="x"
+    )
+    assert codec.decode_command(codec.encode_command(child)) == child
+    reply = m.ReplyToCaller("caller-1", "cmd-1", False, b"null", "QueryFailed", "no such query")
+    data = codec.encode_reply(reply)
+    assert data[:3] == bytes((codec.MAGIC, codec.KIND_REPLY, 1))
+    assert codec.decode_reply(data) == reply
+    with pytest.raises(codec.DecodeError, match="found a reply"):
+        codec.decode_command(data)
+
+
+def _written_with(kind: int, schema_file: str, datum: dict[str, object]) -> bytes:
+    schema = fastavro.parse_schema(json.loads((REPO_SCHEMAS / schema_file).read_text()))
+    version = int(schema_file.split(".v")[1].split(".", maxsplit=1)[0])
+    buffer = io.BytesIO()
+    buffer.write(bytes((codec.MAGIC, kind, version)))
+    fastavro.schemaless_writer(buffer, schema, datum)
+    return buffer.getvalue()
+
+
+def test_records_of_every_shipped_version_decode_with_todays_reader() -> None:
+    """v2 commands and v3 events were written before the timeouts were fields: they read as 0."""
+    start = {"workflow_id": "w", "workflow_type": "t", "input": b"1", "version": None}
+    for schema_file in ("command.v1.avsc", "command.v2.avsc"):
+        data = _written_with(
+            codec.KIND_COMMAND,
+            schema_file,
+            {"body": ("sagaflow.StartWorkflow", {**start, "command_id": "c"})},
+        )
+        assert codec.decode_command(data) == m.StartWorkflow("w", "t", b"1", None, "c", 0, 0)
+    started = {
+        "workflow_type": "t",
+        "version": 1,
+        "input": b"1",
+        "random_seed": 3,
+        "command_id": "c",
+        "continued_from_run_id": "",
+    }
+    wait = {"name": "approve", "timer_seq": 4, "timeout_at_ms": 9}
+    for name, body, expected in [
+        ("WorkflowStarted", started, m.WorkflowStarted("t", 1, b"1", 3, "c", "", 0, 0)),
+        ("SignalWaitStarted", wait, m.SignalWaitStarted("approve", 4, 9)),
+    ]:
+        datum = {"workflow_id": "w", "seq": 1, "run_id": "r", "recorded_at_ms": 5}
+        data = _written_with(
+            codec.KIND_EVENT, "event.v3.avsc", {**datum, "body": (f"sagaflow.{name}", body)}
+        )
+        assert codec.decode_event(data).body == expected

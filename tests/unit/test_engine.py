@@ -147,8 +147,10 @@ def test_duplicate_and_stale_activity_reports_decide_nothing(engine: Engine) -> 
     assert engine.handle(stale_run, T0) == m.Decision()
     never = m.CompleteActivity("wf", task.run_id, 99, 1, b"1")
     assert engine.handle(never, T0) == m.Decision()
-    heartbeat = m.HeartbeatActivity("wf", task.run_id, task.activity_seq, 1)
-    assert engine.handle(heartbeat, T0) == m.Decision()
+    stale_heartbeat = m.HeartbeatActivity("wf", task.run_id, task.activity_seq, 7)
+    assert engine.handle(stale_heartbeat, T0) == m.Decision()
+    other_run_heartbeat = m.HeartbeatActivity("wf", "other-run", task.activity_seq, 1)
+    assert engine.handle(other_run_heartbeat, T0) == m.Decision()
     assert bodies(complete(engine, task)) == [m.ActivityCompleted, m.WorkflowCompleted]
 
 
@@ -482,6 +484,15 @@ def test_unregistered_activity_needs_a_task_queue() -> None:
     assert decision.tasks[0].task_queue == "far"
     decision = engine.handle(m.StartWorkflow("b", "w", b"false"), T0)
     assert bodies(decision) == [m.WorkflowStarted, m.WorkflowParked]
+
+
+def test_a_child_outcome_no_child_awaits_is_rejected(engine: Engine) -> None:
+    start(engine)
+    report = m.ReportChildClosed("wf", "stranger", "r-1", "completed", b"1", command_id="c-1")
+    decision = engine.handle(report, T0)
+    assert rejection(decision) == "child_unknown"
+    assert not decision.effects
+    assert engine.status("wf") == "running"
 
 
 def test_outcome_decisions_say_which_step_they_are_about(engine: Engine) -> None:

@@ -1,4 +1,4 @@
-"""Queries and updates in the pure engine: answers as Reply effects, validators that record
+"""Queries and updates in the pure engine: answers as ReplyToCaller effects, validators that record
 nothing, deduplicated update ids, replay after eviction, and the final state of a closed run."""
 
 from __future__ import annotations
@@ -24,10 +24,11 @@ def started(engine: Engine, wid: str = "c1", hold: bool = False) -> m.Decision:
     return engine.handle(m.StartWorkflow(wid, "cart", dumps(order), None, f"s-{wid}"), T0)
 
 
-def query(engine: Engine, name: str, wid: str = "c1", args: Any = None) -> m.Reply:
+def query(engine: Engine, name: str, wid: str = "c1", args: Any = None) -> m.ReplyToCaller:
     decision = engine.handle(m.QueryWorkflow(wid, name, dumps(args), f"q-{name}"), T0 + 1)
     assert not decision.events, "a query records nothing"
-    (reply,) = decision.replies
+    (reply,) = decision.effects
+    assert isinstance(reply, m.ReplyToCaller)
     return reply
 
 
@@ -40,7 +41,7 @@ def test_a_query_reads_state_from_a_workflow_whose_driver_was_evicted() -> None:
     started(engine)
     assert engine.drivers_held() == 0, "a cart waiting for a signal is idle: no driver kept"
     reply = query(engine, "status")
-    assert reply.outcome == m.REPLY_OK
+    assert reply.ok
     assert loads(reply.result) == {"cart": "open", "workflow": "running", "count": 0}
     assert engine.drivers_held() == 0, "answering by replay keeps no coroutine"
 
@@ -49,7 +50,7 @@ def test_an_unknown_query_is_rejected_naming_it() -> None:
     engine = Engine(registry)
     started(engine)
     reply = query(engine, "nope")
-    assert (reply.outcome, reply.error_type) == (m.REPLY_REJECTED, "unknown_query")
+    assert (reply.ok, reply.error_type) == (False, "unknown_query")
     assert "'nope'" in reply.message and "items" in reply.message
 
 
@@ -59,16 +60,16 @@ def test_a_rejected_update_records_nothing_and_an_accepted_one_answers_its_resul
     before = engine.history("c1")
     refused = update(engine, {"sku": "tea", "quantity": 0}, "u0")
     assert refused.events == ()
-    (no,) = refused.replies
-    assert (no.outcome, no.error_type) == (m.REPLY_REJECTED, "validator_rejected")
+    (no,) = refused.effects
+    assert (no.ok, no.error_type) == (False, "validator_rejected")
     assert "at least 1" in no.message
     assert engine.history("c1") == before
 
     accepted = update(engine, {"sku": "tea", "quantity": 2})
     kinds = [type(e.body) for e in accepted.events]
     assert kinds == [m.UpdateAccepted, m.UpdateCompleted]
-    (yes,) = accepted.replies
-    assert (yes.outcome, loads(yes.result), yes.request_id) == (m.REPLY_OK, 1, "r-u1")
+    (yes,) = accepted.effects
+    assert (yes.ok, loads(yes.result), yes.reply_to) == (True, 1, "r-u1")
     assert loads(query(engine, "items").result) == [{"sku": "tea", "quantity": 2}]
 
 
@@ -81,8 +82,8 @@ def test_a_repeated_update_id_returns_the_first_result_and_records_nothing() -> 
         T0 + 3,
     )
     assert again.events == ()
-    (reply,) = again.replies
-    assert (loads(reply.result), reply.request_id) == (1, "r-again")
+    (reply,) = again.effects
+    assert (loads(reply.result), reply.reply_to) == (1, "r-again")
     assert len(loads(query(engine, "items").result)) == 1
 
 
@@ -122,16 +123,17 @@ def test_a_query_handler_cannot_act_on_the_workflow() -> None:
 
     engine = Engine(sneaky)
     engine.handle(m.StartWorkflow("w1", "w", b"null"), T0)
+    before = engine.history("w1")
     for name in ("poke", "draw"):
         reply = query(engine, name, "w1")
-        assert (reply.outcome, reply.error_type) == (m.REPLY_FAILED, "QueryMutationError")
-    assert len(engine.history("w1")) == 1
+        assert (reply.ok, reply.error_type) == (False, "QueryMutationError")
+    assert engine.history("w1") == before
 
 
 def test_an_update_to_a_busy_workflow_runs_on_its_live_driver() -> None:
     engine = Engine(registry)
     started(engine, hold=True)
     assert engine.drivers_held() == 1
-    (reply,) = update(engine, {"sku": "tea", "quantity": 1}).replies
+    (reply,) = update(engine, {"sku": "tea", "quantity": 1}).effects
     assert loads(reply.result) == 1
     assert engine.drivers_held() == 1

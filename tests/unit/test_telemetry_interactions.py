@@ -10,7 +10,7 @@ from sagaflow import telemetry
 from sagaflow.core.messages import (
     Decision,
     QueryWorkflow,
-    Reply,
+    ReplyToCaller,
     StartWorkflow,
     UpdateAccepted,
     UpdateCompleted,
@@ -45,9 +45,9 @@ def test_updates_and_queries_are_spans_of_the_run(saga: Saga) -> None:
         ),
     )
     query = QueryWorkflow(WID, "items", b"null", "r2")
-    reply = Reply("r2", WID, "query", "items", "rejected", b"null", "unknown_query", "no such")
+    reply = ReplyToCaller("r2", "r2", False, b"null", "unknown_query", "no such")
     asked_with = telemetry.command_headers(saga.client, commands)(query)
-    saga.decide(query, saga.message(commands, query, asked_with), Decision(replies=(reply,)))
+    saga.decide(query, saga.message(commands, query, asked_with), Decision(effects=(reply,)))
 
     spans = saga.spans()
     root = spans["start cart"]

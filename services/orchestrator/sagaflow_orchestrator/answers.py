@@ -10,22 +10,28 @@ so the history read includes everything that batch recorded.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
-from confluent_kafka import Consumer
+from confluent_kafka import Consumer, Producer
 
 from sagaflow import codec
 from sagaflow.config import Config
 from sagaflow.core import interactions
 from sagaflow.core.messages import (
-    REPLY_FAILED,
     ClosedWorkflow,
     Event,
     QueryWorkflow,
-    Reply,
+    ReplyToCaller,
     UpdateWorkflow,
 )
 from sagaflow.core.registry import Registry
+from sagaflow.kafka import triage
+from sagaflow.kafka.clients import reader
 from sagaflow.kafka.logread import LogReadError, end_offsets, read_partitions
+from sagaflow.kafka.produce import produce
+
+Ask = tuple[int, ClosedWorkflow, QueryWorkflow | UpdateWorkflow]
+"""A query or update to a closed workflow: (its partition, the closed record, the command)."""
 
 log = logging.getLogger(__name__)
 
@@ -63,15 +69,40 @@ def answer_closed(
     partition: int,
     closed: ClosedWorkflow,
     command: QueryWorkflow | UpdateWorkflow,
-) -> Reply:
+) -> ReplyToCaller:
     try:
         history = closed_history(config, consumer, partition, closed)
     except LogReadError as exc:
         log.warning("cannot answer %s for closed %s: %s", command.name, closed.workflow_id, exc)
         return interactions.reply(
             command,
-            REPLY_FAILED,
+            False,
             error_type="HistoryUnavailable",
             message=f"{exc}; ask again",
         )
     return interactions.answer_closed(registry, command, closed, history)
+
+
+def answer_all(config: Config, registry: Registry, producer: Producer, asks: Sequence[Ask]) -> bool:
+    """Answer queries and updates to closed workflows from their recorded history, in a
+    transaction of their own (the batch that consumed them has committed). False when that
+    transaction must be given up: the producer is then to be renewed, and the lost answers cost
+    their callers a timeout (asking again is safe)."""
+    consumer = reader(config)
+    try:
+        replies = [
+            answer_closed(config, registry, consumer, p, closed, command)
+            for p, closed, command in asks
+        ]
+    finally:
+        consumer.close()
+    try:
+        triage.call(producer.begin_transaction, "begin_transaction")
+        for reply in replies:
+            produce(producer, config.topics.replies, codec.encode_reply(reply), reply.reply_to)
+        producer.flush(30)
+        triage.call(lambda: producer.commit_transaction(30), "commit_transaction")
+    except triage.AbortRequired as exc:
+        log.warning("%s; %d answer(s) to closed workflows not sent", exc, len(replies))
+        return False
+    return True

@@ -21,7 +21,8 @@ from aiohttp import web
 
 from sagaflow.client import ReplyTimeoutError
 from sagaflow.core import payload
-from sagaflow.core.messages import REPLY_OK, QueryWorkflow, Reply, UpdateWorkflow
+from sagaflow.core.interactions import REJECTIONS
+from sagaflow.core.messages import QueryWorkflow, ReplyToCaller, UpdateWorkflow
 from sagaflow.kafka.logread import LogReadError
 from sagaflow_orchestrator import api
 
@@ -48,8 +49,9 @@ async def query_workflow(request: web.Request) -> web.Response:
     args = await _query_args(request)
     encoded = api._check_size(request, args, "args")
     timeout = _timeout(request, QUERY_TIMEOUT_S)
-    command = QueryWorkflow(workflow_id, name, encoded, uuid.uuid4().hex)
-    return _respond(await _ask(request, command, timeout))
+    request_id = uuid.uuid4().hex
+    command = QueryWorkflow(workflow_id, name, encoded, request_id, request_id)
+    return _respond(command, await _ask(request, command, timeout))
 
 
 async def update_workflow(request: web.Request) -> web.Response:
@@ -70,8 +72,9 @@ async def update_workflow(request: web.Request) -> web.Response:
         )
     encoded = api._check_size(request, body.get("args"), "args")
     timeout = _timeout(request, UPDATE_TIMEOUT_S)
-    command = UpdateWorkflow(workflow_id, name, encoded, update_id, uuid.uuid4().hex)
-    return _respond(await _ask(request, command, timeout))
+    request_id = uuid.uuid4().hex
+    command = UpdateWorkflow(workflow_id, name, encoded, update_id, request_id, request_id)
+    return _respond(command, await _ask(request, command, timeout))
 
 
 async def _query_args(request: web.Request) -> Any:
@@ -110,7 +113,7 @@ def _timeout(request: web.Request, default: float) -> float:
 
 async def _ask(
     request: web.Request, command: QueryWorkflow | UpdateWorkflow, timeout: float
-) -> Reply:
+) -> ReplyToCaller:
     client = request.app[api.CLIENT]
     try:
         return await asyncio.to_thread(client.ask, command, timeout)
@@ -120,18 +123,21 @@ async def _ask(
         raise api.ApiError(503, f"{exc}") from None
 
 
-def _respond(reply: Reply) -> web.Response:
-    body: dict[str, Any] = {"workflow_id": reply.workflow_id, reply.kind: reply.name}
-    if reply.update_id:
-        body["update_id"] = reply.update_id
-    if reply.outcome == REPLY_OK:
+def _respond(command: QueryWorkflow | UpdateWorkflow, reply: ReplyToCaller) -> web.Response:
+    kind = "query" if isinstance(command, QueryWorkflow) else "update"
+    body: dict[str, Any] = {"workflow_id": command.workflow_id, kind: command.name}
+    if isinstance(command, UpdateWorkflow):
+        body["update_id"] = command.update_id
+    if reply.ok:
         body["result"] = payload.loads(reply.result)
         return web.json_response(body)
-    status = _STATUS_OF_REASON.get(reply.error_type, 422) if reply.outcome == "rejected" else 422
-    what = f"{reply.kind} {reply.name!r} of workflow {reply.workflow_id!r}"
-    body["error"] = f"{what} {reply.outcome} ({reply.error_type}): {reply.message}"
+    rejected = reply.error_type in REJECTIONS
+    status = _STATUS_OF_REASON.get(reply.error_type, 422) if rejected else 422
+    outcome = "rejected" if rejected else "failed"
+    what = f"{kind} {command.name!r} of workflow {command.workflow_id!r}"
+    body["error"] = f"{what} {outcome} ({reply.error_type}): {reply.message}"
     body["reason"] = reply.error_type
-    body["outcome"] = reply.outcome
+    body["outcome"] = outcome
     return web.json_response(body, status=status)
 
 

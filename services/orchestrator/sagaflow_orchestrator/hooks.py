@@ -58,10 +58,10 @@ class Decided:
 
 @dataclass(frozen=True)
 class DecisionHeaders:
-    """Headers for a decision's records, one list per event and per task, in order."""
+    """Headers for a decision's records, one list per event and per effect, in order."""
 
     events: tuple[Headers, ...]
-    tasks: tuple[Headers, ...]
+    effects: tuple[Headers, ...]
 
 
 class Hooks:
@@ -76,7 +76,7 @@ class Hooks:
         """
 
     def aborted(self) -> None:
-        """The batch's transaction was aborted; the owned partitions are rebuilt next."""
+        """The batch's transaction was aborted; the partitions it touched are rebuilt next."""
 
     def batch(self, decided: Sequence[Decided]) -> Sequence[DecisionHeaders] | None:
         """The batch's decisions are about to be produced, in one transaction: headers for each

@@ -15,11 +15,8 @@ a decision is a child of the span of what caused it:
                          └─ compensate release_inventory -> execute -> complete
                             └─ workflow failed
 
-Timers ("timer started" -> "timer fired"), signals ("signal <name>"), cancellations
-("cancel requested") and updates ("update <name>" -> "update completed") hang off the run's
-start span; the sender's own span is linked. An answer that records nothing (a query, a
-rejected or repeated update) is one span, "query <name>" / "update <name>", under the run's
-start span when the run is known, else under the sender's.
+Timers ("timer started" -> "timer fired"), signals ("signal <name>") and cancellations
+("cancel requested") hang off the run's start span; the sender's own span is linked.
 
 Spans are opened while a batch is decided and ended when its transaction commits, so a span
 covers decide + commit, and the spans of an aborted transaction are never exported.
@@ -40,15 +37,19 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import assert_never
 
 from opentelemetry.trace import Span, SpanContext, SpanKind, Status, StatusCode
 
 from sagaflow.config import Config
+from sagaflow.core import kinds
 from sagaflow.core.messages import (
     CLOSING_EVENTS,
     ActivityAttemptFailed,
+    ActivityCancelRequested,
     ActivityCompleted,
     ActivityFailed,
+    ActivityHeartbeatRecorded,
     ActivityRetried,
     ActivityScheduled,
     ActivityTask,
@@ -56,22 +57,27 @@ from sagaflow.core.messages import (
     Command,
     CommandRejected,
     CompleteActivity,
+    Effect,
     Event,
+    EventBody,
     FailActivity,
-    Reply,
+    MarkerRecorded,
+    QueryWorkflow,
+    ReplyToCaller,
     SignalReceived,
+    SignalWaitStarted,
     StepView,
     TimerCancelled,
     TimerFired,
     TimerStarted,
     UpdateAccepted,
     UpdateCompleted,
-    WorkflowCancelled,
-    WorkflowCompleted,
+    UpdateWorkflow,
     WorkflowContinuedAsNew,
     WorkflowFailed,
     WorkflowParked,
     WorkflowStarted,
+    WorkflowTerminated,
     WorkflowUnparked,
 )
 from sagaflow.metrics import OrchestratorMetrics
@@ -95,12 +101,13 @@ from sagaflow_orchestrator.hooks import (
 
 Attributes = dict[str, str | int | bool]
 
-_CLOSED_NAMES: dict[type, str] = {
-    WorkflowCompleted: "workflow completed",
-    WorkflowFailed: "workflow failed",
-    WorkflowCancelled: "workflow cancelled",
-    WorkflowContinuedAsNew: "workflow continued as new",
-}
+
+def _name(body: EventBody) -> str:
+    """The span name of an event that gets a span (sagaflow.core.kinds names them all)."""
+    name = kinds.span_name(body)
+    if name is None:
+        raise ValueError(f"{type(body).__name__} has no span in sagaflow.core.kinds")
+    return name
 
 
 @dataclass
@@ -246,20 +253,61 @@ class Observer(Hooks):
             event_headers.append(inject(recorded_by or fallback))
             if self._metrics is not None:
                 self._batch.counts["appended", type(event.body).__name__, ""] += 1
-        if not d.decision.events:
-            for reply in d.decision.replies:
-                self._reply_span(reply, sender, received)
+        if isinstance(command, QueryWorkflow | UpdateWorkflow) and not d.decision.events:
+            for effect in d.decision.effects:
+                if isinstance(effect, ReplyToCaller):
+                    self._answer_span(command, effect, sender, received)
         return DecisionHeaders(
-            tuple(event_headers), tuple(self._task_headers(t) for t in d.decision.tasks)
+            tuple(event_headers), tuple(self._effect_headers(e) for e in d.decision.effects)
         )
 
-    def _task_headers(self, task: ActivityTask) -> KafkaHeaders:
-        run = self._runs.get(task.workflow_id)
+    def _answer_span(
+        self,
+        command: QueryWorkflow | UpdateWorkflow,
+        reply: ReplyToCaller,
+        sender: SpanContext | None,
+        received: Attributes,
+    ) -> None:
+        """One span for an answer that recorded nothing (a query, a rejected or repeated
+        update), under the run's start span when the run is known, else the sender's."""
+        if self._telemetry is None:
+            return
+        run = self._runs.get(command.workflow_id)
+        if run is not None and run.unsampled is not None:
+            return
+        kind = "query" if isinstance(command, QueryWorkflow) else "update"
+        attrs: Attributes = {
+            **received,
+            "sagaflow.workflow.id": command.workflow_id,
+            f"sagaflow.{kind}.name": command.name,
+            "sagaflow.reply.ok": reply.ok,
+        }
+        if run is not None:
+            attrs["sagaflow.workflow.type"] = run.workflow_type
+        parent_context = run.context if run is not None and run.context else sender
+        span = self._telemetry.tracer.start_span(
+            f"{kind} {command.name}",
+            parent(parent_context),
+            SpanKind.CONSUMER,
+            attributes=attrs,
+            links=links(sender if parent_context is not sender else None),
+        )
+        if not reply.ok:
+            _error(span, reply.error_type, reply.message)
+        self._batch.spans.append(span)
+
+    def _effect_headers(self, effect: Effect) -> KafkaHeaders:
+        """A task carries its dispatch span (the worker's parent). Commands to other workflows
+        and replies carry no trace context yet: no decision emits them so far, and the work
+        that does (children, queries) decides which span they continue."""
+        if not isinstance(effect, ActivityTask):
+            return []
+        run = self._runs.get(effect.workflow_id)
         if run is None:
             return []
         if run.unsampled is not None:
             return run.unsampled
-        return inject(run.contexts.get(task.activity_seq) or run.context)
+        return inject(run.contexts.get(effect.activity_seq) or run.context)
 
     def _count_untraced(self, event: Event, steps: _Steps) -> None:
         """Metrics without tracing: event counts, and step latency."""
@@ -333,7 +381,7 @@ class Observer(Hooks):
         if isinstance(body, CommandRejected):
             # Not part of any run; the sender's trace shows why its command did nothing.
             span = self._span(
-                f"reject {body.command_type}",
+                _name(body),
                 event,
                 None,
                 sender,
@@ -347,7 +395,7 @@ class Observer(Hooks):
             # A continued run is a new run, so a new trace, linked to the one it continues.
             continued = bool(body.continued_from_run_id)
             span = self._span(
-                f"start {body.workflow_type}",
+                _name(body),
                 event,
                 started,
                 None if continued else sender,
@@ -365,9 +413,8 @@ class Observer(Hooks):
             scheduled = StepView(
                 wid, body.activity_seq, body.activity_name, body.compensation, event.recorded_at_ms
             )
-            verb = "compensate" if body.compensation else "schedule"
             span = self._span(
-                f"{verb} {body.activity_name}",
+                _name(body),
                 event,
                 run,
                 cause or run.context,
@@ -401,7 +448,7 @@ class Observer(Hooks):
             return self._step_outcome(event, body, step, run, command, sender, received), True
         if isinstance(body, TimerStarted):
             span = self._span(
-                "timer started",
+                _name(body),
                 event,
                 run,
                 cause or run.context,
@@ -416,7 +463,7 @@ class Observer(Hooks):
         if isinstance(body, TimerFired):
             timer = run.contexts.pop(body.timer_seq, None)
             span = self._span(
-                "timer fired",
+                _name(body),
                 event,
                 run,
                 timer or run.context,
@@ -429,7 +476,7 @@ class Observer(Hooks):
             return None, False
         if isinstance(body, SignalReceived):
             span = self._span(
-                f"signal {body.name}",
+                _name(body),
                 event,
                 run,
                 run.context,
@@ -438,9 +485,29 @@ class Observer(Hooks):
                 linked=sender,
             )
             return _context(span), True
+        if isinstance(body, ActivityCancelRequested):
+            # The notice to the worker is produced in this transaction.
+            span = self._span(
+                _name(body),
+                event,
+                run,
+                cause or run.context,
+                SpanKind.PRODUCER,
+                {"sagaflow.activity.seq": body.activity_seq},
+            )
+            return _context(span), False
+        if isinstance(body, SignalWaitStarted):
+            attrs: Attributes = {"sagaflow.signal.name": body.name}
+            if body.timeout_at_ms:
+                attrs["sagaflow.signal.timeout_at_ms"] = body.timeout_at_ms
+                attrs["sagaflow.timer.seq"] = body.timer_seq
+            span = self._span(
+                _name(body), event, run, cause or run.context, SpanKind.INTERNAL, attrs
+            )
+            return _context(span), False
         if isinstance(body, CancelRequested):
             span = self._span(
-                "cancel requested",
+                _name(body),
                 event,
                 run,
                 run.context,
@@ -449,9 +516,48 @@ class Observer(Hooks):
                 linked=sender,
             )
             return _context(span), True
+        if isinstance(body, WorkflowParked):
+            span = self._span(
+                _name(body),
+                event,
+                run,
+                cause or run.context,
+                SpanKind.INTERNAL,
+                {"sagaflow.parked.kind": body.kind},
+            )
+            _error(span, body.kind, body.message)
+            return _context(span), False
+        if isinstance(body, WorkflowUnparked):
+            span = self._span(_name(body), event, run, run.context, SpanKind.INTERNAL, {})
+            return _context(span), True
+        if isinstance(body, WorkflowTerminated):
+            # Decided by an operator's command, not by the code: the sender's span is linked.
+            span = self._span(
+                _name(body),
+                event,
+                run,
+                run.context,
+                SpanKind.CONSUMER,
+                {
+                    **received,
+                    "sagaflow.terminate.reason": body.reason,
+                    "sagaflow.terminate.by": body.by,
+                },
+                linked=sender,
+            )
+            del self._runs[wid]
+            return _context(span), False
+        if isinstance(body, CLOSING_EVENTS):
+            span = self._span(_name(body), event, run, cause or run.context, SpanKind.INTERNAL, {})
+            if isinstance(body, WorkflowFailed):
+                _error(span, body.error_type, body.message)
+            if isinstance(body, WorkflowContinuedAsNew):
+                self._batch.continued[wid] = run.context
+            del self._runs[wid]
+            return _context(span), False
         if isinstance(body, UpdateAccepted):
             span = self._span(
-                f"update {body.name}",
+                _name(body),
                 event,
                 run,
                 run.context,
@@ -466,7 +572,7 @@ class Observer(Hooks):
             return _context(span), True
         if isinstance(body, UpdateCompleted):
             span = self._span(
-                "update completed",
+                _name(body),
                 event,
                 run,
                 cause or run.context,
@@ -476,31 +582,9 @@ class Observer(Hooks):
             if body.error_type:
                 _error(span, body.error_type, body.message)
             return _context(span), False
-        if isinstance(body, WorkflowParked):
-            span = self._span(
-                "workflow parked",
-                event,
-                run,
-                cause or run.context,
-                SpanKind.INTERNAL,
-                {"sagaflow.parked.kind": body.kind},
-            )
-            _error(span, body.kind, body.message)
-            return _context(span), False
-        if isinstance(body, WorkflowUnparked):
-            span = self._span("workflow unparked", event, run, run.context, SpanKind.INTERNAL, {})
-            return _context(span), True
-        if isinstance(body, CLOSING_EVENTS):
-            span = self._span(
-                _CLOSED_NAMES[type(body)], event, run, cause or run.context, SpanKind.INTERNAL, {}
-            )
-            if isinstance(body, WorkflowFailed):
-                _error(span, body.error_type, body.message)
-            if isinstance(body, WorkflowContinuedAsNew):
-                self._batch.continued[wid] = run.context
-            del self._runs[wid]
-            return _context(span), False
-        return None, False  # MarkerRecorded and the like: recorded under the run's context
+        if isinstance(body, MarkerRecorded | ActivityHeartbeatRecorded):
+            return None, False  # no span of its own: recorded under the run's context
+        assert_never(body)
 
     def _step_outcome(
         self,
@@ -552,33 +636,6 @@ class Observer(Hooks):
             run.contexts.pop(body.activity_seq, None)
             self._step_latency(event, body, step)
         return _context(span)
-
-    def _reply_span(self, reply: Reply, sender: SpanContext | None, received: Attributes) -> None:
-        """One span for an answer that recorded nothing."""
-        if self._telemetry is None:
-            return
-        run = self._runs.get(reply.workflow_id)
-        if run is not None and run.unsampled is not None:
-            return
-        attrs: Attributes = {
-            **received,
-            "sagaflow.workflow.id": reply.workflow_id,
-            f"sagaflow.{reply.kind}.name": reply.name,
-            "sagaflow.reply.outcome": reply.outcome,
-        }
-        if run is not None:
-            attrs["sagaflow.workflow.type"] = run.workflow_type
-        parent_context = run.context if run is not None and run.context else sender
-        span = self._telemetry.tracer.start_span(
-            f"{reply.kind} {reply.name}",
-            parent(parent_context),
-            SpanKind.CONSUMER,
-            attributes=attrs,
-            links=links(sender if parent_context is not sender else None),
-        )
-        if reply.outcome != "ok":
-            _error(span, reply.error_type, reply.message)
-        self._batch.spans.append(span)
 
     def _span(
         self,
