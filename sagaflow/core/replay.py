@@ -20,6 +20,7 @@ from sagaflow.core.driver import (
     CancelTimerCommand,
     CancelWorkflowCommand,
     CodeCommand,
+    CompleteUpdateCommand,
     CompleteWorkflowCommand,
     ContinueAsNewCommand,
     Driver,
@@ -41,6 +42,7 @@ from sagaflow.core.messages import (
     SignalWaitStarted,
     TimerCancelled,
     TimerStarted,
+    UpdateCompleted,
     WorkflowCancelled,
     WorkflowCompleted,
     WorkflowContinuedAsNew,
@@ -75,6 +77,8 @@ def describe_command(command: CodeCommand) -> str:
             return "ended the workflow as cancelled"
         case ContinueAsNewCommand():
             return "continued as new"
+        case CompleteUpdateCommand():
+            return f"completed update {command.update_id!r}"
         case _:
             assert_never(command)
 
@@ -90,6 +94,8 @@ def describe_event(event: Event) -> str:
         return f"timer {body.timer_seq} cancelled (seq {event.seq})"
     if isinstance(body, MarkerRecorded):
         return f"patch {body.change_id!r} (seq {event.seq})"
+    if isinstance(body, UpdateCompleted):
+        return f"update {body.update_id!r} completed (seq {event.seq})"
     return f"{type(body).__name__} (seq {event.seq})"
 
 
@@ -124,6 +130,8 @@ def command_matches(command: CodeCommand, body: EventBody) -> bool:
             return isinstance(body, WorkflowCancelled)
         case ContinueAsNewCommand():
             return isinstance(body, WorkflowContinuedAsNew)
+        case CompleteUpdateCommand():
+            return isinstance(body, UpdateCompleted) and body.update_id == command.update_id
         case _:
             assert_never(command)
 
@@ -137,7 +145,8 @@ def recorded_event(
     | RecordMarkerCommand
     | CompleteWorkflowCommand
     | FailWorkflowCommand
-    | CancelWorkflowCommand,
+    | CancelWorkflowCommand
+    | CompleteUpdateCommand,
     seq: int,
 ) -> EventBody:
     """The event that records a command of the code (continue-as-new starts a run instead)."""
@@ -169,6 +178,10 @@ def recorded_event(
         return WorkflowFailed(command.error_type, command.message, command.details)
     if isinstance(command, CancelWorkflowCommand):
         return WorkflowCancelled(command.reason)
+    if isinstance(command, CompleteUpdateCommand):
+        return UpdateCompleted(
+            command.update_id, command.result, command.error_type, command.message
+        )
     assert_never(command)
 
 

@@ -13,7 +13,7 @@ time, randomness and ids from the context. Each await either finds its answer in
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
@@ -60,6 +60,23 @@ class ActivityHandle(Future[T]):
         self._driver.cancel_activity(self, wait_for_cancellation)
 
 
+@dataclass(frozen=True)
+class WorkflowView:
+    """What a query handler or an update validator sees: a copy of the workflow's state, taken
+    when it is asked. Changing it changes nothing; it offers no way to act."""
+
+    workflow_id: str
+    run_id: str
+    workflow_type: str
+    version: int
+    status: str
+    """'running', 'parked', 'completed', 'failed', 'cancelled', ..."""
+    state: Mapping[str, Any]
+    """A copy of `ctx.state` as the workflow left it after its last event."""
+    now: datetime
+    """The recorded time of the workflow's last event."""
+
+
 class WorkflowContext:
     """The workflow's only door to the world. Everything here is replay-safe."""
 
@@ -84,6 +101,12 @@ class WorkflowContext:
     def version(self) -> int:
         """The version of the workflow type this run started on (and finishes on)."""
         return self._driver.definition.version
+
+    @property
+    def state(self) -> dict[str, Any]:
+        """What queries read (as a copy) and updates may change: keep it JSON-able. It is
+        rebuilt by replay like every other value of the workflow, never stored on its own."""
+        return self._driver.state
 
     @property
     def cancel_requested(self) -> bool:

@@ -34,6 +34,7 @@ _ROW_COLUMNS = (
     "pending_timers",
     "received_signals",
     "signal_waits",
+    "updates",
     "cancel_requested",
     "parked",
 )
@@ -47,6 +48,7 @@ _JSON_COLUMNS = frozenset(
         "pending_timers",
         "received_signals",
         "signal_waits",
+        "updates",
         "parked",
     }
 )
