@@ -57,6 +57,7 @@ from sagaflow.core.messages import (
     WorkflowUnparked,
     idempotency_key,
 )
+from sagaflow.core.payload import InputError
 from sagaflow.core.registry import Registry, WorkflowDefinition
 from sagaflow.core.replay import recorded_event, replay
 from sagaflow.core.retry import after_failed_attempt, when_due
@@ -298,6 +299,16 @@ class Engine:
             definition = self._registry.get_workflow(command.workflow_type, command.version)
         except RegistryError as err:
             return reject(command, now_ms, "unknown_version", str(err))
+        try:
+            definition.check_input(command.input)
+        except InputError as err:
+            return reject(
+                command,
+                now_ms,
+                "invalid_input",
+                f"{err}; fix the input to match workflow {definition.name!r} "
+                f"version {definition.version}",
+            )
         state = self._open[workflow_id] = WorkflowState(workflow_id)
         batch = _Batch()
         self._start_run(batch, state, definition, command.input, now_ms, command.command_id, "")

@@ -408,7 +408,7 @@ class Worker:
         )
         timeout = task.start_to_close_ms / 1000 if task.start_to_close_ms > 0 else None
         try:
-            arg = codec.loads_payload(task.input)
+            arg = definition.read_input(task.input)
             if inspect.iscoroutinefunction(definition.fn):
                 result = await asyncio.wait_for(definition.fn(ctx, arg), timeout)
             else:
