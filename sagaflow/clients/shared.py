@@ -1,0 +1,250 @@
+"""The one implementation under the sync and asyncio clients.
+
+Every operation is one of three kinds, and each flavour only decides how to wait for it:
+- Kafka work (sending a command, reading a workflow's events) is blocking: the sync client
+  calls it, the async client runs it in a thread;
+- read-model queries are coroutines (psycopg async): the async client awaits them, the sync
+  client runs them on a private event loop;
+- turning what was recorded into a value or an exception is pure, and shared as it is.
+
+A workflow's events are read from the one events partition its id hashes to (the orchestrator
+appends them to the partition of the command that caused them, keyed by workflow id), with
+read_committed, so only what the orchestrator committed is seen.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sagaflow import codec
+from sagaflow.client import Client as CommandClient
+from sagaflow.clients.errors import (
+    WorkflowCancelledError,
+    WorkflowFailureError,
+    WorkflowNotFoundError,
+    WorkflowResultTimeoutError,
+    WorkflowStartRejectedError,
+)
+from sagaflow.config import Config
+from sagaflow.core import payload
+from sagaflow.core.identity import start_command_id
+from sagaflow.core.messages import (
+    CommandRejected,
+    Event,
+    StartWorkflow,
+    WorkflowCancelled,
+    WorkflowCompleted,
+    WorkflowContinuedAsNew,
+    WorkflowFailed,
+)
+from sagaflow.core.registry import Registry
+from sagaflow.kafka.clients import reader
+from sagaflow.kafka.logread import partitions_of, read_partitions
+from sagaflow.kafka.partition import partition_for
+from sagaflow.readmodel import queries
+
+Outcome = WorkflowCompleted | WorkflowFailed | WorkflowCancelled | CommandRejected
+
+
+@dataclass(frozen=True)
+class WorkflowDescription:
+    """A workflow as the read model shows it (GET /workflows/{id})."""
+
+    workflow_id: str
+    run_id: str
+    workflow_type: str
+    version: int
+    status: str
+    """'running', 'completed', 'failed', 'cancelled', 'parked', ... (sagaflow.core.status)."""
+    created_at: datetime
+    updated_at: datetime
+    input: Any
+    result: Any
+    error: Any
+    """{'type', 'message', 'details'} when it failed."""
+    raw: dict[str, Any] = field(repr=False)
+    """Every column the read model has (current step, pending activities and timers...)."""
+
+    def result_as(self, tp: Any) -> Any:
+        """The result converted to `tp` (a dataclass, pydantic model...)."""
+        return payload.convert(self.result, tp, "result")
+
+
+@dataclass(frozen=True)
+class WorkflowSummary:
+    """One row of list_workflows."""
+
+    workflow_id: str
+    run_id: str
+    workflow_type: str
+    version: int
+    status: str
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class WorkflowPage:
+    workflows: list[WorkflowSummary]
+    next_cursor: str | None
+    """Pass it back as `cursor` for the next page; None on the last page."""
+
+
+@dataclass(frozen=True)
+class ListFilters:
+    """The filters of GET /workflows: every field optional."""
+
+    status: str | None = None
+    workflow_type: str | None = None
+    version: int | None = None
+    created_from: datetime | None = None
+    created_to: datetime | None = None
+    id_prefix: str | None = None
+
+    def query(self) -> queries.Filters:
+        return queries.Filters(
+            status=self.status,
+            workflow_type=self.workflow_type,
+            version=self.version,
+            created_from=self.created_from,
+            created_to=self.created_to,
+            id_prefix=self.id_prefix,
+        )
+
+
+class Shared:
+    """The state and operations both flavours share: one command sender, one config."""
+
+    def __init__(self, config: Config, commands: CommandClient | None = None) -> None:
+        self.config = config
+        self.commands = commands or CommandClient(config)
+
+    # ------------------------------------------------------------------ Kafka (blocking)
+
+    def start_command(
+        self,
+        workflow_type: str,
+        input: Any,
+        workflow_id: str,
+        version: int | None,
+        registry: Registry | None,
+    ) -> StartWorkflow:
+        """The StartWorkflow to send; with the app's registry at hand, InputError naming the
+        field when the input does not fit the workflow's annotation (as the engine would)."""
+        data = payload.dumps(input)
+        if registry is not None:
+            registry.get_workflow(workflow_type, version).check_input(data)
+        command_id = start_command_id(workflow_id, workflow_type, version, data)
+        return StartWorkflow(workflow_id, workflow_type, data, version, command_id)
+
+    def events(self, workflow_id: str, *, follow: bool, deadline_s: float) -> Iterator[Event]:
+        """The workflow's committed events (every run, and rejections of its commands), from
+        the start of its events partition: to the partition's end, or on until the deadline
+        when following."""
+        consumer = reader(self.config)
+        try:
+            topic = self.config.topics.events
+            partition = partition_for(workflow_id.encode(), len(partitions_of(consumer, topic)))
+            key = workflow_id.encode()
+            for msg in read_partitions(
+                consumer, topic, {partition: 0}, deadline_s=deadline_s, follow=follow
+            ):
+                if msg.key() != key:
+                    continue
+                try:
+                    event = codec.decode_event(msg.value() or b"")
+                except codec.DecodeError:
+                    continue  # the orchestrator quarantines the workflow; a reader moves on
+                if event.workflow_id == workflow_id:
+                    yield event
+        finally:
+            consumer.close()
+
+    def history(self, workflow_id: str, timeout_s: float) -> list[Event]:
+        """Every recorded event of the workflow (all runs), in order; no rejections."""
+        return [e for e in self.events(workflow_id, follow=False, deadline_s=timeout_s) if e.seq]
+
+    def wait_outcome(
+        self, workflow_id: str, start_command_id: str | None, timeout_s: float
+    ) -> Outcome:
+        """The event that ends the workflow's last run (following continue-as-new), or the
+        rejection of the start `start_command_id`. WorkflowResultTimeoutError past the
+        timeout."""
+        deadline = time.monotonic() + timeout_s
+        ended: Outcome | None = None
+        for event in self.events(workflow_id, follow=True, deadline_s=timeout_s):
+            body = event.body
+            if isinstance(body, CommandRejected):
+                if start_command_id and body.command_id == start_command_id:
+                    ended = body
+                    break
+            elif isinstance(body, WorkflowCompleted | WorkflowFailed | WorkflowCancelled):
+                ended = body
+                break
+            elif isinstance(body, WorkflowContinuedAsNew):
+                ended = None  # a new run goes on under the same id
+            if time.monotonic() > deadline:
+                break
+        if ended is None:
+            raise WorkflowResultTimeoutError(workflow_id, timeout_s)
+        return ended
+
+    # ------------------------------------------------------------------ read model (async)
+
+    async def describe(self, workflow_id: str) -> WorkflowDescription:
+        row = await queries.get_workflow(self.config.database_url, workflow_id)
+        if row is None:
+            raise WorkflowNotFoundError(workflow_id)
+        return WorkflowDescription(
+            workflow_id=row["workflow_id"],
+            run_id=row["run_id"],
+            workflow_type=row["type"],
+            version=row["version"],
+            status=row["status"],
+            created_at=datetime.fromisoformat(row["created_at"]),
+            updated_at=datetime.fromisoformat(row["updated_at"]),
+            input=row["input"],
+            result=row["result"],
+            error=row["error"],
+            raw=row,
+        )
+
+    async def list_page(
+        self, filters: ListFilters, page_size: int, cursor: str | None
+    ) -> WorkflowPage:
+        page = await queries.list_workflows(
+            self.config.database_url, limit=page_size, cursor=cursor, filters=filters.query()
+        )
+        return WorkflowPage(
+            [
+                WorkflowSummary(
+                    workflow_id=r["workflow_id"],
+                    run_id=r["run_id"],
+                    workflow_type=r["type"],
+                    version=r["version"],
+                    status=r["status"],
+                    created_at=datetime.fromisoformat(r["created_at"]),
+                    updated_at=datetime.fromisoformat(r["updated_at"]),
+                )
+                for r in page.workflows
+            ],
+            page.next_cursor,
+        )
+
+
+# --------------------------------------------------------------------------- pure
+
+
+def outcome_value(workflow_id: str, outcome: Outcome, result_type: Any) -> Any:
+    """The workflow's result as `result_type`, or the exception its outcome stands for."""
+    if isinstance(outcome, WorkflowCompleted):
+        return payload.decode(outcome.result, result_type, "result")
+    if isinstance(outcome, WorkflowFailed):
+        raise WorkflowFailureError(workflow_id, outcome)
+    if isinstance(outcome, WorkflowCancelled):
+        raise WorkflowCancelledError(workflow_id, outcome.reason)
+    raise WorkflowStartRejectedError(workflow_id, outcome)
