@@ -8,27 +8,8 @@ from __future__ import annotations
 
 import json
 
-from sagaflow.core.messages import (
-    CancelWorkflow,
-    Command,
-    CommandRejected,
-    CompleteActivity,
-    Decision,
-    Event,
-    FailActivity,
-    HeartbeatActivity,
-    SignalWorkflow,
-    StartWorkflow,
-)
-
-PAYLOAD_FIELDS: dict[type, tuple[str, ...]] = {
-    StartWorkflow: ("input",),
-    SignalWorkflow: ("payload",),
-    CancelWorkflow: (),
-    CompleteActivity: ("result",),
-    FailActivity: ("details",),
-    HeartbeatActivity: ("details",),
-}
+from sagaflow.core.kinds import COMMAND_KINDS
+from sagaflow.core.messages import Command, CommandRejected, Decision, Event
 
 
 def reject(command: Command, now_ms: int, reason: str, message: str) -> Decision:
@@ -40,7 +21,7 @@ def reject(command: Command, now_ms: int, reason: str, message: str) -> Decision
 def check_payloads(command: Command, max_payload_bytes: int, now_ms: int) -> Decision | None:
     """A rejection if a payload is over the limit or not UTF-8 JSON; None if acceptable."""
     kind = type(command).__name__
-    for name in PAYLOAD_FIELDS[type(command)]:
+    for name in COMMAND_KINDS[type(command)].payload_fields:
         if len(getattr(command, name)) > max_payload_bytes:
             return reject(
                 command,
@@ -49,7 +30,7 @@ def check_payloads(command: Command, max_payload_bytes: int, now_ms: int) -> Dec
                 f"{kind}.{name} is larger than {max_payload_bytes} bytes; store large data "
                 "elsewhere and pass a reference",
             )
-    for name in PAYLOAD_FIELDS[type(command)]:
+    for name in COMMAND_KINDS[type(command)].payload_fields:
         try:
             json.loads(getattr(command, name))
         except ValueError:

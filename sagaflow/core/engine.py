@@ -11,8 +11,8 @@ for ever as compact ClosedWorkflow records (returned in Decision.closed, loaded 
 from __future__ import annotations
 
 import heapq
-from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import assert_never
 
 from sagaflow.core.admission import check_payloads, reject
 from sagaflow.core.driver import (
@@ -23,8 +23,8 @@ from sagaflow.core.driver import (
 )
 from sagaflow.core.errors import NonDeterminismError, RegistryError, WorkflowCodeError
 from sagaflow.core.identity import derive_random_seed, derive_run_id
+from sagaflow.core.kinds import CLOSING_STATUS, COMMAND_KINDS
 from sagaflow.core.messages import (
-    CLOSING_EVENTS,
     ActivityAttemptFailed,
     ActivityCompleted,
     ActivityFailed,
@@ -38,20 +38,19 @@ from sagaflow.core.messages import (
     CommandRejected,
     CompleteActivity,
     Decision,
+    Effect,
     Event,
     EventBody,
     FailActivity,
     HeartbeatActivity,
+    ReportChildClosed,
     SignalReceived,
     SignalWorkflow,
     StartWorkflow,
     StepView,
     TimerFired,
     TimerStarted,
-    WorkflowCancelled,
-    WorkflowCompleted,
     WorkflowContinuedAsNew,
-    WorkflowFailed,
     WorkflowParked,
     WorkflowStarted,
     WorkflowUnparked,
@@ -74,11 +73,8 @@ from sagaflow.core.status import CLOSED_STATUSES
 
 _STEP_OUTCOMES = (ActivityAttemptFailed, ActivityRetried, ActivityCompleted, ActivityFailed)
 
-_CLOSING_STATUS = {
-    WorkflowCompleted: "completed",
-    WorkflowFailed: "failed",
-    WorkflowCancelled: "cancelled",
-}
+_CLOSING_STATUS = {t: s for t, s in CLOSING_STATUS.items() if s in CLOSED_STATUSES}
+"""Events that close a workflow id for good (continuing as new keeps the id open)."""
 
 
 @dataclass
@@ -86,14 +82,14 @@ class _Batch:
     """What one call decides, accumulated in order."""
 
     events: list[Event] = field(default_factory=list)
-    tasks: list[ActivityTask] = field(default_factory=list)
+    effects: list[Effect] = field(default_factory=list)
     touched: dict[str, WorkflowState] = field(default_factory=dict)
     closed: list[ClosedWorkflow] = field(default_factory=list)
     steps: list[StepView] = field(default_factory=list)
 
     def decision(self) -> Decision:
         return Decision(
-            tuple(self.events), tuple(self.tasks), tuple(self.closed), tuple(self.steps)
+            tuple(self.events), tuple(self.effects), tuple(self.closed), tuple(self.steps)
         )
 
 
@@ -110,13 +106,6 @@ class Engine:
         self._drivers: dict[str, Driver] = {}
         self._due: list[tuple[int, str]] = []
         """Heap of (due_ms, workflow_id); entries may be stale and are checked when popped."""
-        self._handlers: dict[type, Callable[[_Batch, WorkflowState, Command, int], None]] = {
-            SignalWorkflow: self._handle_signal_workflow,  # type: ignore[dict-item]
-            CancelWorkflow: self._handle_cancel_workflow,  # type: ignore[dict-item]
-            CompleteActivity: self._handle_complete_activity,  # type: ignore[dict-item]
-            FailActivity: self._handle_fail_activity,  # type: ignore[dict-item]
-            HeartbeatActivity: self._handle_heartbeat_activity,  # type: ignore[dict-item]
-        }
 
     # ------------------------------------------------------------------ queries
 
@@ -247,12 +236,9 @@ class Engine:
         workflow_id = command.workflow_id
         batch = _Batch()
         state = self._open.get(workflow_id)
-        is_activity_report = isinstance(
-            command, CompleteActivity | FailActivity | HeartbeatActivity
-        )
         if state is None:
             if workflow_id in self._closed:
-                if is_activity_report:
+                if COMMAND_KINDS[type(command)].reports_activity:
                     return Decision()
                 return reject(
                     command,
@@ -270,7 +256,27 @@ class Engine:
                 "workflow_quarantined",
                 f"workflow {workflow_id!r} is quarantined ({state.quarantine_reason})",
             )
-        self._handlers[type(command)](batch, state, command, now_ms)
+        match command:
+            case SignalWorkflow():
+                self._handle_signal_workflow(batch, state, command, now_ms)
+            case CancelWorkflow():
+                self._handle_cancel_workflow(batch, state, command, now_ms)
+            case CompleteActivity():
+                self._handle_complete_activity(batch, state, command, now_ms)
+            case FailActivity():
+                self._handle_fail_activity(batch, state, command, now_ms)
+            case HeartbeatActivity():
+                self._handle_heartbeat_activity(batch, state, command, now_ms)
+            case ReportChildClosed():
+                return reject(
+                    command,
+                    now_ms,
+                    "child_unknown",
+                    f"workflow {workflow_id!r} started no child {command.child_workflow_id!r}; "
+                    "only a child's own parent receives its outcome",
+                )
+            case _:
+                assert_never(command)
         return self._finish(batch, now_ms)
 
     def _handle_start_workflow(self, command: StartWorkflow, now_ms: int) -> Decision:
@@ -411,7 +417,7 @@ class Engine:
         else:
             self._append(batch, state, body, now_ms)
             if isinstance(body, ActivityRetried):
-                batch.tasks.append(self._task(state, activity, now_ms))
+                batch.effects.append(self._task(state, activity, now_ms))
 
     # ------------------------------------------------------------------ parking
 
@@ -523,7 +529,7 @@ class Engine:
         body = recorded_event(command, state.last_seq + 1)
         self._append(batch, state, body, now_ms)
         if isinstance(body, ActivityScheduled):
-            batch.tasks.append(self._task(state, state.activities[body.activity_seq], now_ms))
+            batch.effects.append(self._task(state, state.activities[body.activity_seq], now_ms))
 
     def _continue_as_new(
         self, batch: _Batch, state: WorkflowState, command: ContinueAsNewCommand, now_ms: int
@@ -644,6 +650,3 @@ _ARMS_A_DEADLINE = (
 def _park_reason(problem: Exception) -> tuple[str, str]:
     kind = "nondeterminism" if isinstance(problem, NonDeterminismError) else "workflow_error"
     return kind, str(problem)
-
-
-assert set(_CLOSING_STATUS) | {WorkflowContinuedAsNew} == set(CLOSING_EVENTS)

@@ -1,10 +1,12 @@
-"""The records that cross the core's boundary: commands in, events and activity tasks out.
+"""The records that cross the core's boundary: commands in, events and effects out.
 
-Commands are imperative and come from outside (clients, the API, the CLI, workers). Events are
-past tense and written only by the orchestrator; a workflow's state is the fold of its events.
-Activity tasks are effects: the orchestrator produces them in the same transaction as the events
-that caused them. Payloads (`input`, `result`, `payload`, `details`) are JSON encoded as UTF-8
-bytes and stay bytes inside the core, so what was received is exactly what is recorded.
+Commands are imperative and come from outside (clients, the API, the CLI, workers, other
+workflows). Events are past tense and written only by the orchestrator; a workflow's state is
+the fold of its events. Effects (an activity task, a command to another workflow, a reply to a
+waiting caller) are what a decision asks of the world: the orchestrator produces them in the
+same transaction as the events that caused them. Payloads (`input`, `result`, `payload`,
+`details`) are JSON encoded as UTF-8 bytes and stay bytes inside the core, so what was received
+is exactly what is recorded.
 
 Every record here has exactly one Avro schema in schemas/avro/ (see sagaflow.codec).
 """
@@ -79,6 +81,27 @@ class HeartbeatActivity:
     command_id: str = ""
 
 
+@dataclass(frozen=True, slots=True)
+class ReportChildClosed:
+    """A child workflow closed: its outcome, addressed to its parent (`workflow_id`).
+
+    Sent by the child's orchestrator as a CommandToWorkflow effect with the child's closing
+    event. No workflow starts children yet, so today every parent answers it with a
+    'child_unknown' rejection; the type fixes the wire shape the child-workflow work builds on.
+    """
+
+    workflow_id: str
+    """The parent's workflow id."""
+    child_workflow_id: str
+    child_run_id: str
+    status: str
+    """'completed', 'failed', 'cancelled' or 'terminated'."""
+    result: bytes = b"null"
+    error_type: str = ""
+    message: str = ""
+    command_id: str = ""
+
+
 Command: TypeAlias = (
     StartWorkflow
     | SignalWorkflow
@@ -86,7 +109,11 @@ Command: TypeAlias = (
     | CompleteActivity
     | FailActivity
     | HeartbeatActivity
+    | ReportChildClosed
 )
+
+WorkflowCommand: TypeAlias = StartWorkflow | SignalWorkflow | CancelWorkflow | ReportChildClosed
+"""What one workflow may send another (start a child, signal, cancel, report a child's close)."""
 
 # --------------------------------------------------------------------------- events
 
@@ -191,6 +218,21 @@ class SignalReceived:
 
 
 @dataclass(frozen=True, slots=True)
+class SignalWaitStarted:
+    """Workflow code began waiting for a signal that had not arrived yet. It ends when the
+    signal arrives, its timeout timer fires, the wait is abandoned (cancel) or the run closes.
+
+    Recorded since event schema v3; histories recorded before lack it and replay unchanged
+    (replay accepts a wait the history did not record, never one recorded but not made)."""
+
+    name: str
+    timer_seq: int = 0
+    """Seq of the TimerStarted that bounds the wait; 0 when it has no timeout."""
+    timeout_at_ms: int = 0
+    """When the wait gives up (that timer's fire time); 0 when never."""
+
+
+@dataclass(frozen=True, slots=True)
 class CancelRequested:
     reason: str
 
@@ -262,6 +304,7 @@ EventBody: TypeAlias = (
     | TimerFired
     | TimerCancelled
     | SignalReceived
+    | SignalWaitStarted
     | CancelRequested
     | MarkerRecorded
     | WorkflowCompleted
@@ -339,6 +382,34 @@ def idempotency_key(workflow_id: str, activity_seq: int) -> str:
 
 
 @dataclass(frozen=True, slots=True)
+class CommandToWorkflow:
+    """A command for another workflow. Produced to the commands topic keyed by the target's
+    workflow id (so it lands on the partition that owns the target, wherever that is)."""
+
+    command: WorkflowCommand
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyToCaller:
+    """The answer to a caller that waits on its command (a query, an update). Produced to the
+    replies topic keyed by `reply_to`, which the caller chose and is consuming."""
+
+    reply_to: str
+    command_id: str
+    """The command answered; the caller matches replies by it."""
+    ok: bool
+    result: bytes = b"null"
+    """JSON; meaningful when ok."""
+    error_type: str = ""
+    message: str = ""
+    """Why not, when not ok."""
+
+
+Effect: TypeAlias = ActivityTask | CommandToWorkflow | ReplyToCaller
+"""Everything a decision asks of the world besides its events."""
+
+
+@dataclass(frozen=True, slots=True)
 class StepView:
     """An open activity as it was scheduled: (workflow_id, activity_seq) is its identity, the
     seq of its ActivityScheduled event."""
@@ -352,16 +423,21 @@ class StepView:
 
 @dataclass(frozen=True, slots=True)
 class Decision:
-    """What one input to the core decided: events to append and tasks to produce."""
+    """What one input to the core decided: events to append and effects to produce."""
 
     events: tuple[Event, ...] = ()
-    tasks: tuple[ActivityTask, ...] = ()
+    effects: tuple[Effect, ...] = ()
     closed: tuple[ClosedWorkflow, ...] = ()
     """Workflows this input closed, to be remembered durably with the closing events."""
     steps: tuple[StepView, ...] = ()
     """The activities its outcome events (attempt failed, retried, completed, failed) are
     about, as they were scheduled: those events carry only the activity's seq, and an observer
     names what it records from these instead of keeping its own copy of every open step."""
+
+    @property
+    def tasks(self) -> tuple[ActivityTask, ...]:
+        """The activity tasks among the effects, in order."""
+        return tuple(e for e in self.effects if isinstance(e, ActivityTask))
 
     @property
     def rejection(self) -> CommandRejected | None:
@@ -373,7 +449,7 @@ class Decision:
     def __add__(self, other: Decision) -> Decision:
         return Decision(
             self.events + other.events,
-            self.tasks + other.tasks,
+            self.effects + other.effects,
             self.closed + other.closed,
             self.steps + other.steps,
         )

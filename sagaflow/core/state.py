@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from sagaflow.core.kinds import check_covers
 from sagaflow.core.messages import (
     ActivityAttemptFailed,
     ActivityCompleted,
@@ -17,9 +18,11 @@ from sagaflow.core.messages import (
     CancelRequested,
     CommandRejected,
     Event,
+    EventBody,
     MarkerRecorded,
     RetryPolicy,
     SignalReceived,
+    SignalWaitStarted,
     TimerCancelled,
     TimerFired,
     TimerStarted,
@@ -210,6 +213,10 @@ class WorkflowState:
         if body.command_id:
             self.signal_command_ids.add(body.command_id)
 
+    def _apply_signal_wait_started(self, event: Event, body: SignalWaitStarted) -> None:
+        """Nothing to keep: the driver holds the waits (and rebuilds them by replay); the read
+        model projects them for people."""
+
     def _apply_cancel_requested(self, event: Event, body: CancelRequested) -> None:
         self.cancel_requested = True
 
@@ -261,6 +268,7 @@ _APPLIERS: dict[type, Callable[[WorkflowState, Event, Any], None]] = {
     TimerFired: WorkflowState._apply_timer_fired,
     TimerCancelled: WorkflowState._apply_timer_cancelled,
     SignalReceived: WorkflowState._apply_signal_received,
+    SignalWaitStarted: WorkflowState._apply_signal_wait_started,
     CancelRequested: WorkflowState._apply_cancel_requested,
     MarkerRecorded: WorkflowState._apply_marker_recorded,
     WorkflowCompleted: WorkflowState._apply_workflow_completed,
@@ -271,3 +279,4 @@ _APPLIERS: dict[type, Callable[[WorkflowState, Event, Any], None]] = {
     WorkflowUnparked: WorkflowState._apply_workflow_unparked,
     CommandRejected: WorkflowState._apply_command_rejected,
 }
+check_covers(_APPLIERS, EventBody, "sagaflow.core.state appliers")

@@ -33,6 +33,7 @@ _ROW_COLUMNS = (
     "pending_activities",
     "pending_timers",
     "received_signals",
+    "signal_waits",
     "cancel_requested",
     "parked",
 )
@@ -45,6 +46,7 @@ _JSON_COLUMNS = frozenset(
         "pending_activities",
         "pending_timers",
         "received_signals",
+        "signal_waits",
         "parked",
     }
 )
