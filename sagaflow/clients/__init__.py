@@ -23,7 +23,7 @@ from sagaflow.clients.errors import (
     WorkflowStartRejectedError,
 )
 from sagaflow.clients.shared import (
-    ListFilters,
+    FilterArgs,
     WorkflowDescription,
     WorkflowPage,
     WorkflowSummary,
@@ -35,8 +35,8 @@ __all__ = [
     "AsyncClient",
     "AsyncWorkflowHandle",
     "Client",
+    "FilterArgs",
     "InputError",
-    "ListFilters",
     "WorkflowCancelledError",
     "WorkflowDescription",
     "WorkflowFailureError",

@@ -18,7 +18,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Self, TypedDict
 
 from sagaflow import codec
 from sagaflow.client import Client as CommandClient
@@ -51,8 +51,8 @@ Outcome = WorkflowCompleted | WorkflowFailed | WorkflowCancelled | CommandReject
 
 
 @dataclass(frozen=True)
-class WorkflowDescription:
-    """A workflow as the read model shows it (GET /workflows/{id})."""
+class WorkflowSummary:
+    """One workflow as a row of list_workflows shows it."""
 
     workflow_id: str
     run_id: str
@@ -62,6 +62,12 @@ class WorkflowDescription:
     """'running', 'completed', 'failed', 'cancelled', 'parked', ... (sagaflow.core.status)."""
     created_at: datetime
     updated_at: datetime
+
+
+@dataclass(frozen=True)
+class WorkflowDescription(WorkflowSummary):
+    """A workflow as the read model shows it (GET /workflows/{id})."""
+
     input: Any
     result: Any
     error: Any
@@ -75,45 +81,23 @@ class WorkflowDescription:
 
 
 @dataclass(frozen=True)
-class WorkflowSummary:
-    """One row of list_workflows."""
-
-    workflow_id: str
-    run_id: str
-    workflow_type: str
-    version: int
-    status: str
-    created_at: datetime
-    updated_at: datetime
-
-
-@dataclass(frozen=True)
 class WorkflowPage:
     workflows: list[WorkflowSummary]
     next_cursor: str | None
     """Pass it back as `cursor` for the next page; None on the last page."""
 
 
-@dataclass(frozen=True)
-class ListFilters:
-    """The filters of GET /workflows: every field optional."""
+class FilterArgs(TypedDict, total=False):
+    """The filters of GET /workflows, as keyword arguments of list_workflows
+    (sagaflow.readmodel.queries.Filters)."""
 
-    status: str | None = None
-    workflow_type: str | None = None
-    version: int | None = None
-    created_from: datetime | None = None
-    created_to: datetime | None = None
-    id_prefix: str | None = None
-
-    def query(self) -> queries.Filters:
-        return queries.Filters(
-            status=self.status,
-            workflow_type=self.workflow_type,
-            version=self.version,
-            created_from=self.created_from,
-            created_to=self.created_to,
-            id_prefix=self.id_prefix,
-        )
+    status: str
+    workflow_type: str
+    version: int
+    created_from: datetime
+    created_to: datetime
+    id_prefix: str
+    """Workflow ids starting with this text."""
 
 
 class Shared:
@@ -200,13 +184,7 @@ class Shared:
         if row is None:
             raise WorkflowNotFoundError(workflow_id)
         return WorkflowDescription(
-            workflow_id=row["workflow_id"],
-            run_id=row["run_id"],
-            workflow_type=row["type"],
-            version=row["version"],
-            status=row["status"],
-            created_at=datetime.fromisoformat(row["created_at"]),
-            updated_at=datetime.fromisoformat(row["updated_at"]),
+            **_summary_fields(row),
             input=row["input"],
             result=row["result"],
             error=row["error"],
@@ -214,29 +192,80 @@ class Shared:
         )
 
     async def list_page(
-        self, filters: ListFilters, page_size: int, cursor: str | None
+        self, filters: FilterArgs, page_size: int, cursor: str | None
     ) -> WorkflowPage:
         page = await queries.list_workflows(
-            self.config.database_url, limit=page_size, cursor=cursor, filters=filters.query()
+            self.config.database_url,
+            limit=page_size,
+            cursor=cursor,
+            filters=queries.Filters(**filters),
         )
-        return WorkflowPage(
-            [
-                WorkflowSummary(
-                    workflow_id=r["workflow_id"],
-                    run_id=r["run_id"],
-                    workflow_type=r["type"],
-                    version=r["version"],
-                    status=r["status"],
-                    created_at=datetime.fromisoformat(r["created_at"]),
-                    updated_at=datetime.fromisoformat(r["updated_at"]),
-                )
-                for r in page.workflows
-            ],
-            page.next_cursor,
-        )
+        rows = [WorkflowSummary(**_summary_fields(r)) for r in page.workflows]
+        return WorkflowPage(rows, page.next_cursor)
+
+
+class HandleBase:
+    """What a handle is in either flavour: a workflow id and how to read its result."""
+
+    def __init__(
+        self,
+        shared: Shared,
+        workflow_id: str,
+        *,
+        result_type: Any = Any,
+        start_command_id: str | None = None,
+    ) -> None:
+        self._shared = shared
+        self.workflow_id = workflow_id
+        self.result_type = result_type
+        """What result() converts the result to unless given a type of its own."""
+        self.start_command_id = start_command_id
+        """The start this handle came from, if any: its rejection is what result() raises."""
+
+    def _value(self, outcome: Outcome, tp: Any) -> Any:
+        return outcome_value(self.workflow_id, outcome, self.result_type if tp is None else tp)
+
+
+class ClientBase:
+    """What a client is in either flavour: the config, optionally the app's registry (to
+    check inputs before sending), and the shared implementation."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        registry: Registry | None = None,
+        commands: CommandClient | None = None,
+    ) -> None:
+        self.config = config
+        self.registry = registry
+        self._shared = Shared(config, commands)
+
+    @classmethod
+    def from_env(cls, *, registry: Registry | None = None) -> Self:
+        """A client configured from SAGAFLOW_* environment variables (sagaflow.config)."""
+        return cls(Config.from_env(), registry=registry)
+
+    def _start_command(
+        self, workflow: str, input: Any, workflow_id: str, version: int | None
+    ) -> StartWorkflow:
+        return self._shared.start_command(workflow, input, workflow_id, version, self.registry)
 
 
 # --------------------------------------------------------------------------- pure
+
+
+def _summary_fields(row: dict[str, Any]) -> dict[str, Any]:
+    """WorkflowSummary's fields from a read-model row (sagaflow.readmodel.queries)."""
+    return {
+        "workflow_id": row["workflow_id"],
+        "run_id": row["run_id"],
+        "workflow_type": row["type"],
+        "version": row["version"],
+        "status": row["status"],
+        "created_at": datetime.fromisoformat(row["created_at"]),
+        "updated_at": datetime.fromisoformat(row["updated_at"]),
+    }
 
 
 def outcome_value(workflow_id: str, outcome: Outcome, result_type: Any) -> Any:

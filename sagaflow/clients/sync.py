@@ -12,39 +12,20 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
-from datetime import datetime
-from typing import Any
+from typing import Any, Unpack
 
-from sagaflow.client import Client as CommandClient
 from sagaflow.clients.shared import (
-    ListFilters,
-    Shared,
+    ClientBase,
+    FilterArgs,
+    HandleBase,
     WorkflowDescription,
     WorkflowPage,
-    outcome_value,
 )
-from sagaflow.config import Config
 from sagaflow.core.messages import Event
-from sagaflow.core.registry import Registry
 
 
-class WorkflowHandle:
+class WorkflowHandle(HandleBase):
     """One workflow, by id: wait for its result, signal it, cancel it, read it."""
-
-    def __init__(
-        self,
-        shared: Shared,
-        workflow_id: str,
-        *,
-        result_type: Any = Any,
-        start_command_id: str | None = None,
-    ) -> None:
-        self._shared = shared
-        self.workflow_id = workflow_id
-        self.result_type = result_type
-        """What result() converts the result to unless given a type of its own."""
-        self.start_command_id = start_command_id
-        """The start this handle came from, if any: its rejection is what result() raises."""
 
     def result(self, timeout: float = 60.0, *, type: Any = None) -> Any:
         """Wait for the workflow to close and return its result, converted to `type` (or the
@@ -52,8 +33,9 @@ class WorkflowHandle:
         the engine's error (ApplicationError, ActivityError...), a cancelled one
         WorkflowCancelledError, a refused start WorkflowStartRejectedError; no outcome within
         `timeout` seconds raises WorkflowResultTimeoutError (a TimeoutError)."""
-        outcome = self._shared.wait_outcome(self.workflow_id, self.start_command_id, timeout)
-        return outcome_value(self.workflow_id, outcome, self.result_type if type is None else type)
+        return self._value(
+            self._shared.wait_outcome(self.workflow_id, self.start_command_id, timeout), type
+        )
 
     def signal(self, name: str, arg: Any = None) -> None:
         """Send signal `name` with `arg` (a JSON value, dataclass or pydantic model)."""
@@ -72,29 +54,13 @@ class WorkflowHandle:
         return self._shared.history(self.workflow_id, timeout)
 
 
-class Client:
+class Client(ClientBase):
     """Start workflows and get handles to them; list them. One per application.
 
     With `registry`, an input is checked against the workflow's input annotation before it is
     sent (InputError naming the field); the engine checks it in any case, and result() raises
     WorkflowStartRejectedError for a start it refused.
     """
-
-    def __init__(
-        self,
-        config: Config,
-        *,
-        registry: Registry | None = None,
-        commands: CommandClient | None = None,
-    ) -> None:
-        self.config = config
-        self.registry = registry
-        self._shared = Shared(config, commands)
-
-    @classmethod
-    def from_env(cls, *, registry: Registry | None = None) -> Client:
-        """A client configured from SAGAFLOW_* environment variables (sagaflow.config)."""
-        return cls(Config.from_env(), registry=registry)
 
     def start_workflow(
         self,
@@ -107,7 +73,7 @@ class Client:
     ) -> WorkflowHandle:
         """Start workflow type `workflow` with `input` under workflow id `id` (the newest
         version unless `version`). Safe to repeat: the same start is the same command."""
-        command = self._shared.start_command(workflow, input, id, version, self.registry)
+        command = self._start_command(workflow, input, id, version)
         self._shared.commands.send(command)
         return WorkflowHandle(
             self._shared, id, result_type=result_type, start_command_id=command.command_id
@@ -118,20 +84,11 @@ class Client:
         return WorkflowHandle(self._shared, workflow_id, result_type=result_type)
 
     def list_workflows(
-        self,
-        *,
-        status: str | None = None,
-        workflow_type: str | None = None,
-        version: int | None = None,
-        created_from: datetime | None = None,
-        created_to: datetime | None = None,
-        id_prefix: str | None = None,
-        page_size: int = 50,
-        cursor: str | None = None,
+        self, *, page_size: int = 50, cursor: str | None = None, **filters: Unpack[FilterArgs]
     ) -> Iterator[WorkflowPage]:
-        """Pages of workflows, newest first, under the filters GET /workflows has; each page
-        is fetched when the iteration reaches it, from `cursor` on if given."""
-        filters = ListFilters(status, workflow_type, version, created_from, created_to, id_prefix)
+        """Pages of workflows, newest first, under the filters GET /workflows has (status,
+        workflow_type, version, created_from, created_to, id_prefix); each page is fetched
+        when the iteration reaches it, from `cursor` on if given."""
         while True:
             page = asyncio.run(self._shared.list_page(filters, page_size, cursor))
             yield page

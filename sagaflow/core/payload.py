@@ -146,14 +146,16 @@ def _plain(value: Any) -> Any:
 
 @functools.lru_cache(maxsize=512)
 def _adapter(tp: Any) -> TypeAdapter[tuple[Any]]:
-    from pydantic import ConfigDict, PydanticSchemaGenerationError, TypeAdapter
+    from pydantic import ConfigDict, PydanticUserError, TypeAdapter
 
     try:
         return TypeAdapter(
             tuple[_compatible(tp)],  # type: ignore[misc,arg-type]
             config=ConfigDict(strict=True, extra="forbid"),
         )
-    except PydanticSchemaGenerationError as exc:
+    except PydanticUserError as exc:
+        # A class pydantic has no schema for, or (Python 3.11) a typing.TypedDict inside a
+        # dataclass or model, which pydantic reads only as typing_extensions.TypedDict.
         raise TypeError(
             f"{tp!r} is not a type sagaflow can read a payload as ({exc}); use JSON types, a "
             "dataclass, a TypedDict or a pydantic model"

@@ -202,3 +202,19 @@ class WithDefaults:
 
 def test_dataclass_defaults_fill_missing_fields() -> None:
     assert convert({}, WithDefaults) == WithDefaults([])
+
+
+@dataclass
+class HoldsTypedDict:
+    address: Address
+
+
+async def holds(ctx: object, value: HoldsTypedDict) -> None: ...
+
+
+@pytest.mark.skipif(sys.version_info >= (3, 12), reason="pydantic reads these from 3.12 on")
+def test_what_pydantic_cannot_read_is_a_type_error_and_an_unchecked_parameter() -> None:
+    # Python 3.11: a typing.TypedDict inside a dataclass (pydantic wants typing_extensions').
+    with pytest.raises(TypeError, match="typing_extensions"):
+        convert({"address": {"street": "x"}}, HoldsTypedDict)
+    assert parameter_type(holds) is Any
