@@ -17,6 +17,7 @@ command sender underneath.
 from sagaflow.clients.aio import AsyncClient, AsyncWorkflowHandle
 from sagaflow.clients.errors import (
     WorkflowCancelledError,
+    WorkflowClosedError,
     WorkflowFailureError,
     WorkflowNotFoundError,
     WorkflowResultTimeoutError,
@@ -38,6 +39,7 @@ __all__ = [
     "FilterArgs",
     "InputError",
     "WorkflowCancelledError",
+    "WorkflowClosedError",
     "WorkflowDescription",
     "WorkflowFailureError",
     "WorkflowHandle",

@@ -11,6 +11,7 @@ SagaflowError
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from sagaflow.core import payload
@@ -45,6 +46,25 @@ class WorkflowCancelledError(SagaflowError):
         super().__init__(f"workflow {workflow_id!r} was cancelled: {reason or 'no reason given'}")
         self.workflow_id = workflow_id
         self.reason = reason
+
+
+class WorkflowClosedError(SagaflowError):
+    """The workflow closed without a result in another way than failing or being cancelled
+    (terminated, timed out...); `event` is what closed it."""
+
+    def __init__(self, workflow_id: str, event: Any) -> None:
+        fields = ", ".join(f"{k}={v!r}" for k, v in _fields(event).items())
+        super().__init__(
+            f"workflow {workflow_id!r} closed without a result: {type(event).__name__}({fields})"
+        )
+        self.workflow_id = workflow_id
+        self.event = event
+
+
+def _fields(event: Any) -> dict[str, Any]:
+    if dataclasses.is_dataclass(event):
+        return {f.name: getattr(event, f.name) for f in dataclasses.fields(event)}
+    return {}
 
 
 class WorkflowStartRejectedError(SagaflowError):

@@ -24,6 +24,7 @@ from sagaflow import codec
 from sagaflow.client import Client as CommandClient
 from sagaflow.clients.errors import (
     WorkflowCancelledError,
+    WorkflowClosedError,
     WorkflowFailureError,
     WorkflowNotFoundError,
     WorkflowResultTimeoutError,
@@ -33,8 +34,10 @@ from sagaflow.config import Config
 from sagaflow.core import payload
 from sagaflow.core.identity import start_command_id
 from sagaflow.core.messages import (
+    CLOSING_EVENTS,
     CommandRejected,
     Event,
+    EventBody,
     StartWorkflow,
     WorkflowCancelled,
     WorkflowCompleted,
@@ -47,7 +50,8 @@ from sagaflow.kafka.logread import partitions_of, read_partitions
 from sagaflow.kafka.partition import partition_for
 from sagaflow.readmodel import queries
 
-Outcome = WorkflowCompleted | WorkflowFailed | WorkflowCancelled | CommandRejected
+Outcome = EventBody
+"""A closing event's body, or the CommandRejected of the start."""
 
 
 @dataclass(frozen=True)
@@ -166,11 +170,11 @@ class Shared:
                 if start_command_id and body.command_id == start_command_id:
                     ended = body
                     break
-            elif isinstance(body, WorkflowCompleted | WorkflowFailed | WorkflowCancelled):
-                ended = body
-                break
             elif isinstance(body, WorkflowContinuedAsNew):
                 ended = None  # a new run goes on under the same id
+            elif isinstance(body, CLOSING_EVENTS):
+                ended = body
+                break
             if time.monotonic() > deadline:
                 break
         if ended is None:
@@ -276,4 +280,6 @@ def outcome_value(workflow_id: str, outcome: Outcome, result_type: Any) -> Any:
         raise WorkflowFailureError(workflow_id, outcome)
     if isinstance(outcome, WorkflowCancelled):
         raise WorkflowCancelledError(workflow_id, outcome.reason)
-    raise WorkflowStartRejectedError(workflow_id, outcome)
+    if isinstance(outcome, CommandRejected):
+        raise WorkflowStartRejectedError(workflow_id, outcome)
+    raise WorkflowClosedError(workflow_id, outcome)
