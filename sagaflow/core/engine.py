@@ -14,7 +14,7 @@ import heapq
 from dataclasses import dataclass, field
 from typing import assert_never
 
-from sagaflow.core.admission import check_payloads, reject
+from sagaflow.core.admission import check_payloads, refuse_late_report, reject
 from sagaflow.core.driver import (
     CodeCommand,
     ContinueAsNewCommand,
@@ -48,11 +48,14 @@ from sagaflow.core.messages import (
     SignalWorkflow,
     StartWorkflow,
     StepView,
+    TerminateWorkflow,
     TimerFired,
     TimerStarted,
     WorkflowContinuedAsNew,
     WorkflowParked,
     WorkflowStarted,
+    WorkflowTerminated,
+    WorkflowTimedOut,
     WorkflowUnparked,
     idempotency_key,
 )
@@ -91,6 +94,14 @@ class _Batch:
         return Decision(
             tuple(self.events), tuple(self.effects), tuple(self.closed), tuple(self.steps)
         )
+
+
+@dataclass(frozen=True)
+class _Timeouts:
+    """A workflow's own timeouts, carried from its start to every run it continues into."""
+
+    execution_deadline_ms: int = 0
+    run_timeout_ms: int = 0
 
 
 class Engine:
@@ -237,14 +248,15 @@ class Engine:
         batch = _Batch()
         state = self._open.get(workflow_id)
         if state is None:
-            if workflow_id in self._closed:
+            closed = self._closed.get(workflow_id)
+            if closed is not None:
                 if COMMAND_KINDS[type(command)].reports_activity:
-                    return Decision()
+                    return refuse_late_report(command, closed, now_ms)
                 return reject(
                     command,
                     now_ms,
                     "workflow_closed",
-                    f"workflow {workflow_id!r} is already {self._closed[workflow_id].status}",
+                    f"workflow {workflow_id!r} is already {closed.status}",
                 )
             return reject(
                 command, now_ms, "workflow_not_found", f"no workflow {workflow_id!r} here"
@@ -261,6 +273,8 @@ class Engine:
                 self._handle_signal_workflow(batch, state, command, now_ms)
             case CancelWorkflow():
                 self._handle_cancel_workflow(batch, state, command, now_ms)
+            case TerminateWorkflow():
+                self._handle_terminate_workflow(batch, state, command, now_ms)
             case CompleteActivity():
                 self._handle_complete_activity(batch, state, command, now_ms)
             case FailActivity():
@@ -317,7 +331,19 @@ class Engine:
             )
         state = self._open[workflow_id] = WorkflowState(workflow_id)
         batch = _Batch()
-        self._start_run(batch, state, definition, command.input, now_ms, command.command_id, "")
+        execution_deadline = (
+            now_ms + command.execution_timeout_ms if command.execution_timeout_ms else 0
+        )
+        self._start_run(
+            batch,
+            state,
+            definition,
+            command.input,
+            now_ms,
+            command.command_id,
+            "",
+            _Timeouts(execution_deadline, command.run_timeout_ms),
+        )
         return self._finish(batch, now_ms)
 
     def _handle_signal_workflow(
@@ -333,6 +359,14 @@ class Engine:
     ) -> None:
         if not state.cancel_requested:
             self._activate(batch, state, CancelRequested(command.reason), now_ms)
+
+    def _handle_terminate_workflow(
+        self, batch: _Batch, state: WorkflowState, command: TerminateWorkflow, now_ms: int
+    ) -> None:
+        """Close now without running the code (running or parked alike): nothing compensates,
+        and the open activities and timers close with it (late reports are refused)."""
+        self._drivers.pop(state.workflow_id, None)
+        self._append(batch, state, WorkflowTerminated(command.reason, command.by), now_ms)
 
     def _handle_complete_activity(
         self, batch: _Batch, state: WorkflowState, command: CompleteActivity, now_ms: int
@@ -391,10 +425,17 @@ class Engine:
                 activity_due = activity.next_due_ms()
                 if activity_due is not None and activity_due <= now_ms:
                     due.append((activity_due, activity.seq, "activity"))
+            deadline = state.deadline()
+            if deadline is not None and deadline[1] <= now_ms:
+                due.append((deadline[1], 0, deadline[0]))
             if not due:
                 return
-            _, seq, kind = min(due)
-            if kind == "timer":
+            at, seq, kind = min(due)
+            if kind in ("execution", "run"):
+                # Like a terminate, by the clock: no code runs, nothing compensates.
+                self._drivers.pop(state.workflow_id, None)
+                self._append(batch, state, WorkflowTimedOut(kind, at), now_ms)
+            elif kind == "timer":
                 self._activate(batch, state, TimerFired(seq), now_ms)
             else:
                 self._fire_activity(batch, state, state.activities[seq], now_ms)
@@ -456,6 +497,7 @@ class Engine:
         now_ms: int,
         command_id: str,
         continued_from_run_id: str,
+        timeouts: _Timeouts,
     ) -> None:
         workflow_id = state.workflow_id
         run_id = derive_run_id(workflow_id, state.last_seq + 1)
@@ -466,6 +508,8 @@ class Engine:
             random_seed=derive_random_seed(workflow_id, run_id),
             command_id=command_id,
             continued_from_run_id=continued_from_run_id,
+            execution_deadline_ms=timeouts.execution_deadline_ms,
+            run_timeout_ms=timeouts.run_timeout_ms,
         )
         driver = Driver(self._registry, definition, workflow_id, run_id, body)
         self._drivers[workflow_id] = driver
@@ -544,7 +588,14 @@ class Engine:
             state.quarantine(str(err))
             return
         self._start_run(
-            batch, state, definition, command.input, now_ms, state.start_command_id, old_run_id
+            batch,
+            state,
+            definition,
+            command.input,
+            now_ms,
+            state.start_command_id,
+            old_run_id,
+            _Timeouts(state.execution_deadline_ms, state.run_timeout_ms),
         )
 
     # ------------------------------------------------------------------ events

@@ -31,6 +31,11 @@ class StartWorkflow:
     """Chosen by the sender, derived from what is started (see `start_command_id`), so a
     repeated identical start is the same command; echoed in a rejection. The engine answers a
     start whose command_id equals the workflow's recorded one with nothing (already started)."""
+    execution_timeout_ms: int = 0
+    """The whole workflow id, across continue-as-new runs, times out this long after it
+    starts; 0 = never. A timed-out workflow closes at once and runs no more code."""
+    run_timeout_ms: int = 0
+    """Each run times out this long after it starts; 0 = never."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +50,19 @@ class SignalWorkflow:
 class CancelWorkflow:
     workflow_id: str
     reason: str = ""
+    command_id: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class TerminateWorkflow:
+    """Stop a workflow now: no more workflow code runs (so no compensation), its pending
+    activity tasks and timers are abandoned, and it closes as 'terminated' with who and why.
+    Unlike CancelWorkflow, the code is not asked; use it for a workflow that is stuck."""
+
+    workflow_id: str
+    reason: str
+    by: str = ""
+    """Who terminated it (a user, 'api', a parent workflow); recorded with the reason."""
     command_id: str = ""
 
 
@@ -106,13 +124,16 @@ Command: TypeAlias = (
     StartWorkflow
     | SignalWorkflow
     | CancelWorkflow
+    | TerminateWorkflow
     | CompleteActivity
     | FailActivity
     | HeartbeatActivity
     | ReportChildClosed
 )
 
-WorkflowCommand: TypeAlias = StartWorkflow | SignalWorkflow | CancelWorkflow | ReportChildClosed
+WorkflowCommand: TypeAlias = (
+    StartWorkflow | SignalWorkflow | CancelWorkflow | TerminateWorkflow | ReportChildClosed
+)
 """What one workflow may send another (start a child, signal, cancel, report a child's close)."""
 
 # --------------------------------------------------------------------------- events
@@ -138,6 +159,10 @@ class WorkflowStarted:
     command_id: str = ""
     """The creating StartWorkflow's command_id; a continued run carries it on."""
     continued_from_run_id: str = ""
+    execution_deadline_ms: int = 0
+    """When the workflow id times out (the same for every run it continues into); 0 = never."""
+    run_timeout_ms: int = 0
+    """This run times out this long after this event; 0 = never. Carried to continued runs."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -262,6 +287,25 @@ class WorkflowCancelled:
 
 
 @dataclass(frozen=True, slots=True)
+class WorkflowTerminated:
+    """Closed by a TerminateWorkflow command: no workflow code ran for it, so nothing was
+    compensated and pending activities and timers were abandoned."""
+
+    reason: str
+    by: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class WorkflowTimedOut:
+    """The workflow's execution or run timeout passed: it closed at once, no more code ran
+    (nothing was compensated), its pending activities and timers were abandoned."""
+
+    timeout: str
+    """'execution' (the whole workflow id) or 'run' (this run)."""
+    deadline_ms: int
+
+
+@dataclass(frozen=True, slots=True)
 class WorkflowContinuedAsNew:
     new_run_id: str
     input: bytes
@@ -310,13 +354,22 @@ EventBody: TypeAlias = (
     | WorkflowCompleted
     | WorkflowFailed
     | WorkflowCancelled
+    | WorkflowTerminated
+    | WorkflowTimedOut
     | WorkflowContinuedAsNew
     | WorkflowParked
     | WorkflowUnparked
     | CommandRejected
 )
 
-CLOSING_EVENTS = (WorkflowCompleted, WorkflowFailed, WorkflowCancelled, WorkflowContinuedAsNew)
+CLOSING_EVENTS = (
+    WorkflowCompleted,
+    WorkflowFailed,
+    WorkflowCancelled,
+    WorkflowTerminated,
+    WorkflowTimedOut,
+    WorkflowContinuedAsNew,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -350,7 +403,7 @@ class ClosedWorkflow:
     run_id: str
     """The last run's id."""
     status: str
-    """'completed', 'failed' or 'cancelled'."""
+    """'completed', 'failed', 'cancelled', 'terminated' or 'timed_out'."""
     start_command_id: str
     """command_id of the StartWorkflow that created the workflow ("" if it is not known)."""
     last_seq: int
