@@ -22,9 +22,12 @@ from sagaflow.clients.errors import (
     WorkflowNotFoundError,
     WorkflowResultTimeoutError,
     WorkflowStartRejectedError,
+    WorkflowTerminatedError,
+    WorkflowTimedOutError,
 )
 from sagaflow.clients.shared import (
     FilterArgs,
+    Timeouts,
     WorkflowDescription,
     WorkflowPage,
     WorkflowSummary,
@@ -38,6 +41,7 @@ __all__ = [
     "Client",
     "FilterArgs",
     "InputError",
+    "Timeouts",
     "WorkflowCancelledError",
     "WorkflowClosedError",
     "WorkflowDescription",
@@ -48,4 +52,6 @@ __all__ = [
     "WorkflowResultTimeoutError",
     "WorkflowStartRejectedError",
     "WorkflowSummary",
+    "WorkflowTerminatedError",
+    "WorkflowTimedOutError",
 ]

@@ -18,6 +18,7 @@ from sagaflow.clients.shared import (
     ClientBase,
     FilterArgs,
     HandleBase,
+    Timeouts,
     WorkflowDescription,
     WorkflowPage,
 )
@@ -41,6 +42,9 @@ class AsyncWorkflowHandle(HandleBase):
     async def cancel(self, reason: str = "") -> None:
         await asyncio.to_thread(self._shared.commands.cancel, self.workflow_id, reason)
 
+    async def terminate(self, reason: str, by: str = "") -> None:
+        await asyncio.to_thread(self._shared.commands.terminate, self.workflow_id, reason, by)
+
     async def describe(self) -> WorkflowDescription:
         return await self._shared.describe(self.workflow_id)
 
@@ -59,8 +63,9 @@ class AsyncClient(ClientBase):
         id: str,
         version: int | None = None,
         result_type: Any = Any,
+        **timeouts: Unpack[Timeouts],
     ) -> AsyncWorkflowHandle:
-        command = self._start_command(workflow, input, id, version)
+        command = self._start_command(workflow, input, id, version, timeouts)
         await asyncio.to_thread(self._shared.commands.send, command)
         return AsyncWorkflowHandle(
             self._shared, id, result_type=result_type, start_command_id=command.command_id

@@ -22,7 +22,12 @@ from sagaflow.core.errors import (
     FailureError,
     SagaflowError,
 )
-from sagaflow.core.messages import CommandRejected, WorkflowFailed
+from sagaflow.core.messages import (
+    CommandRejected,
+    WorkflowFailed,
+    WorkflowTerminated,
+    WorkflowTimedOut,
+)
 
 
 class WorkflowFailureError(SagaflowError):
@@ -46,6 +51,34 @@ class WorkflowCancelledError(SagaflowError):
         super().__init__(f"workflow {workflow_id!r} was cancelled: {reason or 'no reason given'}")
         self.workflow_id = workflow_id
         self.reason = reason
+
+
+class WorkflowTerminatedError(SagaflowError):
+    """The workflow was terminated: stopped at once, no compensation ran. `by` and `reason` are
+    what the terminate recorded."""
+
+    def __init__(self, workflow_id: str, event: WorkflowTerminated) -> None:
+        super().__init__(
+            f"workflow {workflow_id!r} was terminated by {event.by or 'an unnamed caller'}: "
+            f"{event.reason or 'no reason given'}"
+        )
+        self.workflow_id = workflow_id
+        self.reason = event.reason
+        self.by = event.by
+
+
+class WorkflowTimedOutError(SagaflowError):
+    """The workflow's execution or run timeout (`timeout`) passed: it closed at once and ran
+    no more code. Not a TimeoutError: that is result() giving up waiting."""
+
+    def __init__(self, workflow_id: str, event: WorkflowTimedOut) -> None:
+        super().__init__(
+            f"workflow {workflow_id!r} timed out (its {event.timeout} timeout passed); start "
+            "it with a longer timeout if it needs more time"
+        )
+        self.workflow_id = workflow_id
+        self.timeout = event.timeout
+        self.deadline_ms = event.deadline_ms
 
 
 class WorkflowClosedError(SagaflowError):

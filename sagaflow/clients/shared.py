@@ -17,7 +17,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Self, TypedDict
 
 from sagaflow import codec
@@ -29,6 +29,8 @@ from sagaflow.clients.errors import (
     WorkflowNotFoundError,
     WorkflowResultTimeoutError,
     WorkflowStartRejectedError,
+    WorkflowTerminatedError,
+    WorkflowTimedOutError,
 )
 from sagaflow.config import Config
 from sagaflow.core import payload
@@ -43,6 +45,8 @@ from sagaflow.core.messages import (
     WorkflowCompleted,
     WorkflowContinuedAsNew,
     WorkflowFailed,
+    WorkflowTerminated,
+    WorkflowTimedOut,
 )
 from sagaflow.core.registry import Registry
 from sagaflow.kafka.clients import reader
@@ -120,6 +124,7 @@ class Shared:
         workflow_id: str,
         version: int | None,
         registry: Registry | None,
+        timeouts: Timeouts,
     ) -> StartWorkflow:
         """The StartWorkflow to send; with the app's registry at hand, InputError naming the
         field when the input does not fit the workflow's annotation (as the engine would)."""
@@ -127,7 +132,15 @@ class Shared:
         if registry is not None:
             registry.get_workflow(workflow_type, version).check_input(data)
         command_id = start_command_id(workflow_id, workflow_type, version, data)
-        return StartWorkflow(workflow_id, workflow_type, data, version, command_id)
+        return StartWorkflow(
+            workflow_id,
+            workflow_type,
+            data,
+            version,
+            command_id,
+            execution_timeout_ms=_ms(timeouts.get("execution_timeout")),
+            run_timeout_ms=_ms(timeouts.get("run_timeout")),
+        )
 
     def events(self, workflow_id: str, *, follow: bool, deadline_s: float) -> Iterator[Event]:
         """The workflow's committed events (every run, and rejections of its commands), from
@@ -208,6 +221,24 @@ class Shared:
         return WorkflowPage(rows, page.next_cursor)
 
 
+class Timeouts(TypedDict, total=False):
+    """A start's timeouts (seconds or a timedelta; none by default). When one passes the
+    workflow closes at once as timed out, running no more code (result() raises
+    WorkflowTimedOutError)."""
+
+    execution_timeout: float | timedelta
+    """The whole workflow id, across continue-as-new runs."""
+    run_timeout: float | timedelta
+    """Each run."""
+
+
+def _ms(duration: float | timedelta | None) -> int:
+    if duration is None:
+        return 0
+    seconds = duration.total_seconds() if isinstance(duration, timedelta) else duration
+    return round(seconds * 1000)
+
+
 class HandleBase:
     """What a handle is in either flavour: a workflow id and how to read its result."""
 
@@ -251,9 +282,11 @@ class ClientBase:
         return cls(Config.from_env(), registry=registry)
 
     def _start_command(
-        self, workflow: str, input: Any, workflow_id: str, version: int | None
+        self, workflow: str, input: Any, workflow_id: str, version: int | None, timeouts: Timeouts
     ) -> StartWorkflow:
-        return self._shared.start_command(workflow, input, workflow_id, version, self.registry)
+        return self._shared.start_command(
+            workflow, input, workflow_id, version, self.registry, timeouts
+        )
 
 
 # --------------------------------------------------------------------------- pure
@@ -282,4 +315,8 @@ def outcome_value(workflow_id: str, outcome: Outcome, result_type: Any) -> Any:
         raise WorkflowCancelledError(workflow_id, outcome.reason)
     if isinstance(outcome, CommandRejected):
         raise WorkflowStartRejectedError(workflow_id, outcome)
+    if isinstance(outcome, WorkflowTerminated):
+        raise WorkflowTerminatedError(workflow_id, outcome)
+    if isinstance(outcome, WorkflowTimedOut):
+        raise WorkflowTimedOutError(workflow_id, outcome)
     raise WorkflowClosedError(workflow_id, outcome)

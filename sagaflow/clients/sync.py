@@ -18,6 +18,7 @@ from sagaflow.clients.shared import (
     ClientBase,
     FilterArgs,
     HandleBase,
+    Timeouts,
     WorkflowDescription,
     WorkflowPage,
 )
@@ -45,6 +46,11 @@ class WorkflowHandle(HandleBase):
         """Ask the workflow to cancel; it may clean up (compensate) before it ends."""
         self._shared.commands.cancel(self.workflow_id, reason)
 
+    def terminate(self, reason: str, by: str = "") -> None:
+        """Stop the workflow now: no more of its code runs, so nothing is compensated (cancel
+        asks the code instead). result() then raises WorkflowTerminatedError with who and why."""
+        self._shared.commands.terminate(self.workflow_id, reason, by)
+
     def describe(self) -> WorkflowDescription:
         """The workflow as the read model shows it now; WorkflowNotFoundError if it has none."""
         return asyncio.run(self._shared.describe(self.workflow_id))
@@ -70,10 +76,12 @@ class Client(ClientBase):
         id: str,
         version: int | None = None,
         result_type: Any = Any,
+        **timeouts: Unpack[Timeouts],
     ) -> WorkflowHandle:
         """Start workflow type `workflow` with `input` under workflow id `id` (the newest
-        version unless `version`). Safe to repeat: the same start is the same command."""
-        command = self._start_command(workflow, input, id, version)
+        version unless `version`), with `execution_timeout` / `run_timeout` if given. Safe to
+        repeat: the same start is the same command."""
+        command = self._start_command(workflow, input, id, version, timeouts)
         self._shared.commands.send(command)
         return WorkflowHandle(
             self._shared, id, result_type=result_type, start_command_id=command.command_id

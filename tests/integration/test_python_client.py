@@ -1,8 +1,8 @@
 """The Python client (sagaflow.clients) against a running orchestrator and worker, on real
 Kafka and Postgres: start -> result (sync and asyncio), typed dataclass and pydantic payloads
 round-tripping through workflow and activity, a failure raised with its cause chain, signal,
-cancel, describe, history, a start refused for its input, and list_workflows with filters and
-paging."""
+cancel, terminate, an execution timeout, describe, history, a start refused for its input, and
+list_workflows with filters and paging."""
 
 from __future__ import annotations
 
@@ -24,6 +24,8 @@ from sagaflow.clients import (
     WorkflowNotFoundError,
     WorkflowResultTimeoutError,
     WorkflowStartRejectedError,
+    WorkflowTerminatedError,
+    WorkflowTimedOutError,
 )
 from sagaflow.config import Config
 from sagaflow.core.errors import ActivityError, ApplicationError
@@ -175,6 +177,26 @@ def test_cancel_raises_cancelled_and_a_short_wait_times_out_clearly(deployed: De
     with pytest.raises(WorkflowCancelledError, match="customer changed their mind"):
         handle.result(timeout=60)
     assert describe_eventually(client, handle.workflow_id, "cancelled").status == "cancelled"
+
+
+def test_terminate_and_an_execution_timeout_end_result_with_their_errors(
+    deployed: Deployed,
+) -> None:
+    async def body() -> None:
+        client = AsyncClient(deployed.config)
+        handle = await client.start_workflow("approval", "o-4", id=deployed.wid("terminate"))
+        await handle.terminate("stuck on a bad approval", by="ops@example.com")
+        with pytest.raises(WorkflowTerminatedError) as info:
+            await handle.result(timeout=60)
+        assert (info.value.reason, info.value.by) == ("stuck on a bad approval", "ops@example.com")
+
+    asyncio.run(body())
+    handle = Client(deployed.config).start_workflow(
+        "approval", "o-5", id=deployed.wid("times-out"), execution_timeout=timedelta(seconds=1)
+    )
+    with pytest.raises(WorkflowTimedOutError) as timed_out:
+        handle.result(timeout=60)
+    assert timed_out.value.timeout == "execution"
 
 
 def test_a_bad_input_is_refused_naming_the_field(deployed: Deployed) -> None:
