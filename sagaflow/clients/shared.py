@@ -45,6 +45,7 @@ from sagaflow.core.messages import (
     WorkflowCompleted,
     WorkflowContinuedAsNew,
     WorkflowFailed,
+    WorkflowStarted,
     WorkflowTerminated,
     WorkflowTimedOut,
 )
@@ -174,18 +175,27 @@ class Shared:
     ) -> Outcome:
         """The event that ends the workflow's last run (following continue-as-new), or the
         rejection of the start `start_command_id`. WorkflowResultTimeoutError past the
-        timeout."""
+        timeout.
+
+        With a start command id, an outcome counts only once the workflow is known to be the
+        one that start created (its WorkflowStarted carries the id): a start refused as a
+        duplicate of an older workflow must raise its rejection, not return the older one's
+        result that sits before it in the log.
+        """
         deadline = time.monotonic() + timeout_s
         ended: Outcome | None = None
+        ours = not start_command_id
         for event in self.events(workflow_id, follow=True, deadline_s=timeout_s):
             body = event.body
             if isinstance(body, CommandRejected):
                 if start_command_id and body.command_id == start_command_id:
                     ended = body
                     break
+            elif isinstance(body, WorkflowStarted):
+                ours = ours or body.command_id == start_command_id
             elif isinstance(body, WorkflowContinuedAsNew):
                 ended = None  # a new run goes on under the same id
-            elif isinstance(body, CLOSING_EVENTS):
+            elif isinstance(body, CLOSING_EVENTS) and ours:
                 ended = body
                 break
             if time.monotonic() > deadline:

@@ -208,6 +208,14 @@ def test_a_bad_input_is_refused_naming_the_field(deployed: Deployed) -> None:
     with pytest.raises(WorkflowStartRejectedError) as info:
         handle.result(timeout=60)
     assert (info.value.reason, info.value.field) == ("invalid_input", "input.amount_cents")
+    # Another start under an id that is taken raises its own rejection, not the result of the
+    # workflow that holds the id (which comes first in the log).
+    taken = client.start_workflow("greet", Greeting("bo"), id=deployed.wid("taken"))
+    assert taken.result(timeout=60, type=Shouted).text == "HELLO BO"
+    other = client.start_workflow("greet", Greeting("cy"), id=deployed.wid("taken"))
+    with pytest.raises(WorkflowStartRejectedError) as duplicate:
+        other.result(timeout=60)
+    assert duplicate.value.reason == "duplicate_workflow_id"
     # Checked before sending, when the client has the app's registry.
     local = Client(deployed.config, registry=registry)
     with pytest.raises(InputError) as local_info:
