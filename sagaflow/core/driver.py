@@ -41,6 +41,7 @@ from sagaflow.core.messages import (
     UpdateAccepted,
     WorkflowStarted,
 )
+from sagaflow.core.payload import InputError
 from sagaflow.core.registry import (
     DEFAULT_RETRY_POLICY,
     DEFAULT_START_TO_CLOSE,
@@ -285,12 +286,16 @@ class Driver:
     def _resolve(self, event: Event) -> None:
         body = event.body
         if isinstance(body, WorkflowStarted):
-            argument = json.loads(body.input)
-            self._root = self._scheduler.spawn(self.definition.fn(self.ctx, argument))
+            self._root = self._scheduler.spawn(self._run(body.input))
         elif isinstance(body, ActivityCompleted):
             handle = self._activities.pop(body.activity_seq, None)
             if handle is not None:
-                handle.resolve(json.loads(body.result))
+                try:
+                    handle.resolve(payload.decode(body.result, handle.result_type, "result"))
+                except InputError as exc:
+                    # The activity returned what its own annotation refuses: a bug the
+                    # workflow's await reports (the workflow parks until fixed code runs).
+                    handle.fail(exc)
         elif isinstance(body, ActivityFailed):
             handle = self._activities.pop(body.activity_seq, None)
             if handle is not None:
@@ -379,6 +384,12 @@ class Driver:
         issue while it is held raises QueryMutationError instead."""
         return ReadOnly(self)
 
+    async def _run(self, data: bytes) -> Any:
+        """The workflow function, given its input as the type its parameter is annotated
+        with (the engine checked it fits at start)."""
+        argument = payload.decode(data, payload.parameter_type(self.definition.fn))
+        return await self.definition.fn(self.ctx, argument)
+
     def _finish_if_done(self) -> None:
         root = self._root
         if root is None or not root.result.done:
@@ -462,6 +473,9 @@ class Driver:
         )
         seq = self._emit(command)
         handle: ActivityHandle[Any] = ActivityHandle(self._scheduler, seq, name, self)
+        # Its result is read as the registered function's return annotation, when this
+        # registry has the function (a worker-only activity's result stays plain JSON).
+        handle.result_type = payload.return_type(registered.fn) if registered else Any
         self._activities[seq] = handle
         return handle
 

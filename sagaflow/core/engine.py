@@ -70,6 +70,7 @@ from sagaflow.core.messages import (
     WorkflowTimedOut,
     WorkflowUnparked,
 )
+from sagaflow.core.payload import InputError
 from sagaflow.core.registry import Registry, WorkflowDefinition
 from sagaflow.core.replay import recorded_event, replay
 from sagaflow.core.retry import after_failed_attempt, cancelled_between_attempts, when_due
@@ -406,6 +407,16 @@ class Engine:
             definition = self._registry.get_workflow(command.workflow_type, command.version)
         except RegistryError as err:
             return reject(command, now_ms, "unknown_version", str(err))
+        try:
+            definition.check_input(command.input)
+        except InputError as err:
+            return reject(
+                command,
+                now_ms,
+                "invalid_input",
+                f"{err}; fix the input to match workflow {definition.name!r} "
+                f"version {definition.version}",
+            )
         state = self._open[workflow_id] = WorkflowState(workflow_id)
         batch = _Batch()
         execution_deadline = (

@@ -32,7 +32,8 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-from sagaflow.core.errors import ActivityCancelled, RegistryError
+from sagaflow.core import payload
+from sagaflow.core.errors import ActivityCancelled, ApplicationError, RegistryError
 from sagaflow.core.messages import RetryPolicy
 
 if TYPE_CHECKING:
@@ -158,6 +159,12 @@ class WorkflowDefinition:
     version: int
     fn: WorkflowFn
 
+    def check_input(self, data: bytes) -> None:
+        """InputError naming the field unless the start input fits the annotation of the
+        function's input parameter (a dataclass, pydantic model, TypedDict...; see
+        sagaflow.core.payload). Unannotated, any JSON fits."""
+        payload.decode(data, payload.parameter_type(self.fn), "input")
+
 
 @dataclass(frozen=True)
 class ActivityDefinition:
@@ -167,6 +174,20 @@ class ActivityDefinition:
     task_queue: str
     fn: ActivityFn
     options: ActivityOptions
+
+    def read_input(self, data: bytes) -> Any:
+        """A task's argument as the type the function's parameter is annotated with (plain JSON
+        if unannotated). One that does not fit fails the activity for good: no retry of the
+        same argument can make it fit (ApplicationError 'InvalidActivityInput')."""
+        try:
+            return payload.decode(data, payload.parameter_type(self.fn), "arg")
+        except payload.InputError as exc:
+            raise ApplicationError(
+                f"activity {self.name!r}: {exc}; the workflow must pass an argument of the "
+                "activity's parameter type",
+                type="InvalidActivityInput",
+                non_retryable=True,
+            ) from exc
 
 
 @dataclass(frozen=True)

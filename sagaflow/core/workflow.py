@@ -39,7 +39,7 @@ T = TypeVar("T")
 class ActivityHandle(Future[T]):
     """A scheduled activity; await it for its result (raises ActivityError if it failed)."""
 
-    __slots__ = ("_driver", "activity_name", "activity_seq")
+    __slots__ = ("_driver", "activity_name", "activity_seq", "result_type")
 
     def __init__(
         self, scheduler: Scheduler, activity_seq: int, activity_name: str, driver: Driver
@@ -47,6 +47,8 @@ class ActivityHandle(Future[T]):
         super().__init__(scheduler)
         self.activity_seq = activity_seq
         self.activity_name = activity_name
+        self.result_type: Any = Any
+        """What the result is read as (sagaflow.core.payload.decode)."""
         self._driver = driver
 
     def cancel(self, *, wait_for_cancellation: bool = True) -> None:
@@ -149,7 +151,9 @@ class WorkflowContext:
         *,
         heartbeat_timeout: float | timedelta | None = None,
     ) -> Any:
-        """Run an activity (by registered name or function) and return its JSON result.
+        """Run an activity (by registered name or function) and return its result: plain JSON,
+        or the type the activity function's return is annotated with (a dataclass, a pydantic
+        model...) when this registry has the function.
 
         Retries follow the options' RetryPolicy; raises ActivityError when it fails for good.
         `heartbeat_timeout` (seconds or a timedelta; also ActivityOptions.heartbeat_timeout):
