@@ -128,6 +128,8 @@ def create_topics(
             replication_factor=1,
             config={"cleanup.policy": "compact"},
         ),
+        # Answers to queries and updates (keyed by the caller's request id).
+        NewTopic(topics.replies, num_partitions=partitions, replication_factor=1),
     ]
     specs += [
         NewTopic(topics.tasks(q), num_partitions=partitions, replication_factor=1)
