@@ -13,7 +13,9 @@ message of the expected kind raise DecodeError, never anything else.
 
 History of versions: event v1 -> v2 added WorkflowStarted.continued_from_run_id (default "");
 closed v1 (the closed-workflows index) is new; command v1 -> v2 added ReportChildClosed;
-reply v1 (answers to waiting callers) is new; event v2 -> v3 added SignalWaitStarted.
+reply v1 (answers to waiting callers) is new; event v2 -> v3 added SignalWaitStarted;
+command v2 -> v3 added StartWorkflow's parent reference and event v3 -> v4 WorkflowStarted's,
+with ChildWorkflowStarted, ChildWorkflowCompleted and ChildWorkflowFailed (child workflows).
 """
 
 from __future__ import annotations
@@ -59,7 +61,7 @@ _KIND_NAMES = {
     KIND_CLOSED: "closed",
     KIND_REPLY: "reply",
 }
-CURRENT_VERSIONS = {KIND_COMMAND: 2, KIND_EVENT: 3, KIND_TASK: 1, KIND_CLOSED: 1, KIND_REPLY: 1}
+CURRENT_VERSIONS = {KIND_COMMAND: 3, KIND_EVENT: 4, KIND_TASK: 1, KIND_CLOSED: 1, KIND_REPLY: 1}
 _NAMESPACE = "sagaflow."
 
 _DECODE_FAILURES = (

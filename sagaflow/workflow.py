@@ -23,6 +23,7 @@ from sagaflow.core.errors import (
     ActivityError,
     ApplicationError,
     CancelledError,
+    ChildWorkflowError,
     CompensationError,
     FailureError,
     NonDeterminismError,
@@ -31,7 +32,7 @@ from sagaflow.core.errors import (
     SignalTimeoutError,
     WorkflowCodeError,
 )
-from sagaflow.core.messages import RetryPolicy
+from sagaflow.core.messages import ParentClosePolicy, RetryPolicy
 from sagaflow.core.registry import (
     ActivityContext,
     ActivityDefinition,
@@ -39,7 +40,7 @@ from sagaflow.core.registry import (
     Registry,
     WorkflowDefinition,
 )
-from sagaflow.core.workflow import ActivityHandle, Saga, WorkflowContext
+from sagaflow.core.workflow import ActivityHandle, ChildWorkflowHandle, Saga, WorkflowContext
 
 __all__ = [
     "ActivityContext",
@@ -49,9 +50,12 @@ __all__ = [
     "ActivityOptions",
     "ApplicationError",
     "CancelledError",
+    "ChildWorkflowError",
+    "ChildWorkflowHandle",
     "CompensationError",
     "FailureError",
     "NonDeterminismError",
+    "ParentClosePolicy",
     "Registry",
     "RegistryError",
     "RetryPolicy",

@@ -20,6 +20,7 @@ from sagaflow.core import payload
 from sagaflow.core.errors import (
     ActivityError,
     CancelledError,
+    ChildWorkflowError,
     ContinueAsNew,
     FailureError,
     NonDeterminismError,
@@ -32,7 +33,10 @@ from sagaflow.core.messages import (
     ActivityCompleted,
     ActivityFailed,
     CancelRequested,
+    ChildWorkflowCompleted,
+    ChildWorkflowFailed,
     Event,
+    ParentClosePolicy,
     RetryPolicy,
     SignalReceived,
     TimerFired,
@@ -47,7 +51,7 @@ from sagaflow.core.registry import (
     WorkflowDefinition,
 )
 from sagaflow.core.tasks import Future, Scheduler, Task
-from sagaflow.core.workflow import ActivityHandle, WorkflowContext
+from sagaflow.core.workflow import ActivityHandle, ChildWorkflowHandle, WorkflowContext
 
 # --------------------------------------------------------------------------- commands
 
@@ -90,6 +94,24 @@ class WaitForSignalCommand:
 
 
 @dataclass(frozen=True)
+class StartChildCommand:
+    """Code called start_child_workflow / execute_child_workflow."""
+
+    child_workflow_id: str
+    """As the code asked; "" derives '<parent id>/child-<seq>' (see `child_id`)."""
+    workflow_type: str
+    version: int
+    input: bytes
+    parent_close_policy: ParentClosePolicy
+
+
+def child_id(command: StartChildCommand, parent_workflow_id: str, seq: int) -> str:
+    """The child's workflow id: the one asked for, or one derived from the parent's id and the
+    seq of the start (unique across the parent's runs, the same on every replay)."""
+    return command.child_workflow_id or f"{parent_workflow_id}/child-{seq}"
+
+
+@dataclass(frozen=True)
 class RecordMarkerCommand:
     """Code called patched(change_id) for the first time in a live run."""
 
@@ -125,6 +147,7 @@ CodeCommand: TypeAlias = (
     | StartTimerCommand
     | CancelTimerCommand
     | WaitForSignalCommand
+    | StartChildCommand
     | RecordMarkerCommand
     | CompleteWorkflowCommand
     | FailWorkflowCommand
@@ -201,6 +224,7 @@ class Driver:
         self._sink: Sink | None = None
         self._root: Task | None = None
         self._activities: dict[int, ActivityHandle[Any]] = {}
+        self._children: dict[int, ChildWorkflowHandle[Any]] = {}
         self._timers: dict[int, Callable[[], None]] = {}
         self._signal_buffer: dict[str, deque[bytes]] = {}
         self._signal_waiters: dict[str, deque[_SignalWait]] = {}
@@ -246,6 +270,22 @@ class Driver:
                         reason=body.reason,
                         attempt=body.attempt,
                         details=json.loads(body.details),
+                    )
+                )
+        elif isinstance(body, ChildWorkflowCompleted):
+            child = self._children.pop(body.child_seq, None)
+            if child is not None:
+                child.resolve(json.loads(body.result))
+        elif isinstance(body, ChildWorkflowFailed):
+            child = self._children.pop(body.child_seq, None)
+            if child is not None:
+                child.fail(
+                    ChildWorkflowError(
+                        child_workflow_id=body.child_workflow_id,
+                        workflow_type=child.workflow_type,
+                        status=body.status,
+                        cause_type=body.error_type,
+                        message=body.message,
                     )
                 )
         elif isinstance(body, TimerFired):
@@ -332,6 +372,24 @@ class Driver:
         seq = self._emit(command)
         handle: ActivityHandle[Any] = ActivityHandle(self._scheduler, seq, name)
         self._activities[seq] = handle
+        return handle
+
+    def start_child_workflow(
+        self,
+        workflow_type: str,
+        arg: Any,
+        child_workflow_id: str,
+        version: int,
+        policy: ParentClosePolicy,
+    ) -> ChildWorkflowHandle[Any]:
+        command = StartChildCommand(
+            child_workflow_id, workflow_type, version, encode_json(arg), policy
+        )
+        seq = self._emit(command)
+        handle: ChildWorkflowHandle[Any] = ChildWorkflowHandle(
+            self._scheduler, seq, child_id(command, self.workflow_id, seq), workflow_type
+        )
+        self._children[seq] = handle
         return handle
 
     def gather(self, awaitables: tuple[Awaitable[Any], ...]) -> Future[list[Any]]:

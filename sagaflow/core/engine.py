@@ -14,6 +14,7 @@ import heapq
 from dataclasses import dataclass, field
 from typing import assert_never
 
+from sagaflow.core import children
 from sagaflow.core.admission import check_payloads, reject
 from sagaflow.core.driver import (
     CodeCommand,
@@ -33,6 +34,7 @@ from sagaflow.core.messages import (
     ActivityTask,
     CancelRequested,
     CancelWorkflow,
+    ChildWorkflowStarted,
     ClosedWorkflow,
     Command,
     CommandRejected,
@@ -237,7 +239,11 @@ class Engine:
         state = self._open.get(workflow_id)
         if state is None:
             if workflow_id in self._closed:
-                if COMMAND_KINDS[type(command)].reports_activity:
+                if COMMAND_KINDS[type(command)].reports_activity or isinstance(
+                    command, ReportChildClosed
+                ):
+                    # A child outliving its parent (abandoned, or still closing when the
+                    # parent closed) reports to nobody: nothing to record.
                     return Decision()
                 return reject(
                     command,
@@ -267,18 +273,29 @@ class Engine:
             case HeartbeatActivity():
                 self._handle_heartbeat_activity(batch, state, command, now_ms)
             case ReportChildClosed():
-                return reject(
-                    command,
-                    now_ms,
-                    "child_unknown",
-                    f"workflow {workflow_id!r} started no child {command.child_workflow_id!r}; "
-                    "only a child's own parent receives its outcome",
-                )
+                if not self._handle_report_child_closed(batch, state, command, now_ms):
+                    return reject(
+                        command,
+                        now_ms,
+                        "child_unknown",
+                        f"workflow {workflow_id!r} (run {state.run_id}) started no child "
+                        f"{command.child_workflow_id!r}; only a child's own parent run receives "
+                        "its outcome",
+                    )
             case _:
                 assert_never(command)
         return self._finish(batch, now_ms)
 
     def _handle_start_workflow(self, command: StartWorkflow, now_ms: int) -> Decision:
+        decision = self._start_workflow(command, now_ms)
+        rejection = decision.rejection
+        if rejection is not None and command.parent_workflow_id:
+            # A child that cannot start: its parent's await must fail, not wait for ever.
+            effect = children.report_start_failed(command, rejection)
+            return decision + Decision(effects=(effect,))
+        return decision
+
+    def _start_workflow(self, command: StartWorkflow, now_ms: int) -> Decision:
         workflow_id = command.workflow_id
         known = self._open.get(workflow_id) or self._closed.get(workflow_id)
         if known is not None:
@@ -305,6 +322,9 @@ class Engine:
         except RegistryError as err:
             return reject(command, now_ms, "unknown_version", str(err))
         state = self._open[workflow_id] = WorkflowState(workflow_id)
+        state.parent_workflow_id = command.parent_workflow_id
+        state.parent_run_id = command.parent_run_id
+        state.parent_child_seq = command.parent_child_seq
         batch = _Batch()
         self._start_run(batch, state, definition, command.input, now_ms, command.command_id, "")
         return self._finish(batch, now_ms)
@@ -350,6 +370,16 @@ class Engine:
             now_ms=now_ms,
         )
         self._record_activity_outcome(batch, state, activity, outcome, now_ms)
+
+    def _handle_report_child_closed(
+        self, batch: _Batch, state: WorkflowState, command: ReportChildClosed, now_ms: int
+    ) -> bool:
+        """Record a child's outcome once; False when this run never started that child."""
+        child = state.children.get(command.child_workflow_id)
+        if child is None:
+            return command.child_workflow_id in state.closed_children  # redelivered: no-op
+        self._activate(batch, state, children.child_outcome(state, child, command), now_ms)
+        return True
 
     def _handle_heartbeat_activity(
         self, batch: _Batch, state: WorkflowState, command: HeartbeatActivity, now_ms: int
@@ -455,6 +485,9 @@ class Engine:
             random_seed=derive_random_seed(workflow_id, run_id),
             command_id=command_id,
             continued_from_run_id=continued_from_run_id,
+            parent_workflow_id=state.parent_workflow_id,
+            parent_run_id=state.parent_run_id,
+            parent_child_seq=state.parent_child_seq,
         )
         driver = Driver(self._registry, definition, workflow_id, run_id, body)
         self._drivers[workflow_id] = driver
@@ -515,10 +548,12 @@ class Engine:
         if isinstance(command, ContinueAsNewCommand):
             self._continue_as_new(batch, state, command, now_ms)
             return
-        body = recorded_event(command, state.last_seq + 1)
+        body = recorded_event(command, state.last_seq + 1, state.workflow_id)
         self._append(batch, state, body, now_ms)
         if isinstance(body, ActivityScheduled):
             batch.effects.append(self._task(state, state.activities[body.activity_seq], now_ms))
+        elif isinstance(body, ChildWorkflowStarted):
+            batch.effects.append(children.start_child(state, body))
 
     def _continue_as_new(
         self, batch: _Batch, state: WorkflowState, command: ContinueAsNewCommand, now_ms: int
@@ -526,6 +561,7 @@ class Engine:
         old_run_id = state.run_id
         new_run_id = derive_run_id(state.workflow_id, state.last_seq + 2)
         self._append(batch, state, WorkflowContinuedAsNew(new_run_id, command.input), now_ms)
+        batch.effects.extend(children.apply_close_policy(state, state.status))
         self._drivers.pop(state.workflow_id, None)
         try:
             definition = self._registry.get_workflow(state.workflow_type)
@@ -577,6 +613,9 @@ class Engine:
             closed = self._settle(state)
             if closed is not None:
                 batch.closed.append(closed)
+                batch.effects.extend(children.apply_close_policy(state, closed.status))
+                if state.parent_workflow_id and state.history:
+                    batch.effects.append(children.report_closed(state, state.history[-1].body))
             elif state.is_idle(now_ms):
                 # Waiting costs no coroutine: the driver is rebuilt by replaying the run's
                 # history when the next command or timer wakes the workflow.

@@ -14,6 +14,7 @@ Every record here has exactly one Avro schema in schemas/avro/ (see sagaflow.cod
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import TypeAlias
 
 # --------------------------------------------------------------------------- commands
@@ -31,6 +32,12 @@ class StartWorkflow:
     """Chosen by the sender, derived from what is started (see `start_command_id`), so a
     repeated identical start is the same command; echoed in a rejection. The engine answers a
     start whose command_id equals the workflow's recorded one with nothing (already started)."""
+    parent_workflow_id: str = ""
+    """Set when a parent workflow starts this one as its child (command schema v3): the child
+    records its parent and reports its close back to it."""
+    parent_run_id: str = ""
+    parent_child_seq: int = 0
+    """Seq of the parent's ChildWorkflowStarted event."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,9 +92,10 @@ class HeartbeatActivity:
 class ReportChildClosed:
     """A child workflow closed: its outcome, addressed to its parent (`workflow_id`).
 
-    Sent by the child's orchestrator as a CommandToWorkflow effect with the child's closing
-    event. No workflow starts children yet, so today every parent answers it with a
-    'child_unknown' rejection; the type fixes the wire shape the child-workflow work builds on.
+    Sent by the child's engine as a CommandToWorkflow effect in the transaction of the child's
+    closing event (or of the rejection of its start, status 'start_failed'). The parent records
+    it once as ChildWorkflowCompleted or ChildWorkflowFailed; a redelivered report decides
+    nothing, and one for a child the parent's run did not start is rejected as 'child_unknown'.
     """
 
     workflow_id: str
@@ -95,7 +103,8 @@ class ReportChildClosed:
     child_workflow_id: str
     child_run_id: str
     status: str
-    """'completed', 'failed', 'cancelled' or 'terminated'."""
+    """'completed', 'failed', 'cancelled', 'terminated' or 'start_failed' (the child could not
+    be started: its id exists, or its type or version is unknown)."""
     result: bytes = b"null"
     error_type: str = ""
     message: str = ""
@@ -138,6 +147,11 @@ class WorkflowStarted:
     command_id: str = ""
     """The creating StartWorkflow's command_id; a continued run carries it on."""
     continued_from_run_id: str = ""
+    parent_workflow_id: str = ""
+    """The parent workflow, when this one was started as a child (event schema v4); a continued
+    run keeps it, so the last run reports the close."""
+    parent_run_id: str = ""
+    parent_child_seq: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,6 +246,58 @@ class SignalWaitStarted:
     """When the wait gives up (that timer's fire time); 0 when never."""
 
 
+class ParentClosePolicy(StrEnum):
+    """What happens to a running child when its parent's run closes (completes, fails, is
+    cancelled or terminated, or continues as new)."""
+
+    TERMINATE = "terminate"
+    """The child is stopped at once (CancelWorkflow until TerminateWorkflow exists)."""
+    REQUEST_CANCEL = "request_cancel"
+    """The child gets a CancelWorkflow: its code may compensate and close as cancelled."""
+    ABANDON = "abandon"
+    """The child runs on; its outcome no longer reaches anyone."""
+
+
+@dataclass(frozen=True, slots=True)
+class ChildWorkflowStarted:
+    """Workflow code started a child workflow. The StartWorkflow for it (carrying this run as
+    its parent) is produced in the same transaction; the child's outcome comes back as
+    ChildWorkflowCompleted or ChildWorkflowFailed. Since event schema v4."""
+
+    child_seq: int
+    child_workflow_id: str
+    workflow_type: str
+    version: int
+    """0: the newest registered version when the child starts."""
+    input: bytes
+    parent_close_policy: str
+    """A ParentClosePolicy value."""
+
+
+@dataclass(frozen=True, slots=True)
+class ChildWorkflowCompleted:
+    """A child reported that it completed; the parent's await returns `result`."""
+
+    child_seq: int
+    child_workflow_id: str
+    child_run_id: str
+    result: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class ChildWorkflowFailed:
+    """A child closed without completing (or could not start); the parent's await raises
+    ChildWorkflowError."""
+
+    child_seq: int
+    child_workflow_id: str
+    child_run_id: str
+    status: str
+    """'failed', 'cancelled', 'terminated' or 'start_failed'."""
+    error_type: str
+    message: str
+
+
 @dataclass(frozen=True, slots=True)
 class CancelRequested:
     reason: str
@@ -314,6 +380,9 @@ EventBody: TypeAlias = (
     | WorkflowParked
     | WorkflowUnparked
     | CommandRejected
+    | ChildWorkflowStarted
+    | ChildWorkflowCompleted
+    | ChildWorkflowFailed
 )
 
 CLOSING_EVENTS = (WorkflowCompleted, WorkflowFailed, WorkflowCancelled, WorkflowContinuedAsNew)

@@ -31,6 +31,8 @@ _DETAIL = (
     "signal_waits",
     "cancel_requested",
     "parked",
+    "parent",
+    "pending_children",
     "last_seq",
 )
 

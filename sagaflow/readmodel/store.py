@@ -36,6 +36,8 @@ _ROW_COLUMNS = (
     "signal_waits",
     "cancel_requested",
     "parked",
+    "parent",
+    "pending_children",
 )
 _JSON_COLUMNS = frozenset(
     {
@@ -48,6 +50,8 @@ _JSON_COLUMNS = frozenset(
         "received_signals",
         "signal_waits",
         "parked",
+        "parent",
+        "pending_children",
     }
 )
 

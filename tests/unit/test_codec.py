@@ -70,9 +70,9 @@ def _sample(hint: object) -> object:
 
 def test_writers_use_the_newest_schema_version() -> None:
     event = m.Event("w", 1, "r", 0, m.TimerFired(1))
-    assert codec.encode_event(event)[:3] == bytes((codec.MAGIC, codec.KIND_EVENT, 3))
+    assert codec.encode_event(event)[:3] == bytes((codec.MAGIC, codec.KIND_EVENT, 4))
     command = m.CancelWorkflow("w")
-    assert codec.encode_command(command)[:3] == bytes((codec.MAGIC, codec.KIND_COMMAND, 2))
+    assert codec.encode_command(command)[:3] == bytes((codec.MAGIC, codec.KIND_COMMAND, 3))
 
 
 def _record_fields(schema: object, name: str) -> set[str] | None:
@@ -94,8 +94,8 @@ def _record_fields(schema: object, name: str) -> set[str] | None:
 @pytest.mark.parametrize(
     ("schema_file", "types"),
     [
-        ("command.v2.avsc", typing.get_args(m.Command)),
-        ("event.v3.avsc", (*typing.get_args(m.EventBody), m.Event, m.RetryPolicy)),
+        ("command.v3.avsc", typing.get_args(m.Command)),
+        ("event.v4.avsc", (*typing.get_args(m.EventBody), m.Event, m.RetryPolicy)),
         ("task.v1.avsc", (m.ActivityTask,)),
         ("closed.v1.avsc", (m.ClosedWorkflow,)),
         ("reply.v1.avsc", (m.ReplyToCaller,)),
