@@ -239,3 +239,22 @@ def test_an_unknown_child_type_fails_the_start_in_the_parent() -> None:
     failed = env.failure("t1")
     assert failed.error_type == "ChildWorkflowError"
     assert "unknown_workflow_type" in failed.message and "shipmnet" in failed.message
+
+
+def test_the_checkout_batch_example_runs_one_child_per_order() -> None:
+    from sagaflow.examples.checkout import registry
+    from sagaflow.examples.shop import InMemoryShop
+
+    shop = InMemoryShop()
+    order = {"sku": "sku-1", "quantity": 1, "card": "tok", "address": "a", "email": "e"}
+    orders = [
+        {**order, "order_id": "a", "amount_cents": 100},
+        {**order, "order_id": "b", "amount_cents": 500_000, "approval_timeout_s": 5},
+    ]
+    with WorkflowEnvironment(registry, resources={"shop": shop}) as env:
+        env.start("checkout_batch", {"orders": orders}, workflow_id="batch")
+        env.run()
+        outcome = env.result("batch")
+    assert outcome["a"]["status"] == "completed"
+    assert outcome["b"]["status"] == "failed"
+    assert "SignalTimeoutError" in outcome["b"]["error"]
