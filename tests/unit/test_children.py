@@ -258,3 +258,55 @@ def test_the_checkout_batch_example_runs_one_child_per_order() -> None:
     assert outcome["a"]["status"] == "completed"
     assert outcome["b"]["status"] == "failed"
     assert "SignalTimeoutError" in outcome["b"]["error"]
+
+
+def test_child_records_round_trip_and_older_writers_decode_without_a_parent() -> None:
+    import io
+    import json
+
+    import fastavro
+
+    from sagaflow import codec
+    from tests.unit.test_codec import REPO_SCHEMAS
+
+    start = m.StartWorkflow("c", "shipment", b"1", None, "s", "p", "run-p", 4)
+    assert codec.decode_command(codec.encode_command(start)) == start
+    for body in (
+        m.WorkflowStarted("shipment", 1, b"1", 7, "s", "", "p", "run-p", 4),
+        m.ChildWorkflowStarted(4, "c", "shipment", 0, b"1", "abandon"),
+        m.ChildWorkflowCompleted(4, "c", "run-c", b"2"),
+        m.ChildWorkflowFailed(4, "c", "", "start_failed", "duplicate_workflow_id", "exists"),
+    ):
+        event = m.Event("p", 5, "run-p", 9, body)
+        assert codec.decode_event(codec.encode_event(event)) == event
+
+    # A start written with command schema v2 (before children) has no parent.
+    v2 = fastavro.parse_schema(json.loads((REPO_SCHEMAS / "command.v2.avsc").read_text()))
+    buffer = io.BytesIO()
+    buffer.write(bytes((codec.MAGIC, codec.KIND_COMMAND, 2)))
+    fields = {"workflow_id": "c", "workflow_type": "t", "input": b"1", "version": None}
+    fastavro.schemaless_writer(
+        buffer, v2, {"body": ("sagaflow.StartWorkflow", {**fields, "command_id": "s"})}
+    )
+    old = codec.decode_command(buffer.getvalue())
+    assert isinstance(old, m.StartWorkflow) and old.parent_workflow_id == ""
+
+
+def test_a_parent_history_replayed_against_code_starting_another_child_is_nondeterministic() -> (
+    None
+):
+    from pathlib import Path
+
+    from sagaflow.core.errors import NonDeterminismError
+    from sagaflow.testing import history_from_json
+
+    path = Path(__file__).parents[1] / "histories" / "checkout_batch_children.json"
+    history = history_from_json(path.read_text())
+    other = Registry()
+
+    @other.workflow(name="checkout_batch", version=1)
+    async def checkout_batch(ctx: WorkflowContext, batch: Any) -> Any:
+        return await ctx.execute_child_workflow("refund_all", batch)
+
+    with pytest.raises(NonDeterminismError, match=r"started child workflow 'refund_all'"):
+        replay(other, history)
