@@ -310,3 +310,38 @@ def test_a_parent_history_replayed_against_code_starting_another_child_is_nondet
 
     with pytest.raises(NonDeterminismError, match=r"started child workflow 'refund_all'"):
         replay(other, history)
+
+
+def test_sagaflow_show_names_the_parent_and_the_pending_children() -> None:
+    from datetime import UTC, datetime
+
+    from sagaflow.cli.views import _show_text
+
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    row: dict[str, Any] = {
+        "workflow_id": "batch",
+        "run_id": "r",
+        "type": "checkout_batch",
+        "version": 1,
+        "status": "running",
+        "created_at": at,
+        "updated_at": at,
+        "last_seq": 3,
+        "input": {},
+        "result": None,
+        "error": None,
+        "current_step": None,
+        "pending_activities": {},
+        "pending_timers": [],
+        "received_signals": [],
+        "signal_waits": [],
+        "cancel_requested": False,
+        "parked": None,
+        "parent": {"workflow_id": "nightly", "run_id": "rp", "child_seq": 7},
+        "pending_children": [
+            {"workflow_id": "o-1", "type": "checkout", "seq": 2, "parent_close_policy": "abandon"}
+        ],
+    }
+    text = _show_text("batch", row, [])
+    assert "parent    nightly (child step 7)" in text
+    assert "child     o-1 checkout running (step 2, on parent close: abandon)" in text
