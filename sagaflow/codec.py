@@ -13,9 +13,12 @@ message of the expected kind raise DecodeError, never anything else.
 
 History of versions: event v1 -> v2 added WorkflowStarted.continued_from_run_id (default "");
 closed v1 (the closed-workflows index) is new; command v1 -> v2 added ReportChildClosed;
-reply v1 (answers to waiting callers) is new; event v2 -> v3 added SignalWaitStarted;
-command v2 -> v3 added StartWorkflow's parent reference and event v3 -> v4 WorkflowStarted's,
-with ChildWorkflowStarted, ChildWorkflowCompleted and ChildWorkflowFailed (child workflows).
+reply v1 (answers to waiting callers) is new; event v2 -> v3 added SignalWaitStarted; command
+v2 -> v3 added TerminateWorkflow and StartWorkflow's execution_timeout_ms/run_timeout_ms; event
+v3 -> v4 added WorkflowTerminated, WorkflowTimedOut and WorkflowStarted's
+execution_deadline_ms/run_timeout_ms. Command v3 -> v4 added StartWorkflow's parent
+reference and event v4 -> v5 WorkflowStarted's, with ChildWorkflowStarted,
+ChildWorkflowCompleted and ChildWorkflowFailed (child workflows).
 """
 
 from __future__ import annotations
@@ -61,7 +64,7 @@ _KIND_NAMES = {
     KIND_CLOSED: "closed",
     KIND_REPLY: "reply",
 }
-CURRENT_VERSIONS = {KIND_COMMAND: 3, KIND_EVENT: 4, KIND_TASK: 1, KIND_CLOSED: 1, KIND_REPLY: 1}
+CURRENT_VERSIONS = {KIND_COMMAND: 4, KIND_EVENT: 5, KIND_TASK: 1, KIND_CLOSED: 1, KIND_REPLY: 1}
 _NAMESPACE = "sagaflow."
 
 _DECODE_FAILURES = (

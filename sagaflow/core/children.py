@@ -23,9 +23,12 @@ from sagaflow.core.messages import (
     ParentClosePolicy,
     ReportChildClosed,
     StartWorkflow,
+    TerminateWorkflow,
     WorkflowCancelled,
     WorkflowCompleted,
     WorkflowFailed,
+    WorkflowTerminated,
+    WorkflowTimedOut,
 )
 from sagaflow.core.state import ChildState, WorkflowState
 
@@ -73,6 +76,11 @@ def report_closed(child: WorkflowState, closing: EventBody) -> CommandToWorkflow
         error_type, message = closing.error_type, closing.message
     elif isinstance(closing, WorkflowCancelled):
         error_type, message = "CancelledError", closing.reason or "cancelled"
+    elif isinstance(closing, WorkflowTerminated):
+        by = f" by {closing.by}" if closing.by else ""
+        error_type, message = "Terminated", f"terminated{by}: {closing.reason}"
+    elif isinstance(closing, WorkflowTimedOut):
+        error_type, message = "TimedOut", f"its {closing.timeout} timeout passed"
     else:
         # A closing event added later (terminated, ...): its description says what happened.
         error_type, message = type(closing).__name__, describe(closing)
@@ -100,7 +108,9 @@ def apply_close_policy(parent: WorkflowState, status: str) -> list[CommandToWork
     return out
 
 
-def _policy_command(parent: WorkflowState, child: ChildState, status: str) -> CancelWorkflow | None:
+def _policy_command(
+    parent: WorkflowState, child: ChildState, status: str
+) -> CancelWorkflow | TerminateWorkflow | None:
     reason = f"parent {parent.workflow_id!r} closed ({status}); parent close policy "
     command_id = f"parent-closed:{parent.workflow_id}/{child.seq}"
     match child.parent_close_policy:
@@ -109,9 +119,12 @@ def _policy_command(parent: WorkflowState, child: ChildState, status: str) -> Ca
         case ParentClosePolicy.REQUEST_CANCEL:
             return CancelWorkflow(child.workflow_id, reason + "request_cancel", command_id)
         case _:
-            # TERMINATE: until a TerminateWorkflow command exists, the child is cancelled (its
-            # code is told at once and closes as cancelled).
-            return CancelWorkflow(child.workflow_id, reason + "terminate", command_id)
+            return TerminateWorkflow(
+                child.workflow_id,
+                reason + "terminate",
+                f"parent {parent.workflow_id}",
+                command_id,
+            )
 
 
 def child_outcome(

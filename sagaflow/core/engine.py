@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import assert_never
 
 from sagaflow.core import children
-from sagaflow.core.admission import check_payloads, reject
+from sagaflow.core.admission import check_payloads, refuse_late_report, reject
 from sagaflow.core.driver import (
     CodeCommand,
     ContinueAsNewCommand,
@@ -50,11 +50,14 @@ from sagaflow.core.messages import (
     SignalWorkflow,
     StartWorkflow,
     StepView,
+    TerminateWorkflow,
     TimerFired,
     TimerStarted,
     WorkflowContinuedAsNew,
     WorkflowParked,
     WorkflowStarted,
+    WorkflowTerminated,
+    WorkflowTimedOut,
     WorkflowUnparked,
     idempotency_key,
 )
@@ -92,6 +95,14 @@ class _Batch:
         return Decision(
             tuple(self.events), tuple(self.effects), tuple(self.closed), tuple(self.steps)
         )
+
+
+@dataclass(frozen=True)
+class _Timeouts:
+    """A workflow's own timeouts, carried from its start to every run it continues into."""
+
+    execution_deadline_ms: int = 0
+    run_timeout_ms: int = 0
 
 
 class Engine:
@@ -238,10 +249,11 @@ class Engine:
         batch = _Batch()
         state = self._open.get(workflow_id)
         if state is None:
-            if workflow_id in self._closed:
-                if COMMAND_KINDS[type(command)].reports_activity or isinstance(
-                    command, ReportChildClosed
-                ):
+            closed = self._closed.get(workflow_id)
+            if closed is not None:
+                if COMMAND_KINDS[type(command)].reports_activity:
+                    return refuse_late_report(command, closed, now_ms)
+                if isinstance(command, ReportChildClosed):
                     # A child outliving its parent (abandoned, or still closing when the
                     # parent closed) reports to nobody: nothing to record.
                     return Decision()
@@ -249,7 +261,7 @@ class Engine:
                     command,
                     now_ms,
                     "workflow_closed",
-                    f"workflow {workflow_id!r} is already {self._closed[workflow_id].status}",
+                    f"workflow {workflow_id!r} is already {closed.status}",
                 )
             return reject(
                 command, now_ms, "workflow_not_found", f"no workflow {workflow_id!r} here"
@@ -266,6 +278,8 @@ class Engine:
                 self._handle_signal_workflow(batch, state, command, now_ms)
             case CancelWorkflow():
                 self._handle_cancel_workflow(batch, state, command, now_ms)
+            case TerminateWorkflow():
+                self._handle_terminate_workflow(batch, state, command, now_ms)
             case CompleteActivity():
                 self._handle_complete_activity(batch, state, command, now_ms)
             case FailActivity():
@@ -326,7 +340,19 @@ class Engine:
         state.parent_run_id = command.parent_run_id
         state.parent_child_seq = command.parent_child_seq
         batch = _Batch()
-        self._start_run(batch, state, definition, command.input, now_ms, command.command_id, "")
+        execution_deadline = (
+            now_ms + command.execution_timeout_ms if command.execution_timeout_ms else 0
+        )
+        self._start_run(
+            batch,
+            state,
+            definition,
+            command.input,
+            now_ms,
+            command.command_id,
+            "",
+            _Timeouts(execution_deadline, command.run_timeout_ms),
+        )
         return self._finish(batch, now_ms)
 
     def _handle_signal_workflow(
@@ -342,6 +368,14 @@ class Engine:
     ) -> None:
         if not state.cancel_requested:
             self._activate(batch, state, CancelRequested(command.reason), now_ms)
+
+    def _handle_terminate_workflow(
+        self, batch: _Batch, state: WorkflowState, command: TerminateWorkflow, now_ms: int
+    ) -> None:
+        """Close now without running the code (running or parked alike): nothing compensates,
+        and the open activities and timers close with it (late reports are refused)."""
+        self._drivers.pop(state.workflow_id, None)
+        self._append(batch, state, WorkflowTerminated(command.reason, command.by), now_ms)
 
     def _handle_complete_activity(
         self, batch: _Batch, state: WorkflowState, command: CompleteActivity, now_ms: int
@@ -410,10 +444,17 @@ class Engine:
                 activity_due = activity.next_due_ms()
                 if activity_due is not None and activity_due <= now_ms:
                     due.append((activity_due, activity.seq, "activity"))
+            deadline = state.deadline()
+            if deadline is not None and deadline[1] <= now_ms:
+                due.append((deadline[1], 0, deadline[0]))
             if not due:
                 return
-            _, seq, kind = min(due)
-            if kind == "timer":
+            at, seq, kind = min(due)
+            if kind in ("execution", "run"):
+                # Like a terminate, by the clock: no code runs, nothing compensates.
+                self._drivers.pop(state.workflow_id, None)
+                self._append(batch, state, WorkflowTimedOut(kind, at), now_ms)
+            elif kind == "timer":
                 self._activate(batch, state, TimerFired(seq), now_ms)
             else:
                 self._fire_activity(batch, state, state.activities[seq], now_ms)
@@ -475,6 +516,7 @@ class Engine:
         now_ms: int,
         command_id: str,
         continued_from_run_id: str,
+        timeouts: _Timeouts,
     ) -> None:
         workflow_id = state.workflow_id
         run_id = derive_run_id(workflow_id, state.last_seq + 1)
@@ -485,6 +527,8 @@ class Engine:
             random_seed=derive_random_seed(workflow_id, run_id),
             command_id=command_id,
             continued_from_run_id=continued_from_run_id,
+            execution_deadline_ms=timeouts.execution_deadline_ms,
+            run_timeout_ms=timeouts.run_timeout_ms,
             parent_workflow_id=state.parent_workflow_id,
             parent_run_id=state.parent_run_id,
             parent_child_seq=state.parent_child_seq,
@@ -569,7 +613,14 @@ class Engine:
             state.quarantine(str(err))
             return
         self._start_run(
-            batch, state, definition, command.input, now_ms, state.start_command_id, old_run_id
+            batch,
+            state,
+            definition,
+            command.input,
+            now_ms,
+            state.start_command_id,
+            old_run_id,
+            _Timeouts(state.execution_deadline_ms, state.run_timeout_ms),
         )
 
     # ------------------------------------------------------------------ events

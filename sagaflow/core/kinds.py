@@ -165,6 +165,18 @@ EVENT_KINDS: Mapping[type, EventKind] = {
         lambda b: "workflow cancelled",
         WorkflowStatus.CANCELLED,
     ),
+    m.WorkflowTerminated: EventKind(
+        Role.BOOKKEEPING,
+        lambda b: f"TERMINATED by {b.by or '(unknown)'}: {b.reason or '(no reason)'}",
+        lambda b: "workflow terminated",
+        WorkflowStatus.TERMINATED,
+    ),
+    m.WorkflowTimedOut: EventKind(
+        Role.BOOKKEEPING,
+        lambda b: f"TIMED OUT: its {b.timeout} timeout passed at {when(b.deadline_ms)}",
+        lambda b: f"workflow {b.timeout} timed out",
+        WorkflowStatus.TIMED_OUT,
+    ),
     m.WorkflowContinuedAsNew: EventKind(
         Role.COMMAND,
         lambda b: f"continued as new run {b.new_run_id} input={_short(b.input)}",
@@ -250,6 +262,9 @@ COMMAND_KINDS: Mapping[type, CommandKind] = {
         ("payload",), lambda c: f"signal {c.name} payload={_short(c.payload)}"
     ),
     m.CancelWorkflow: CommandKind((), lambda c: f"cancel: {c.reason or '(no reason)'}"),
+    m.TerminateWorkflow: CommandKind(
+        (), lambda c: f"terminate by {c.by or '(unknown)'}: {c.reason or '(no reason)'}"
+    ),
     m.CompleteActivity: CommandKind(
         ("result",),
         lambda c: f"activity step {c.activity_seq} attempt {c.attempt} completed",

@@ -32,8 +32,13 @@ class StartWorkflow:
     """Chosen by the sender, derived from what is started (see `start_command_id`), so a
     repeated identical start is the same command; echoed in a rejection. The engine answers a
     start whose command_id equals the workflow's recorded one with nothing (already started)."""
+    execution_timeout_ms: int = 0
+    """The whole workflow id, across continue-as-new runs, times out this long after it
+    starts; 0 = never. A timed-out workflow closes at once and runs no more code."""
+    run_timeout_ms: int = 0
+    """Each run times out this long after it starts; 0 = never."""
     parent_workflow_id: str = ""
-    """Set when a parent workflow starts this one as its child (command schema v3): the child
+    """Set when a parent workflow starts this one as its child (command schema v4): the child
     records its parent and reports its close back to it."""
     parent_run_id: str = ""
     parent_child_seq: int = 0
@@ -52,6 +57,19 @@ class SignalWorkflow:
 class CancelWorkflow:
     workflow_id: str
     reason: str = ""
+    command_id: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class TerminateWorkflow:
+    """Stop a workflow now: no more workflow code runs (so no compensation), its pending
+    activity tasks and timers are abandoned, and it closes as 'terminated' with who and why.
+    Unlike CancelWorkflow, the code is not asked; use it for a workflow that is stuck."""
+
+    workflow_id: str
+    reason: str
+    by: str = ""
+    """Who terminated it (a user, 'api', a parent workflow); recorded with the reason."""
     command_id: str = ""
 
 
@@ -115,13 +133,16 @@ Command: TypeAlias = (
     StartWorkflow
     | SignalWorkflow
     | CancelWorkflow
+    | TerminateWorkflow
     | CompleteActivity
     | FailActivity
     | HeartbeatActivity
     | ReportChildClosed
 )
 
-WorkflowCommand: TypeAlias = StartWorkflow | SignalWorkflow | CancelWorkflow | ReportChildClosed
+WorkflowCommand: TypeAlias = (
+    StartWorkflow | SignalWorkflow | CancelWorkflow | TerminateWorkflow | ReportChildClosed
+)
 """What one workflow may send another (start a child, signal, cancel, report a child's close)."""
 
 # --------------------------------------------------------------------------- events
@@ -147,8 +168,12 @@ class WorkflowStarted:
     command_id: str = ""
     """The creating StartWorkflow's command_id; a continued run carries it on."""
     continued_from_run_id: str = ""
+    execution_deadline_ms: int = 0
+    """When the workflow id times out (the same for every run it continues into); 0 = never."""
+    run_timeout_ms: int = 0
+    """This run times out this long after this event; 0 = never. Carried to continued runs."""
     parent_workflow_id: str = ""
-    """The parent workflow, when this one was started as a child (event schema v4); a continued
+    """The parent workflow, when this one was started as a child (event schema v5); a continued
     run keeps it, so the last run reports the close."""
     parent_run_id: str = ""
     parent_child_seq: int = 0
@@ -251,7 +276,7 @@ class ParentClosePolicy(StrEnum):
     cancelled or terminated, or continues as new)."""
 
     TERMINATE = "terminate"
-    """The child is stopped at once (CancelWorkflow until TerminateWorkflow exists)."""
+    """The child is terminated: stopped at once, nothing compensated."""
     REQUEST_CANCEL = "request_cancel"
     """The child gets a CancelWorkflow: its code may compensate and close as cancelled."""
     ABANDON = "abandon"
@@ -262,7 +287,7 @@ class ParentClosePolicy(StrEnum):
 class ChildWorkflowStarted:
     """Workflow code started a child workflow. The StartWorkflow for it (carrying this run as
     its parent) is produced in the same transaction; the child's outcome comes back as
-    ChildWorkflowCompleted or ChildWorkflowFailed. Since event schema v4."""
+    ChildWorkflowCompleted or ChildWorkflowFailed. Since event schema v5."""
 
     child_seq: int
     child_workflow_id: str
@@ -328,6 +353,25 @@ class WorkflowCancelled:
 
 
 @dataclass(frozen=True, slots=True)
+class WorkflowTerminated:
+    """Closed by a TerminateWorkflow command: no workflow code ran for it, so nothing was
+    compensated and pending activities and timers were abandoned."""
+
+    reason: str
+    by: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class WorkflowTimedOut:
+    """The workflow's execution or run timeout passed: it closed at once, no more code ran
+    (nothing was compensated), its pending activities and timers were abandoned."""
+
+    timeout: str
+    """'execution' (the whole workflow id) or 'run' (this run)."""
+    deadline_ms: int
+
+
+@dataclass(frozen=True, slots=True)
 class WorkflowContinuedAsNew:
     new_run_id: str
     input: bytes
@@ -376,6 +420,8 @@ EventBody: TypeAlias = (
     | WorkflowCompleted
     | WorkflowFailed
     | WorkflowCancelled
+    | WorkflowTerminated
+    | WorkflowTimedOut
     | WorkflowContinuedAsNew
     | WorkflowParked
     | WorkflowUnparked
@@ -385,7 +431,14 @@ EventBody: TypeAlias = (
     | ChildWorkflowFailed
 )
 
-CLOSING_EVENTS = (WorkflowCompleted, WorkflowFailed, WorkflowCancelled, WorkflowContinuedAsNew)
+CLOSING_EVENTS = (
+    WorkflowCompleted,
+    WorkflowFailed,
+    WorkflowCancelled,
+    WorkflowTerminated,
+    WorkflowTimedOut,
+    WorkflowContinuedAsNew,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -419,7 +472,7 @@ class ClosedWorkflow:
     run_id: str
     """The last run's id."""
     status: str
-    """'completed', 'failed' or 'cancelled'."""
+    """'completed', 'failed', 'cancelled', 'terminated' or 'timed_out'."""
     start_command_id: str
     """command_id of the StartWorkflow that created the workflow ("" if it is not known)."""
     last_seq: int

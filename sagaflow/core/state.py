@@ -35,6 +35,8 @@ from sagaflow.core.messages import (
     WorkflowFailed,
     WorkflowParked,
     WorkflowStarted,
+    WorkflowTerminated,
+    WorkflowTimedOut,
     WorkflowUnparked,
 )
 from sagaflow.core.status import CLOSED_STATUSES, WorkflowStatus
@@ -45,6 +47,8 @@ QUARANTINED = WorkflowStatus.QUARANTINED
 COMPLETED = WorkflowStatus.COMPLETED
 FAILED = WorkflowStatus.FAILED
 CANCELLED = WorkflowStatus.CANCELLED
+TERMINATED = WorkflowStatus.TERMINATED
+TIMED_OUT = WorkflowStatus.TIMED_OUT
 CONTINUED_AS_NEW = WorkflowStatus.CONTINUED_AS_NEW
 IDLE_AFTER_MS = 60_000
 """Nothing due sooner than this (and no activity in flight): the workflow is idle."""
@@ -113,6 +117,11 @@ class WorkflowState:
     cancel_requested: bool = False
     signal_command_ids: set[str] = field(default_factory=set)
     """command_ids of signals received in this run, so a redelivered signal adds nothing."""
+    execution_deadline_ms: int = 0
+    """When the workflow id times out; 0 = never (kept across runs)."""
+    run_deadline_ms: int = 0
+    """When the current run times out; 0 = never."""
+    run_timeout_ms: int = 0
     parent_workflow_id: str = ""
     """The parent this workflow reports its close to ("" when it is not a child)."""
     parent_run_id: str = ""
@@ -137,7 +146,25 @@ class WorkflowState:
             return None
         dues = [d for a in self.activities.values() if (d := a.next_due_ms()) is not None]
         dues.extend(self.timers.values())
+        deadline = self.deadline()
+        if deadline is not None:
+            dues.append(deadline[1])
         return min(dues) if dues else None
+
+    def deadline(self) -> tuple[str, int] | None:
+        """The workflow's own timeout that comes first: ('execution' | 'run', at ms)."""
+        found = [
+            (at, kind)
+            for kind, at in (
+                ("execution", self.execution_deadline_ms),
+                ("run", self.run_deadline_ms),
+            )
+            if at
+        ]
+        if not found:
+            return None
+        at, kind = min(found)
+        return kind, at
 
     def is_idle(self, now_ms: int) -> bool:
         """Running with no activity in flight and nothing due within IDLE_AFTER_MS: waiting for
@@ -189,6 +216,11 @@ class WorkflowState:
         self.children = {}
         self.closed_children = set()
         self.parked_kind = self.parked_message = ""
+        self.execution_deadline_ms = body.execution_deadline_ms
+        self.run_timeout_ms = body.run_timeout_ms
+        self.run_deadline_ms = (
+            event.recorded_at_ms + body.run_timeout_ms if body.run_timeout_ms else 0
+        )
         self.history = [event]
 
     def _apply_activity_scheduled(self, event: Event, body: ActivityScheduled) -> None:
@@ -284,6 +316,12 @@ class WorkflowState:
     def _apply_workflow_cancelled(self, event: Event, body: WorkflowCancelled) -> None:
         self._close(CANCELLED)
 
+    def _apply_workflow_terminated(self, event: Event, body: WorkflowTerminated) -> None:
+        self._close(TERMINATED)
+
+    def _apply_workflow_timed_out(self, event: Event, body: WorkflowTimedOut) -> None:
+        self._close(TIMED_OUT)
+
     def _apply_workflow_continued_as_new(self, event: Event, body: WorkflowContinuedAsNew) -> None:
         self._close(CONTINUED_AS_NEW)
 
@@ -326,6 +364,8 @@ _APPLIERS: dict[type, Callable[[WorkflowState, Event, Any], None]] = {
     WorkflowCompleted: WorkflowState._apply_workflow_completed,
     WorkflowFailed: WorkflowState._apply_workflow_failed,
     WorkflowCancelled: WorkflowState._apply_workflow_cancelled,
+    WorkflowTerminated: WorkflowState._apply_workflow_terminated,
+    WorkflowTimedOut: WorkflowState._apply_workflow_timed_out,
     WorkflowContinuedAsNew: WorkflowState._apply_workflow_continued_as_new,
     WorkflowParked: WorkflowState._apply_workflow_parked,
     WorkflowUnparked: WorkflowState._apply_workflow_unparked,

@@ -41,6 +41,8 @@ from sagaflow.core.messages import (
     WorkflowFailed,
     WorkflowParked,
     WorkflowStarted,
+    WorkflowTerminated,
+    WorkflowTimedOut,
     WorkflowUnparked,
 )
 from sagaflow.core.status import LISTED_STATUSES, WorkflowStatus
@@ -342,6 +344,26 @@ def _apply_workflow_cancelled(row: WorkflowRow, event: Event) -> None:
     row.error = {"type": "cancelled", "message": body.reason, "details": None}
 
 
+def _apply_workflow_terminated(row: WorkflowRow, event: Event) -> None:
+    body = event.body
+    assert isinstance(body, WorkflowTerminated)
+    _close(row, WorkflowStatus.TERMINATED)
+    row.error = {"type": "terminated", "message": body.reason, "by": body.by, "details": None}
+
+
+def _apply_workflow_timed_out(row: WorkflowRow, event: Event) -> None:
+    body = event.body
+    assert isinstance(body, WorkflowTimedOut)
+    _close(row, WorkflowStatus.TIMED_OUT)
+    row.error = {
+        "type": "timed_out",
+        "message": f"its {body.timeout} timeout passed",
+        "timeout": body.timeout,
+        "deadline_ms": body.deadline_ms,
+        "details": None,
+    }
+
+
 def _apply_workflow_continued_as_new(row: WorkflowRow, event: Event) -> None:
     body = event.body
     assert isinstance(body, WorkflowContinuedAsNew)
@@ -387,6 +409,8 @@ _APPLIERS: dict[type[Any], Callable[[WorkflowRow, Event], None]] = {
     WorkflowCompleted: _apply_workflow_completed,
     WorkflowFailed: _apply_workflow_failed,
     WorkflowCancelled: _apply_workflow_cancelled,
+    WorkflowTerminated: _apply_workflow_terminated,
+    WorkflowTimedOut: _apply_workflow_timed_out,
     WorkflowContinuedAsNew: _apply_workflow_continued_as_new,
     MarkerRecorded: _apply_nothing,
     CommandRejected: _apply_nothing,

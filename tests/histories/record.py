@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from sagaflow.core.messages import TerminateWorkflow
 from sagaflow.examples.checkout import registry
 from sagaflow.examples.shop import InMemoryShop
 from sagaflow.testing import WorkflowEnvironment, history_to_json
@@ -78,7 +79,16 @@ def main() -> None:
     e.run()
     record("checkout_approved_wait_recorded", e, "order-8")
 
-    # Recorded with event schema v4: a parent and its children, each child its own history
+    # Event schema v4: terminated while it waits for approval; nothing is compensated.
+    e = env()
+    e.start("checkout", BIG, workflow_id="order-9")
+    e.run(advance_time=False)
+    e.advance(60)
+    e.send(TerminateWorkflow("order-9", "fraud suspected", "ops:dana", "terminate-1"))
+    e.run()
+    record("checkout_terminated", e, "order-9")
+
+    # Recorded with event schema v5: a parent and its children, each child its own history
     # whose WorkflowStarted names the parent.
     e = env()
     batch = {

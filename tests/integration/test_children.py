@@ -17,6 +17,7 @@ from sagaflow.core.messages import (
     WorkflowCancelled,
     WorkflowCompleted,
     WorkflowStarted,
+    WorkflowTerminated,
 )
 from tests.children_support import id_on, row, two_orchestrators
 from tests.sagas import Deployment, order
@@ -108,8 +109,16 @@ def test_cancelling_a_parent_follows_its_parent_close_policy(
         ending = d.wait_closed([child], timeout_s=60)[child].body
         assert isinstance(ending, WorkflowCompleted)
         assert sorted(r["kind"] for r in d.ledger([child])) == ["charge"]
-    else:
+    elif policy == "request_cancel":
+        # The child's code is told: it compensates (refunds) and closes as cancelled.
         ending = d.wait_closed([child], timeout_s=60)[child].body
         assert isinstance(ending, WorkflowCancelled)
         assert f"parent {parent!r} closed (cancelled)" in ending.reason
         assert sorted(r["kind"] for r in d.ledger([child])) == ["charge", "refund"]
+    else:
+        # Terminated: stopped at once, nothing compensated.
+        ending = d.wait_closed([child], timeout_s=60)[child].body
+        assert isinstance(ending, WorkflowTerminated)
+        assert f"parent {parent!r} closed (cancelled)" in ending.reason
+        assert ending.by == f"parent {parent}"
+        assert sorted(r["kind"] for r in d.ledger([child])) == ["charge"]

@@ -172,7 +172,7 @@ def test_a_report_from_a_stranger_is_rejected_as_child_unknown(env: WorkflowEnvi
 @pytest.mark.parametrize(
     ("policy", "child_status"),
     [
-        (ParentClosePolicy.TERMINATE, "cancelled"),
+        (ParentClosePolicy.TERMINATE, "terminated"),
         (ParentClosePolicy.REQUEST_CANCEL, "cancelled"),
         (ParentClosePolicy.ABANDON, "running"),
     ],
@@ -195,9 +195,12 @@ def test_cancelling_the_parent_follows_the_parent_close_policy(
         assert env.status("o5/child-2") == "completed"  # its report reached nobody, quietly
         assert not env.rejections
     else:
-        cancelled = bodies(env, "o5/child-2")[-1]
-        assert isinstance(cancelled, m.WorkflowCancelled)
-        assert f"parent 'o5' closed (cancelled); parent close policy {policy}" in (cancelled.reason)
+        closing = bodies(env, "o5/child-2")[-1]
+        expected = (
+            m.WorkflowTerminated if policy is ParentClosePolicy.TERMINATE else m.WorkflowCancelled
+        )
+        assert isinstance(closing, expected)
+        assert f"parent 'o5' closed (cancelled); parent close policy {policy}" in closing.reason
 
 
 def test_parent_and_child_histories_replay_deterministically(env: WorkflowEnvironment) -> None:
@@ -269,10 +272,28 @@ def test_child_records_round_trip_and_older_writers_decode_without_a_parent() ->
     from sagaflow import codec
     from tests.unit.test_codec import REPO_SCHEMAS
 
-    start = m.StartWorkflow("c", "shipment", b"1", None, "s", "p", "run-p", 4)
+    start = m.StartWorkflow(
+        "c",
+        "shipment",
+        b"1",
+        None,
+        "s",
+        parent_workflow_id="p",
+        parent_run_id="run-p",
+        parent_child_seq=4,
+    )
     assert codec.decode_command(codec.encode_command(start)) == start
     for body in (
-        m.WorkflowStarted("shipment", 1, b"1", 7, "s", "", "p", "run-p", 4),
+        m.WorkflowStarted(
+            "shipment",
+            1,
+            b"1",
+            7,
+            "s",
+            parent_workflow_id="p",
+            parent_run_id="run-p",
+            parent_child_seq=4,
+        ),
         m.ChildWorkflowStarted(4, "c", "shipment", 0, b"1", "abandon"),
         m.ChildWorkflowCompleted(4, "c", "run-c", b"2"),
         m.ChildWorkflowFailed(4, "c", "", "start_failed", "duplicate_workflow_id", "exists"),

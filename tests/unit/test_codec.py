@@ -70,9 +70,9 @@ def _sample(hint: object) -> object:
 
 def test_writers_use_the_newest_schema_version() -> None:
     event = m.Event("w", 1, "r", 0, m.TimerFired(1))
-    assert codec.encode_event(event)[:3] == bytes((codec.MAGIC, codec.KIND_EVENT, 4))
+    assert codec.encode_event(event)[:3] == bytes((codec.MAGIC, codec.KIND_EVENT, 5))
     command = m.CancelWorkflow("w")
-    assert codec.encode_command(command)[:3] == bytes((codec.MAGIC, codec.KIND_COMMAND, 3))
+    assert codec.encode_command(command)[:3] == bytes((codec.MAGIC, codec.KIND_COMMAND, 4))
 
 
 def _record_fields(schema: object, name: str) -> set[str] | None:
@@ -94,8 +94,8 @@ def _record_fields(schema: object, name: str) -> set[str] | None:
 @pytest.mark.parametrize(
     ("schema_file", "types"),
     [
-        ("command.v3.avsc", typing.get_args(m.Command)),
-        ("event.v4.avsc", (*typing.get_args(m.EventBody), m.Event, m.RetryPolicy)),
+        ("command.v4.avsc", typing.get_args(m.Command)),
+        ("event.v5.avsc", (*typing.get_args(m.EventBody), m.Event, m.RetryPolicy)),
         ("task.v1.avsc", (m.ActivityTask,)),
         ("closed.v1.avsc", (m.ClosedWorkflow,)),
         ("reply.v1.avsc", (m.ReplyToCaller,)),
@@ -188,3 +188,42 @@ def test_new_commands_and_replies_round_trip() -> None:
     assert codec.decode_reply(data) == reply
     with pytest.raises(codec.DecodeError, match="found a reply"):
         codec.decode_command(data)
+
+
+def _written_with(kind: int, schema_file: str, datum: dict[str, object]) -> bytes:
+    schema = fastavro.parse_schema(json.loads((REPO_SCHEMAS / schema_file).read_text()))
+    version = int(schema_file.split(".v")[1].split(".", maxsplit=1)[0])
+    buffer = io.BytesIO()
+    buffer.write(bytes((codec.MAGIC, kind, version)))
+    fastavro.schemaless_writer(buffer, schema, datum)
+    return buffer.getvalue()
+
+
+def test_records_of_every_shipped_version_decode_with_todays_reader() -> None:
+    """v2 commands and v3 events were written before the timeouts were fields: they read as 0."""
+    start = {"workflow_id": "w", "workflow_type": "t", "input": b"1", "version": None}
+    for schema_file in ("command.v1.avsc", "command.v2.avsc"):
+        data = _written_with(
+            codec.KIND_COMMAND,
+            schema_file,
+            {"body": ("sagaflow.StartWorkflow", {**start, "command_id": "c"})},
+        )
+        assert codec.decode_command(data) == m.StartWorkflow("w", "t", b"1", None, "c", 0, 0)
+    started = {
+        "workflow_type": "t",
+        "version": 1,
+        "input": b"1",
+        "random_seed": 3,
+        "command_id": "c",
+        "continued_from_run_id": "",
+    }
+    wait = {"name": "approve", "timer_seq": 4, "timeout_at_ms": 9}
+    for name, body, expected in [
+        ("WorkflowStarted", started, m.WorkflowStarted("t", 1, b"1", 3, "c", "", 0, 0)),
+        ("SignalWaitStarted", wait, m.SignalWaitStarted("approve", 4, 9)),
+    ]:
+        datum = {"workflow_id": "w", "seq": 1, "run_id": "r", "recorded_at_ms": 5}
+        data = _written_with(
+            codec.KIND_EVENT, "event.v3.avsc", {**datum, "body": (f"sagaflow.{name}", body)}
+        )
+        assert codec.decode_event(data).body == expected

@@ -36,6 +36,8 @@ SAMPLES: dict[type, m.EventBody] = {
     m.WorkflowCompleted: m.WorkflowCompleted(b"1"),
     m.WorkflowFailed: m.WorkflowFailed("Boom", "no", b"null"),
     m.WorkflowCancelled: m.WorkflowCancelled("changed mind"),
+    m.WorkflowTerminated: m.WorkflowTerminated("stuck", "ops:ann"),
+    m.WorkflowTimedOut: m.WorkflowTimedOut("run", 9_000),
     m.WorkflowContinuedAsNew: m.WorkflowContinuedAsNew("run-2", b"{}"),
     m.WorkflowParked: m.WorkflowParked("workflow_error", "bug"),
     m.WorkflowUnparked: m.WorkflowUnparked(),

@@ -73,6 +73,7 @@ from sagaflow.core.messages import (
     WorkflowFailed,
     WorkflowParked,
     WorkflowStarted,
+    WorkflowTerminated,
     WorkflowUnparked,
 )
 from sagaflow.metrics import OrchestratorMetrics
@@ -475,6 +476,23 @@ class Observer(Hooks):
         if isinstance(body, WorkflowUnparked):
             span = self._span(_name(body), event, run, run.context, SpanKind.INTERNAL, {})
             return _context(span), True
+        if isinstance(body, WorkflowTerminated):
+            # Decided by an operator's command, not by the code: the sender's span is linked.
+            span = self._span(
+                _name(body),
+                event,
+                run,
+                run.context,
+                SpanKind.CONSUMER,
+                {
+                    **received,
+                    "sagaflow.terminate.reason": body.reason,
+                    "sagaflow.terminate.by": body.by,
+                },
+                linked=sender,
+            )
+            del self._runs[wid]
+            return _context(span), False
         if isinstance(body, CLOSING_EVENTS):
             span = self._span(_name(body), event, run, cause or run.context, SpanKind.INTERNAL, {})
             if isinstance(body, WorkflowFailed):
