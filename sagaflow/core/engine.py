@@ -240,11 +240,11 @@ class Engine:
     def handle(self, command: Command, now_ms: int) -> Decision:
         """Decide and apply one command. Never raises for bad commands (a rejection event with
         seq 0) nor for bugs in workflow code (WorkflowParked). Duplicates decide nothing."""
+        if isinstance(command, StartWorkflow):
+            return self._handle_start_workflow(command, now_ms)
         rejected = check_payloads(command, self._max_payload_bytes, now_ms)
         if rejected is not None:
             return rejected
-        if isinstance(command, StartWorkflow):
-            return self._handle_start_workflow(command, now_ms)
         workflow_id = command.workflow_id
         batch = _Batch()
         state = self._open.get(workflow_id)
@@ -301,7 +301,8 @@ class Engine:
         return self._finish(batch, now_ms)
 
     def _handle_start_workflow(self, command: StartWorkflow, now_ms: int) -> Decision:
-        decision = self._start_workflow(command, now_ms)
+        rejected = check_payloads(command, self._max_payload_bytes, now_ms)
+        decision = rejected if rejected is not None else self._start_workflow(command, now_ms)
         rejection = decision.rejection
         if rejection is not None and command.parent_workflow_id:
             # A child that cannot start: its parent's await must fail, not wait for ever.

@@ -366,3 +366,38 @@ def test_sagaflow_show_names_the_parent_and_the_pending_children() -> None:
     text = _show_text("batch", row, [])
     assert "parent    nightly (child step 7)" in text
     assert "child     o-1 checkout running (step 2, on parent close: abandon)" in text
+
+
+def test_a_child_that_continues_as_new_reports_from_its_last_run() -> None:
+    registry = make_registry()
+
+    @registry.workflow(name="countdown", version=1)
+    async def countdown(ctx: WorkflowContext, n: int) -> Any:
+        if n > 0:
+            ctx.continue_as_new(n - 1)
+        return "liftoff"
+
+    @registry.workflow(name="launch", version=1)
+    async def launch(ctx: WorkflowContext, arg: Any) -> Any:
+        return await ctx.execute_child_workflow("countdown", 2)
+
+    env = WorkflowEnvironment(registry)
+    env.start("launch", None, workflow_id="l1")
+    env.run()
+    assert env.result("l1") == "liftoff"
+    starts = [b for b in bodies(env, "l1/child-2") if isinstance(b, m.WorkflowStarted)]
+    assert len(starts) == 3 and all(s.parent_workflow_id == "l1" for s in starts)
+
+
+def test_a_child_whose_input_is_too_large_fails_the_start_in_the_parent() -> None:
+    registry = make_registry()
+
+    @registry.workflow(name="big", version=1)
+    async def big(ctx: WorkflowContext, arg: Any) -> Any:
+        return await ctx.execute_child_workflow("shipment", "x" * 300)
+
+    env = WorkflowEnvironment(registry, max_payload_bytes=200)
+    env.start("big", None, workflow_id="b1")
+    env.run()
+    failed = env.failure("b1")
+    assert "could not be started (payload_too_large)" in failed.message
