@@ -13,7 +13,6 @@ from sagaflow.cli import commands, views
 from sagaflow.cli.output import EXIT_USAGE, CliError, emit
 from sagaflow.client import DeliveryError
 from sagaflow.config import Config
-from sagaflow.readmodel import queries
 
 Command = Callable[..., argparse.ArgumentParser]
 
@@ -65,34 +64,9 @@ def _control(action: str) -> Callable[[Config, argparse.Namespace], None]:
 
 
 def cmd_list(config: Config, args: argparse.Namespace) -> None:
-    filters = queries.Filters(
-        status="running", workflow_type=schedule.SCHEDULE_TYPE, id_prefix=schedule.ID_PREFIX
-    )
+    from sagaflow.readmodel.schedules import list_schedules
 
-    async def query(conn: Any) -> list[dict[str, Any]]:
-        page = await queries.list_workflows(conn, limit=args.limit, filters=filters)
-        rows = []
-        for summary in page.workflows:
-            row = await queries.get_workflow(conn, summary["workflow_id"])
-            if row is not None:
-                rows.append(row)
-        return rows
-
-    rows = views.read_model(config, query)
-    out = []
-    for row in rows:
-        spec = row.get("input") or {}
-        out.append(
-            {
-                "name": spec.get("name"),
-                "workflow_id": row["workflow_id"],
-                "workflow_type": spec.get("workflow_type"),
-                "interval_s": spec.get("interval_s"),
-                "overlap": spec.get("overlap"),
-                "paused": bool(spec.get("paused")),
-                "running_children": [c["workflow_id"] for c in row.get("pending_children") or []],
-            }
-        )
+    out = views.read_model(config, lambda conn: list_schedules(conn, args.limit))
     lines = [
         f"{s['name']:<24} {s['workflow_type']:<20} every {s['interval_s']}s  "
         f"{'PAUSED' if s['paused'] else 'active'}  overlap {s['overlap']}  "

@@ -6,7 +6,10 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+import urllib.error
+import urllib.request
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
@@ -14,6 +17,7 @@ from sagaflow import schedule
 from sagaflow.cli import main
 from sagaflow.core.messages import WorkflowCompleted
 from sagaflow.readmodel import queries
+from tests.children_support import free_port, owned
 from tests.sagas import Deployment
 from tests.support import assert_eventually
 
@@ -98,3 +102,49 @@ def test_a_schedule_catches_up_what_it_missed_while_its_orchestrator_was_down(
     assert_eventually(
         caught_up, timeout=90, message="fire times missed during the downtime were started"
     )
+
+
+def _call(port: int, method: str, path: str, body: object = None) -> tuple[int, dict[str, Any]]:
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}{path}",
+        data=data,
+        method=method,
+        headers={"Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read())
+
+
+def test_the_schedules_api_creates_lists_and_deletes(deployment: Deployment) -> None:
+    d = deployment
+    port = free_port()
+    d.orchestrator(SAGAFLOW_HTTP_PORT=str(port))
+    assert_eventually(lambda: bool(owned(port)), timeout=60, message="the orchestrator is up")
+    name = d.wid("api")
+    spec = {"name": name, "workflow_type": "checkout_batch", "interval_s": 2}
+
+    status, answer = _call(port, "POST", "/schedules", {**spec, "interval_s": 0})
+    assert (status, answer.get("field")) == (400, "interval_s")
+    status, answer = _call(port, "POST", "/schedules", {**spec, "every": 2})
+    assert (status, answer.get("field")) == (400, "every")
+    status, answer = _call(port, "POST", "/schedules", {**spec, "input": {"orders": []}})
+    assert status == 202 and answer["workflow_id"] == schedule.schedule_id(name)
+
+    def listed() -> bool:
+        code, body = _call(port, "GET", "/schedules")
+        return code == 200 and any(s["name"] == name for s in body["schedules"])
+
+    assert_eventually(listed, timeout=60, message="GET /schedules lists the new schedule")
+    assert_eventually(
+        lambda: any(s == "completed" for s in fired(d, name).values()),
+        timeout=60,
+        message="the schedule fired",
+    )
+    assert _call(port, "POST", f"/schedules/{name}/explode")[0] == 404
+    assert _call(port, "POST", f"/schedules/{name}/delete")[0] == 202
+    closed = d.wait_closed([schedule.schedule_id(name)], timeout_s=60)
+    assert isinstance(closed[schedule.schedule_id(name)].body, WorkflowCompleted)
