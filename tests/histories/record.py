@@ -88,7 +88,7 @@ def main() -> None:
     e.run()
     record("checkout_terminated", e, "order-9")
 
-    # Recorded with event schema v5: a parent and its children, each child its own history
+    # Recorded with event schema v6: a parent and its children, each child its own history
     # whose WorkflowStarted names the parent.
     e = env()
     batch = {
