@@ -44,7 +44,13 @@ from sagaflow.core.registry import (
     Registry,
     WorkflowDefinition,
 )
-from sagaflow.core.workflow import ActivityHandle, ChildWorkflowHandle, Saga, WorkflowContext
+from sagaflow.core.workflow import (
+    ActivityHandle,
+    ChildWorkflowHandle,
+    Saga,
+    WorkflowContext,
+    WorkflowView,
+)
 
 __all__ = [
     "ActivityCancelled",
@@ -71,4 +77,5 @@ __all__ = [
     "WorkflowCodeError",
     "WorkflowContext",
     "WorkflowDefinition",
+    "WorkflowView",
 ]

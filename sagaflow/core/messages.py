@@ -38,7 +38,7 @@ class StartWorkflow:
     run_timeout_ms: int = 0
     """Each run times out this long after it starts; 0 = never."""
     parent_workflow_id: str = ""
-    """Set when a parent workflow starts this one as its child (command schema v4): the child
+    """Set when a parent workflow starts this one as its child (command schema v5): the child
     records its parent and reports its close back to it."""
     parent_run_id: str = ""
     parent_child_seq: int = 0
@@ -129,6 +129,35 @@ class ReportChildClosed:
     command_id: str = ""
 
 
+@dataclass(frozen=True, slots=True)
+class QueryWorkflow:
+    """Read a workflow's state through one of its registered query handlers. Answered by the
+    orchestrator that owns the workflow with a ReplyToCaller (reply_to = request_id); never
+    recorded."""
+
+    workflow_id: str
+    name: str
+    args: bytes
+    """JSON payload handed to the query handler."""
+    request_id: str
+    """Chosen by the caller: the reply is keyed by it and carries it as its command_id."""
+    command_id: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class UpdateWorkflow:
+    """A signal that returns a result: validated first (a rejection records nothing), then
+    recorded (UpdateAccepted ... UpdateCompleted) and answered with a ReplyToCaller."""
+
+    workflow_id: str
+    name: str
+    args: bytes
+    update_id: str
+    """Deduplicates: a repeated update id is answered with the first one's recorded result."""
+    request_id: str
+    command_id: str = ""
+
+
 Command: TypeAlias = (
     StartWorkflow
     | SignalWorkflow
@@ -138,6 +167,8 @@ Command: TypeAlias = (
     | FailActivity
     | HeartbeatActivity
     | ReportChildClosed
+    | QueryWorkflow
+    | UpdateWorkflow
 )
 
 WorkflowCommand: TypeAlias = (
@@ -173,7 +204,7 @@ class WorkflowStarted:
     run_timeout_ms: int = 0
     """This run times out this long after this event; 0 = never. Carried to continued runs."""
     parent_workflow_id: str = ""
-    """The parent workflow, when this one was started as a child (event schema v6); a continued
+    """The parent workflow, when this one was started as a child (event schema v7); a continued
     run keeps it, so the last run reports the close."""
     parent_run_id: str = ""
     parent_child_seq: int = 0
@@ -309,7 +340,7 @@ class ParentClosePolicy(StrEnum):
 class ChildWorkflowStarted:
     """Workflow code started a child workflow. The StartWorkflow for it (carrying this run as
     its parent) is produced in the same transaction; the child's outcome comes back as
-    ChildWorkflowCompleted or ChildWorkflowFailed. Since event schema v6."""
+    ChildWorkflowCompleted or ChildWorkflowFailed. Since event schema v7."""
 
     child_seq: int
     child_workflow_id: str
@@ -348,6 +379,27 @@ class ChildWorkflowFailed:
 @dataclass(frozen=True, slots=True)
 class CancelRequested:
     reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class UpdateAccepted:
+    """An update passed its validator; its handler runs as workflow code from here."""
+
+    update_id: str
+    name: str
+    args: bytes
+    request_id: str
+    """The caller waiting for the result (answered when UpdateCompleted is recorded)."""
+
+
+@dataclass(frozen=True, slots=True)
+class UpdateCompleted:
+    """The update handler returned (error_type "") or raised a FailureError."""
+
+    update_id: str
+    result: bytes
+    error_type: str = ""
+    message: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -441,6 +493,8 @@ EventBody: TypeAlias = (
     | SignalWaitStarted
     | CancelRequested
     | MarkerRecorded
+    | UpdateAccepted
+    | UpdateCompleted
     | WorkflowCompleted
     | WorkflowFailed
     | WorkflowCancelled

@@ -20,6 +20,7 @@ from sagaflow.core.driver import (
     CancelTimerCommand,
     CancelWorkflowCommand,
     CodeCommand,
+    CompleteUpdateCommand,
     CompleteWorkflowCommand,
     ContinueAsNewCommand,
     Driver,
@@ -44,6 +45,7 @@ from sagaflow.core.messages import (
     SignalWaitStarted,
     TimerCancelled,
     TimerStarted,
+    UpdateCompleted,
     WorkflowCancelled,
     WorkflowCompleted,
     WorkflowContinuedAsNew,
@@ -80,6 +82,8 @@ def describe_command(command: CodeCommand) -> str:
             return "ended the workflow as cancelled"
         case ContinueAsNewCommand():
             return "continued as new"
+        case CompleteUpdateCommand():
+            return f"completed update {command.update_id!r}"
         case _:
             assert_never(command)
 
@@ -95,6 +99,8 @@ def describe_event(event: Event) -> str:
         return f"timer {body.timer_seq} cancelled (seq {event.seq})"
     if isinstance(body, MarkerRecorded):
         return f"patch {body.change_id!r} (seq {event.seq})"
+    if isinstance(body, UpdateCompleted):
+        return f"update {body.update_id!r} completed (seq {event.seq})"
     if isinstance(body, ChildWorkflowStarted):
         return (
             f"child workflow {body.workflow_type!r} {body.child_workflow_id!r} started "
@@ -142,6 +148,8 @@ def command_matches(command: CodeCommand, body: EventBody) -> bool:
             return isinstance(body, WorkflowCancelled)
         case ContinueAsNewCommand():
             return isinstance(body, WorkflowContinuedAsNew)
+        case CompleteUpdateCommand():
+            return isinstance(body, UpdateCompleted) and body.update_id == command.update_id
         case _:
             assert_never(command)
 
@@ -156,7 +164,8 @@ def recorded_event(
     | RecordMarkerCommand
     | CompleteWorkflowCommand
     | FailWorkflowCommand
-    | CancelWorkflowCommand,
+    | CancelWorkflowCommand
+    | CompleteUpdateCommand,
     seq: int,
     workflow_id: str,
 ) -> EventBody:
@@ -198,6 +207,10 @@ def recorded_event(
         return WorkflowFailed(command.error_type, command.message, command.details)
     if isinstance(command, CancelWorkflowCommand):
         return WorkflowCancelled(command.reason)
+    if isinstance(command, CompleteUpdateCommand):
+        return UpdateCompleted(
+            command.update_id, command.result, command.error_type, command.message
+        )
     assert_never(command)
 
 

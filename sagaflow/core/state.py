@@ -31,6 +31,8 @@ from sagaflow.core.messages import (
     TimerCancelled,
     TimerFired,
     TimerStarted,
+    UpdateAccepted,
+    UpdateCompleted,
     WorkflowCancelled,
     WorkflowCompleted,
     WorkflowContinuedAsNew,
@@ -116,6 +118,15 @@ class ChildState:
 
 
 @dataclass(slots=True)
+class UpdateRecord:
+    """An update of this run: accepted, and completed once its UpdateCompleted is recorded."""
+
+    name: str
+    request_id: str
+    completed: UpdateCompleted | None = None
+
+
+@dataclass(slots=True)
 class WorkflowState:
     """One workflow id's current run, rebuilt from its events."""
 
@@ -133,6 +144,8 @@ class WorkflowState:
     """Open timers: seq -> fire_at_ms."""
     cancel_requested: bool = False
     signal_command_ids: set[str] = field(default_factory=set)
+    updates: dict[str, UpdateRecord] = field(default_factory=dict)
+    """Updates of this run by update id: what deduplicates a repeated update id."""
     """command_ids of signals received in this run, so a redelivered signal adds nothing."""
     execution_deadline_ms: int = 0
     """When the workflow id times out; 0 = never (kept across runs)."""
@@ -227,6 +240,7 @@ class WorkflowState:
         self.timers = {}
         self.cancel_requested = False
         self.signal_command_ids = set()
+        self.updates = {}
         self.parent_workflow_id = body.parent_workflow_id
         self.parent_run_id = body.parent_run_id
         self.parent_child_seq = body.parent_child_seq
@@ -337,6 +351,17 @@ class WorkflowState:
     def _apply_cancel_requested(self, event: Event, body: CancelRequested) -> None:
         self.cancel_requested = True
 
+    def _apply_update_accepted(self, event: Event, body: UpdateAccepted) -> None:
+        if body.update_id in self.updates:
+            raise ApplyError(f"update {body.update_id!r} accepted twice (seq {event.seq})")
+        self.updates[body.update_id] = UpdateRecord(body.name, body.request_id)
+
+    def _apply_update_completed(self, event: Event, body: UpdateCompleted) -> None:
+        record = self.updates.get(body.update_id)
+        if record is None or record.completed is not None:
+            raise ApplyError(f"update {body.update_id!r} completed but not pending")
+        record.completed = body
+
     def _apply_marker_recorded(self, event: Event, body: MarkerRecorded) -> None:
         pass
 
@@ -396,6 +421,8 @@ _APPLIERS: dict[type, Callable[[WorkflowState, Event, Any], None]] = {
     SignalWaitStarted: WorkflowState._apply_signal_wait_started,
     CancelRequested: WorkflowState._apply_cancel_requested,
     MarkerRecorded: WorkflowState._apply_marker_recorded,
+    UpdateAccepted: WorkflowState._apply_update_accepted,
+    UpdateCompleted: WorkflowState._apply_update_completed,
     WorkflowCompleted: WorkflowState._apply_workflow_completed,
     WorkflowFailed: WorkflowState._apply_workflow_failed,
     WorkflowCancelled: WorkflowState._apply_workflow_cancelled,

@@ -36,6 +36,8 @@ SAMPLES: dict[type, m.EventBody] = {
     m.SignalWaitStarted: m.SignalWaitStarted("approve", 4, 9_000),
     m.CancelRequested: m.CancelRequested("changed mind"),
     m.MarkerRecorded: m.MarkerRecorded("fix-1"),
+    m.UpdateAccepted: m.UpdateAccepted("u1", "add_item", b"{}", "req-1"),
+    m.UpdateCompleted: m.UpdateCompleted("u1", b"1"),
     m.WorkflowCompleted: m.WorkflowCompleted(b"1"),
     m.WorkflowFailed: m.WorkflowFailed("Boom", "no", b"null"),
     m.WorkflowCancelled: m.WorkflowCancelled("changed mind"),
