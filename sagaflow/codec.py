@@ -21,7 +21,9 @@ execution_deadline_ms/run_timeout_ms; event v4 -> v5 added ActivityScheduled.hea
 (default 0), ActivityHeartbeatRecorded and ActivityCancelRequested; task v1 -> v2 added
 heartbeat_timeout_ms (default 0) and heartbeat_details (default JSON null); cancellation v1 (the
 activity-cancels topic) is new; command v3 -> v4 added QueryWorkflow and UpdateWorkflow; event
-v5 -> v6 added UpdateAccepted and UpdateCompleted.
+v5 -> v6 added UpdateAccepted and UpdateCompleted; command v4 -> v5 added StartWorkflow's parent
+reference and event v6 -> v7 WorkflowStarted's, with ChildWorkflowStarted,
+ChildWorkflowCompleted and ChildWorkflowFailed (child workflows).
 """
 
 from __future__ import annotations
@@ -72,8 +74,8 @@ _KIND_NAMES = {
     KIND_CANCELLATION: "cancellation",
 }
 CURRENT_VERSIONS = {
-    KIND_COMMAND: 4,
-    KIND_EVENT: 6,
+    KIND_COMMAND: 5,
+    KIND_EVENT: 7,
     KIND_TASK: 2,
     KIND_CLOSED: 1,
     KIND_REPLY: 1,

@@ -27,6 +27,7 @@ from sagaflow.core.errors import (
     ActivityError,
     ApplicationError,
     CancelledError,
+    ChildWorkflowError,
     CompensationError,
     FailureError,
     NonDeterminismError,
@@ -35,7 +36,7 @@ from sagaflow.core.errors import (
     SignalTimeoutError,
     WorkflowCodeError,
 )
-from sagaflow.core.messages import RetryPolicy
+from sagaflow.core.messages import ParentClosePolicy, RetryPolicy
 from sagaflow.core.registry import (
     ActivityContext,
     ActivityDefinition,
@@ -43,7 +44,13 @@ from sagaflow.core.registry import (
     Registry,
     WorkflowDefinition,
 )
-from sagaflow.core.workflow import ActivityHandle, Saga, WorkflowContext, WorkflowView
+from sagaflow.core.workflow import (
+    ActivityHandle,
+    ChildWorkflowHandle,
+    Saga,
+    WorkflowContext,
+    WorkflowView,
+)
 
 __all__ = [
     "ActivityCancelled",
@@ -55,9 +62,12 @@ __all__ = [
     "ActivityOptions",
     "ApplicationError",
     "CancelledError",
+    "ChildWorkflowError",
+    "ChildWorkflowHandle",
     "CompensationError",
     "FailureError",
     "NonDeterminismError",
+    "ParentClosePolicy",
     "Registry",
     "RegistryError",
     "RetryPolicy",

@@ -14,7 +14,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from sagaflow.cli import ask, asl, commands, dlq, replay, views
+from sagaflow.cli import ask, asl, commands, dlq, replay, schedules, views
 from sagaflow.cli.output import (
     EXIT_FAILED,
     EXIT_TIMEOUT,
@@ -285,6 +285,7 @@ def build_parser() -> argparse.ArgumentParser:
     command("migrate", _db_migrate, "apply pending migrations", dbsub)
 
     asl.add_commands(sub, command, common)
+    schedules.add_commands(sub, command, common)
     return parser
 
 

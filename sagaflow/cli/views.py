@@ -184,6 +184,14 @@ def _show_text(workflow_id: str, wf: Row | None, rejections: list[Row]) -> str:
             lines.append(f"pending   timer {_compact(timer)}")
         for wait in wf.get("signal_waits") or []:
             lines.append(f"waiting   {wait.get('description') or _compact(wait)}")
+        if wf.get("parent"):
+            parent = wf["parent"]
+            lines.append(f"parent    {parent['workflow_id']} (child step {parent['child_seq']})")
+        for child in wf.get("pending_children") or []:
+            lines.append(
+                f"child     {child['workflow_id']} {child['type']} running "
+                f"(step {child['seq']}, on parent close: {child['parent_close_policy']})"
+            )
         signals = wf["received_signals"] or []
         if signals:
             names = ", ".join(str(s.get("name")) for s in signals)

@@ -22,6 +22,7 @@ from sagaflow.core.errors import (
     ActivityCancelledError,
     ActivityError,
     CancelledError,
+    ChildWorkflowError,
     ContinueAsNew,
     FailureError,
     NonDeterminismError,
@@ -34,7 +35,10 @@ from sagaflow.core.messages import (
     ActivityCompleted,
     ActivityFailed,
     CancelRequested,
+    ChildWorkflowCompleted,
+    ChildWorkflowFailed,
     Event,
+    ParentClosePolicy,
     RetryPolicy,
     SignalReceived,
     TimerFired,
@@ -51,7 +55,12 @@ from sagaflow.core.registry import (
     WorkflowDefinition,
 )
 from sagaflow.core.tasks import Future, Scheduler, Task
-from sagaflow.core.workflow import ActivityHandle, WorkflowContext, WorkflowView
+from sagaflow.core.workflow import (
+    ActivityHandle,
+    ChildWorkflowHandle,
+    WorkflowContext,
+    WorkflowView,
+)
 
 # --------------------------------------------------------------------------- commands
 
@@ -102,6 +111,24 @@ class WaitForSignalCommand:
 
 
 @dataclass(frozen=True)
+class StartChildCommand:
+    """Code called start_child_workflow / execute_child_workflow."""
+
+    child_workflow_id: str
+    """As the code asked; "" derives '<parent id>/child-<seq>' (see `child_id`)."""
+    workflow_type: str
+    version: int
+    input: bytes
+    parent_close_policy: ParentClosePolicy
+
+
+def child_id(command: StartChildCommand, parent_workflow_id: str, seq: int) -> str:
+    """The child's workflow id: the one asked for, or one derived from the parent's id and the
+    seq of the start (unique across the parent's runs, the same on every replay)."""
+    return command.child_workflow_id or f"{parent_workflow_id}/child-{seq}"
+
+
+@dataclass(frozen=True)
 class RecordMarkerCommand:
     """Code called patched(change_id) for the first time in a live run."""
 
@@ -148,6 +175,7 @@ CodeCommand: TypeAlias = (
     | StartTimerCommand
     | CancelTimerCommand
     | WaitForSignalCommand
+    | StartChildCommand
     | RecordMarkerCommand
     | CompleteWorkflowCommand
     | FailWorkflowCommand
@@ -255,6 +283,7 @@ class Driver:
         self._sink: Sink | None = None
         self._root: Task | None = None
         self._activities: dict[int, ActivityHandle[Any]] = {}
+        self._children: dict[int, ChildWorkflowHandle[Any]] = {}
         self._timers: dict[int, Callable[[], None]] = {}
         self._signal_buffer: dict[str, deque[bytes]] = {}
         self._signal_waiters: dict[str, deque[_SignalWait]] = {}
@@ -309,6 +338,22 @@ class Driver:
                         reason=body.reason,
                         attempt=body.attempt,
                         details=json.loads(body.details),
+                    )
+                )
+        elif isinstance(body, ChildWorkflowCompleted):
+            child = self._children.pop(body.child_seq, None)
+            if child is not None:
+                child.resolve(json.loads(body.result))
+        elif isinstance(body, ChildWorkflowFailed):
+            child = self._children.pop(body.child_seq, None)
+            if child is not None:
+                child.fail(
+                    ChildWorkflowError(
+                        child_workflow_id=body.child_workflow_id,
+                        workflow_type=child.workflow_type,
+                        status=body.status,
+                        cause_type=body.error_type,
+                        message=body.message,
                     )
                 )
         elif isinstance(body, TimerFired):
@@ -477,6 +522,24 @@ class Driver:
         # registry has the function (a worker-only activity's result stays plain JSON).
         handle.result_type = payload.return_type(registered.fn) if registered else Any
         self._activities[seq] = handle
+        return handle
+
+    def start_child_workflow(
+        self,
+        workflow_type: str,
+        arg: Any,
+        child_workflow_id: str,
+        version: int,
+        policy: ParentClosePolicy,
+    ) -> ChildWorkflowHandle[Any]:
+        command = StartChildCommand(
+            child_workflow_id, workflow_type, version, encode_json(arg), policy
+        )
+        seq = self._emit(command)
+        handle: ChildWorkflowHandle[Any] = ChildWorkflowHandle(
+            self._scheduler, seq, child_id(command, self.workflow_id, seq), workflow_type
+        )
+        self._children[seq] = handle
         return handle
 
     def cancel_activity(self, handle: ActivityHandle[Any], wait_for_cancellation: bool) -> None:

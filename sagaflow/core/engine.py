@@ -14,7 +14,7 @@ import heapq
 from dataclasses import dataclass, field
 from typing import assert_never
 
-from sagaflow.core import interactions
+from sagaflow.core import children, interactions
 from sagaflow.core.activities import (
     cancellation,
     cancellations_settled_by,
@@ -41,6 +41,7 @@ from sagaflow.core.messages import (
     ActivityScheduled,
     CancelRequested,
     CancelWorkflow,
+    ChildWorkflowStarted,
     ClosedWorkflow,
     Command,
     CommandRejected,
@@ -256,13 +257,13 @@ class Engine:
     def handle(self, command: Command, now_ms: int) -> Decision:
         """Decide and apply one command. Never raises for bad commands (a rejection event with
         seq 0) nor for bugs in workflow code (WorkflowParked). Duplicates decide nothing."""
+        if isinstance(command, StartWorkflow):
+            return self._handle_start_workflow(command, now_ms)
         rejected = check_payloads(command, self._max_payload_bytes, now_ms)
         if isinstance(command, QueryWorkflow | UpdateWorkflow):
             return self._interact(command, rejected, now_ms)
         if rejected is not None:
             return rejected
-        if isinstance(command, StartWorkflow):
-            return self._handle_start_workflow(command, now_ms)
         workflow_id = command.workflow_id
         batch = _Batch()
         state = self._open.get(workflow_id)
@@ -271,6 +272,10 @@ class Engine:
             if closed is not None:
                 if COMMAND_KINDS[type(command)].reports_activity:
                     return refuse_late_report(command, closed, now_ms)
+                if isinstance(command, ReportChildClosed):
+                    # A child outliving its parent (abandoned, or still closing when the
+                    # parent closed) reports to nobody: nothing to record.
+                    return Decision()
                 return reject(
                     command,
                     now_ms,
@@ -301,13 +306,15 @@ class Engine:
             case HeartbeatActivity():
                 self._handle_heartbeat_activity(batch, state, command, now_ms)
             case ReportChildClosed():
-                return reject(
-                    command,
-                    now_ms,
-                    "child_unknown",
-                    f"workflow {workflow_id!r} started no child {command.child_workflow_id!r}; "
-                    "only a child's own parent receives its outcome",
-                )
+                if not self._handle_report_child_closed(batch, state, command, now_ms):
+                    return reject(
+                        command,
+                        now_ms,
+                        "child_unknown",
+                        f"workflow {workflow_id!r} (run {state.run_id}) started no child "
+                        f"{command.child_workflow_id!r}; only a child's own parent run receives "
+                        "its outcome",
+                    )
             case _:
                 assert_never(command)
         return self._finish(batch, now_ms)
@@ -382,6 +389,16 @@ class Engine:
         return self._finish(batch, now_ms)
 
     def _handle_start_workflow(self, command: StartWorkflow, now_ms: int) -> Decision:
+        rejected = check_payloads(command, self._max_payload_bytes, now_ms)
+        decision = rejected if rejected is not None else self._start_workflow(command, now_ms)
+        rejection = decision.rejection
+        if rejection is not None and command.parent_workflow_id:
+            # A child that cannot start: its parent's await must fail, not wait for ever.
+            effect = children.report_start_failed(command, rejection)
+            return decision + Decision(effects=(effect,))
+        return decision
+
+    def _start_workflow(self, command: StartWorkflow, now_ms: int) -> Decision:
         workflow_id = command.workflow_id
         known = self._open.get(workflow_id) or self._closed.get(workflow_id)
         if known is not None:
@@ -418,6 +435,9 @@ class Engine:
                 f"version {definition.version}",
             )
         state = self._open[workflow_id] = WorkflowState(workflow_id)
+        state.parent_workflow_id = command.parent_workflow_id
+        state.parent_run_id = command.parent_run_id
+        state.parent_child_seq = command.parent_child_seq
         batch = _Batch()
         execution_deadline = (
             now_ms + command.execution_timeout_ms if command.execution_timeout_ms else 0
@@ -483,6 +503,16 @@ class Engine:
             now_ms=now_ms,
         )
         self._record_activity_outcome(batch, state, activity, outcome, now_ms)
+
+    def _handle_report_child_closed(
+        self, batch: _Batch, state: WorkflowState, command: ReportChildClosed, now_ms: int
+    ) -> bool:
+        """Record a child's outcome once; False when this run never started that child."""
+        child = state.children.get(command.child_workflow_id)
+        if child is None:
+            return command.child_workflow_id in state.closed_children  # redelivered: no-op
+        self._activate(batch, state, children.child_outcome(state, child, command), now_ms)
+        return True
 
     def _handle_heartbeat_activity(
         self, batch: _Batch, state: WorkflowState, command: HeartbeatActivity, now_ms: int
@@ -610,6 +640,9 @@ class Engine:
             continued_from_run_id=continued_from_run_id,
             execution_deadline_ms=timeouts.execution_deadline_ms,
             run_timeout_ms=timeouts.run_timeout_ms,
+            parent_workflow_id=state.parent_workflow_id,
+            parent_run_id=state.parent_run_id,
+            parent_child_seq=state.parent_child_seq,
         )
         driver = Driver(self._registry, definition, workflow_id, run_id, body)
         self._drivers[workflow_id] = driver
@@ -683,7 +716,7 @@ class Engine:
         if isinstance(command, ContinueAsNewCommand):
             self._continue_as_new(batch, state, command, now_ms)
             return
-        body = recorded_event(command, state.last_seq + 1)
+        body = recorded_event(command, state.last_seq + 1, state.workflow_id)
         self._append(batch, state, body, now_ms)
         if isinstance(body, ActivityScheduled):
             batch.effects.append(task_for(state, state.activities[body.activity_seq], now_ms))
@@ -691,6 +724,8 @@ class Engine:
             activity = state.activities[body.activity_seq]
             if activity.retry_at_ms is None:  # an attempt runs: tell its worker
                 batch.effects.append(cancellation(state, activity.seq, active=True))
+        elif isinstance(body, ChildWorkflowStarted):
+            batch.effects.append(children.start_child(state, body))
 
     def _continue_as_new(
         self, batch: _Batch, state: WorkflowState, command: ContinueAsNewCommand, now_ms: int
@@ -698,6 +733,7 @@ class Engine:
         old_run_id = state.run_id
         new_run_id = derive_run_id(state.workflow_id, state.last_seq + 2)
         self._append(batch, state, WorkflowContinuedAsNew(new_run_id, command.input), now_ms)
+        batch.effects.extend(children.apply_close_policy(state, state.status))
         self._drivers.pop(state.workflow_id, None)
         try:
             definition = self._registry.get_workflow(state.workflow_type)
@@ -759,6 +795,9 @@ class Engine:
             closed = self._settle(state)
             if closed is not None:
                 batch.closed.append(closed)
+                batch.effects.extend(children.apply_close_policy(state, closed.status))
+                if state.parent_workflow_id and state.history:
+                    batch.effects.append(children.report_closed(state, state.history[-1].body))
             elif state.is_idle(now_ms):
                 # Waiting costs no coroutine: the driver is rebuilt by replaying the run's
                 # history when the next command or timer wakes the workflow.

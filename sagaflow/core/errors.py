@@ -6,6 +6,7 @@
     │   │   └── CompensationError  a saga's compensations did not all succeed
     │   ├── ActivityError        an activity failed for good; raised at the workflow's await
     │   │   └── ActivityCancelledError  the workflow cancelled it
+    │   ├── ChildWorkflowError   a child workflow failed, was cancelled or could not start
     │   └── SignalTimeoutError   wait_for_signal(timeout=...) ran out
     ├── NonDeterminismError      replay found the code taking another path than history
     ├── WorkflowCodeError        workflow code raised something else: a bug; the workflow parks
@@ -122,6 +123,42 @@ class ActivityError(FailureError):
             "reason": self.reason,
             "attempt": self.attempt,
             "details": self._details,
+        }
+
+
+class ChildWorkflowError(FailureError):
+    """A child workflow closed without completing, or could not be started (its id already
+    exists, its type or version is unknown). Raised at the parent's await; uncaught, it fails
+    the parent (after its saga's compensations)."""
+
+    def __init__(
+        self,
+        *,
+        child_workflow_id: str,
+        workflow_type: str,
+        status: str,
+        cause_type: str,
+        message: str,
+    ) -> None:
+        if status == "start_failed":
+            what = f"could not be started ({cause_type}): {message}"
+        else:
+            what = f"{status}: {cause_type + ': ' if cause_type else ''}{message}"
+        super().__init__(f"child workflow {child_workflow_id!r} ({workflow_type}) {what}")
+        self.child_workflow_id = child_workflow_id
+        self.workflow_type = workflow_type
+        self.status = status
+        self.cause_type = cause_type
+        self.cause_message = message
+
+    @property
+    def details(self) -> Any:
+        return {
+            "child_workflow_id": self.child_workflow_id,
+            "workflow_type": self.workflow_type,
+            "status": self.status,
+            "cause_type": self.cause_type,
+            "message": self.cause_message,
         }
 
 

@@ -223,6 +223,24 @@ EVENT_KINDS: Mapping[type, EventKind] = {
         lambda b: f"REJECTED {b.command_type} ({b.reason}): {b.message}",
         lambda b: f"reject {b.command_type}",
     ),
+    m.ChildWorkflowStarted: EventKind(
+        Role.COMMAND,
+        lambda b: (
+            f"child {b.workflow_type} {b.child_workflow_id} started (step {b.child_seq}, "
+            f"parent close policy {b.parent_close_policy}) input={_short(b.input)}"
+        ),
+        lambda b: f"start child {b.workflow_type}",
+    ),
+    m.ChildWorkflowCompleted: EventKind(
+        Role.ACTIVATION,
+        lambda b: f"child {b.child_workflow_id} completed: {_short(b.result)}",
+        lambda b: f"child step {b.child_seq} completed",
+    ),
+    m.ChildWorkflowFailed: EventKind(
+        Role.ACTIVATION,
+        lambda b: f"child {b.child_workflow_id} {b.status}: {b.error_type}: {b.message}",
+        lambda b: f"child step {b.child_seq} {b.status}",
+    ),
 }
 
 

@@ -14,6 +14,7 @@ Every record here has exactly one Avro schema in schemas/avro/ (see sagaflow.cod
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import TypeAlias
 
 # --------------------------------------------------------------------------- commands
@@ -36,6 +37,12 @@ class StartWorkflow:
     starts; 0 = never. A timed-out workflow closes at once and runs no more code."""
     run_timeout_ms: int = 0
     """Each run times out this long after it starts; 0 = never."""
+    parent_workflow_id: str = ""
+    """Set when a parent workflow starts this one as its child (command schema v5): the child
+    records its parent and reports its close back to it."""
+    parent_run_id: str = ""
+    parent_child_seq: int = 0
+    """Seq of the parent's ChildWorkflowStarted event."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,9 +110,10 @@ class HeartbeatActivity:
 class ReportChildClosed:
     """A child workflow closed: its outcome, addressed to its parent (`workflow_id`).
 
-    Sent by the child's orchestrator as a CommandToWorkflow effect with the child's closing
-    event. No workflow starts children yet, so today every parent answers it with a
-    'child_unknown' rejection; the type fixes the wire shape the child-workflow work builds on.
+    Sent by the child's engine as a CommandToWorkflow effect in the transaction of the child's
+    closing event (or of the rejection of its start, status 'start_failed'). The parent records
+    it once as ChildWorkflowCompleted or ChildWorkflowFailed; a redelivered report decides
+    nothing, and one for a child the parent's run did not start is rejected as 'child_unknown'.
     """
 
     workflow_id: str
@@ -113,7 +121,8 @@ class ReportChildClosed:
     child_workflow_id: str
     child_run_id: str
     status: str
-    """'completed', 'failed', 'cancelled' or 'terminated'."""
+    """'completed', 'failed', 'cancelled', 'terminated' or 'start_failed' (the child could not
+    be started: its id exists, or its type or version is unknown)."""
     result: bytes = b"null"
     error_type: str = ""
     message: str = ""
@@ -194,6 +203,11 @@ class WorkflowStarted:
     """When the workflow id times out (the same for every run it continues into); 0 = never."""
     run_timeout_ms: int = 0
     """This run times out this long after this event; 0 = never. Carried to continued runs."""
+    parent_workflow_id: str = ""
+    """The parent workflow, when this one was started as a child (event schema v7); a continued
+    run keeps it, so the last run reports the close."""
+    parent_run_id: str = ""
+    parent_child_seq: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -308,6 +322,58 @@ class SignalWaitStarted:
     """Seq of the TimerStarted that bounds the wait; 0 when it has no timeout."""
     timeout_at_ms: int = 0
     """When the wait gives up (that timer's fire time); 0 when never."""
+
+
+class ParentClosePolicy(StrEnum):
+    """What happens to a running child when its parent's run closes (completes, fails, is
+    cancelled or terminated, or continues as new)."""
+
+    TERMINATE = "terminate"
+    """The child is terminated: stopped at once, nothing compensated."""
+    REQUEST_CANCEL = "request_cancel"
+    """The child gets a CancelWorkflow: its code may compensate and close as cancelled."""
+    ABANDON = "abandon"
+    """The child runs on; its outcome no longer reaches anyone."""
+
+
+@dataclass(frozen=True, slots=True)
+class ChildWorkflowStarted:
+    """Workflow code started a child workflow. The StartWorkflow for it (carrying this run as
+    its parent) is produced in the same transaction; the child's outcome comes back as
+    ChildWorkflowCompleted or ChildWorkflowFailed. Since event schema v7."""
+
+    child_seq: int
+    child_workflow_id: str
+    workflow_type: str
+    version: int
+    """0: the newest registered version when the child starts."""
+    input: bytes
+    parent_close_policy: str
+    """A ParentClosePolicy value."""
+
+
+@dataclass(frozen=True, slots=True)
+class ChildWorkflowCompleted:
+    """A child reported that it completed; the parent's await returns `result`."""
+
+    child_seq: int
+    child_workflow_id: str
+    child_run_id: str
+    result: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class ChildWorkflowFailed:
+    """A child closed without completing (or could not start); the parent's await raises
+    ChildWorkflowError."""
+
+    child_seq: int
+    child_workflow_id: str
+    child_run_id: str
+    status: str
+    """'failed', 'cancelled', 'terminated' or 'start_failed'."""
+    error_type: str
+    message: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -438,6 +504,9 @@ EventBody: TypeAlias = (
     | WorkflowParked
     | WorkflowUnparked
     | CommandRejected
+    | ChildWorkflowStarted
+    | ChildWorkflowCompleted
+    | ChildWorkflowFailed
 )
 
 CLOSING_EVENTS = (

@@ -28,14 +28,17 @@ from sagaflow.core.driver import (
     RecordMarkerCommand,
     RequestCancelActivityCommand,
     ScheduleActivityCommand,
+    StartChildCommand,
     StartTimerCommand,
     WaitForSignalCommand,
+    child_id,
 )
 from sagaflow.core.errors import NonDeterminismError, WorkflowCodeError
 from sagaflow.core.kinds import ACTIVATIONS, COMMAND_EVENTS
 from sagaflow.core.messages import (
     ActivityCancelRequested,
     ActivityScheduled,
+    ChildWorkflowStarted,
     Event,
     EventBody,
     MarkerRecorded,
@@ -67,6 +70,8 @@ def describe_command(command: CodeCommand) -> str:
             return f"cancelled timer {command.timer_seq}"
         case WaitForSignalCommand():
             return f"waited for signal {command.name!r}"
+        case StartChildCommand():
+            return f"started child workflow {command.workflow_type!r}"
         case RecordMarkerCommand():
             return f"recorded patch {command.change_id!r}"
         case CompleteWorkflowCommand():
@@ -96,10 +101,17 @@ def describe_event(event: Event) -> str:
         return f"patch {body.change_id!r} (seq {event.seq})"
     if isinstance(body, UpdateCompleted):
         return f"update {body.update_id!r} completed (seq {event.seq})"
+    if isinstance(body, ChildWorkflowStarted):
+        return (
+            f"child workflow {body.workflow_type!r} {body.child_workflow_id!r} started "
+            f"(seq {event.seq})"
+        )
     return f"{type(body).__name__} (seq {event.seq})"
 
 
 def command_matches(command: CodeCommand, body: EventBody) -> bool:
+    """Whether recorded `body` records `command` (a derived child id is checked by the caller,
+    which knows the seq)."""
     match command:
         case ScheduleActivityCommand():
             return (
@@ -119,6 +131,12 @@ def command_matches(command: CodeCommand, body: EventBody) -> bool:
                 isinstance(body, SignalWaitStarted)
                 and body.name == command.name
                 and body.timer_seq == command.timer_seq
+            )
+        case StartChildCommand():
+            return (
+                isinstance(body, ChildWorkflowStarted)
+                and body.workflow_type == command.workflow_type
+                and command.child_workflow_id in ("", body.child_workflow_id)
             )
         case RecordMarkerCommand():
             return isinstance(body, MarkerRecorded) and body.change_id == command.change_id
@@ -142,12 +160,14 @@ def recorded_event(
     | StartTimerCommand
     | CancelTimerCommand
     | WaitForSignalCommand
+    | StartChildCommand
     | RecordMarkerCommand
     | CompleteWorkflowCommand
     | FailWorkflowCommand
     | CancelWorkflowCommand
     | CompleteUpdateCommand,
     seq: int,
+    workflow_id: str,
 ) -> EventBody:
     """The event that records a command of the code (continue-as-new starts a run instead)."""
     if isinstance(command, ScheduleActivityCommand):
@@ -170,6 +190,15 @@ def recorded_event(
         return TimerCancelled(command.timer_seq)
     if isinstance(command, WaitForSignalCommand):
         return SignalWaitStarted(command.name, command.timer_seq, command.timeout_at_ms)
+    if isinstance(command, StartChildCommand):
+        return ChildWorkflowStarted(
+            child_seq=seq,
+            child_workflow_id=child_id(command, workflow_id, seq),
+            workflow_type=command.workflow_type,
+            version=command.version,
+            input=command.input,
+            parent_close_policy=command.parent_close_policy,
+        )
     if isinstance(command, RecordMarkerCommand):
         return MarkerRecorded(command.change_id)
     if isinstance(command, CompleteWorkflowCommand):

@@ -18,6 +18,9 @@ from sagaflow.core.messages import (
     ActivityRetried,
     ActivityScheduled,
     CancelRequested,
+    ChildWorkflowCompleted,
+    ChildWorkflowFailed,
+    ChildWorkflowStarted,
     CommandRejected,
     Event,
     EventBody,
@@ -103,6 +106,17 @@ class ActivityState:
         return min(candidates) if candidates else None
 
 
+@dataclass(frozen=True, slots=True)
+class ChildState:
+    """A child workflow this run started that has not reported its close yet."""
+
+    seq: int
+    """Seq of its ChildWorkflowStarted event."""
+    workflow_id: str
+    workflow_type: str
+    parent_close_policy: str
+
+
 @dataclass(slots=True)
 class UpdateRecord:
     """An update of this run: accepted, and completed once its UpdateCompleted is recorded."""
@@ -138,6 +152,15 @@ class WorkflowState:
     run_deadline_ms: int = 0
     """When the current run times out; 0 = never."""
     run_timeout_ms: int = 0
+    parent_workflow_id: str = ""
+    """The parent this workflow reports its close to ("" when it is not a child)."""
+    parent_run_id: str = ""
+    parent_child_seq: int = 0
+    children: dict[str, ChildState] = field(default_factory=dict)
+    """Children of this run still running, by child workflow id (kept when the run closes, so
+    the engine applies their parent close policy)."""
+    closed_children: set[str] = field(default_factory=set)
+    """Children of this run that reported their close, so a redelivered report adds nothing."""
     parked_kind: str = ""
     parked_message: str = ""
     quarantine_reason: str = ""
@@ -218,6 +241,11 @@ class WorkflowState:
         self.cancel_requested = False
         self.signal_command_ids = set()
         self.updates = {}
+        self.parent_workflow_id = body.parent_workflow_id
+        self.parent_run_id = body.parent_run_id
+        self.parent_child_seq = body.parent_child_seq
+        self.children = {}
+        self.closed_children = set()
         self.parked_kind = self.parked_message = ""
         self.execution_deadline_ms = body.execution_deadline_ms
         self.run_timeout_ms = body.run_timeout_ms
@@ -295,6 +323,30 @@ class WorkflowState:
     def _apply_signal_wait_started(self, event: Event, body: SignalWaitStarted) -> None:
         """Nothing to keep: the driver holds the waits (and rebuilds them by replay); the read
         model projects them for people."""
+
+    def _apply_child_workflow_started(self, event: Event, body: ChildWorkflowStarted) -> None:
+        if body.child_seq != event.seq:
+            raise ApplyError(f"child_seq {body.child_seq} != event seq {event.seq}")
+        if body.child_workflow_id in self.children:
+            raise ApplyError(f"child {body.child_workflow_id!r} started twice in one run")
+        self.children[body.child_workflow_id] = ChildState(
+            body.child_seq, body.child_workflow_id, body.workflow_type, body.parent_close_policy
+        )
+
+    def _apply_child_workflow_completed(self, event: Event, body: ChildWorkflowCompleted) -> None:
+        self._close_child(body.child_workflow_id, body.child_seq)
+
+    def _apply_child_workflow_failed(self, event: Event, body: ChildWorkflowFailed) -> None:
+        self._close_child(body.child_workflow_id, body.child_seq)
+
+    def _close_child(self, child_workflow_id: str, child_seq: int) -> None:
+        child = self.children.pop(child_workflow_id, None)
+        if child is None or child.seq != child_seq:
+            raise ApplyError(
+                f"child {child_workflow_id!r} (step {child_seq}) is not open in workflow "
+                f"{self.workflow_id!r}"
+            )
+        self.closed_children.add(child_workflow_id)
 
     def _apply_cancel_requested(self, event: Event, body: CancelRequested) -> None:
         self.cancel_requested = True
@@ -380,5 +432,8 @@ _APPLIERS: dict[type, Callable[[WorkflowState, Event, Any], None]] = {
     WorkflowParked: WorkflowState._apply_workflow_parked,
     WorkflowUnparked: WorkflowState._apply_workflow_unparked,
     CommandRejected: WorkflowState._apply_command_rejected,
+    ChildWorkflowStarted: WorkflowState._apply_child_workflow_started,
+    ChildWorkflowCompleted: WorkflowState._apply_child_workflow_completed,
+    ChildWorkflowFailed: WorkflowState._apply_child_workflow_failed,
 }
 check_covers(_APPLIERS, EventBody, "sagaflow.core.state appliers")

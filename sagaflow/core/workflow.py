@@ -26,6 +26,7 @@ from sagaflow.core.errors import (
     ContinueAsNew,
     FailureError,
 )
+from sagaflow.core.messages import ParentClosePolicy
 from sagaflow.core.registry import ActivityOptions
 from sagaflow.core.tasks import Future, Scheduler
 
@@ -77,6 +78,22 @@ class WorkflowView:
     """A copy of `ctx.state` as the workflow left it after its last event."""
     now: datetime
     """The recorded time of the workflow's last event."""
+
+
+class ChildWorkflowHandle(Future[T]):
+    """A started child workflow; await it for its result (raises ChildWorkflowError if the
+    child failed, was cancelled or terminated, or could not be started)."""
+
+    __slots__ = ("child_seq", "workflow_id", "workflow_type")
+
+    def __init__(
+        self, scheduler: Scheduler, child_seq: int, workflow_id: str, workflow_type: str
+    ) -> None:
+        super().__init__(scheduler)
+        self.child_seq = child_seq
+        self.workflow_id = workflow_id
+        """The child's workflow id (its own history, its own row)."""
+        self.workflow_type = workflow_type
 
 
 class WorkflowContext:
@@ -166,6 +183,45 @@ class WorkflowContext:
         """Await several activities/coroutines together; results in argument order. The first
         failure is raised (the others keep running)."""
         return self._driver.gather(awaitables)
+
+    # ------------------------------------------------------------------ child workflows
+
+    def start_child_workflow(
+        self,
+        workflow_type: str,
+        input: Any = None,
+        *,
+        id: str | None = None,
+        version: int | None = None,
+        parent_close_policy: ParentClosePolicy = ParentClosePolicy.TERMINATE,
+    ) -> ChildWorkflowHandle[Any]:
+        """Start another workflow as this one's child; await the handle for its result.
+
+        `id` defaults to '<this workflow id>/child-<seq>' (deterministic). `version` None starts
+        the newest registered version. When this run closes while the child still runs, the
+        policy decides: TERMINATE stops it, REQUEST_CANCEL cancels it, ABANDON leaves it be.
+        """
+        return self._driver.start_child_workflow(
+            workflow_type, input, id or "", version or 0, ParentClosePolicy(parent_close_policy)
+        )
+
+    async def execute_child_workflow(
+        self,
+        workflow_type: str,
+        input: Any = None,
+        *,
+        id: str | None = None,
+        version: int | None = None,
+        parent_close_policy: ParentClosePolicy = ParentClosePolicy.TERMINATE,
+    ) -> Any:
+        """Start a child workflow and return its result (raises ChildWorkflowError)."""
+        return await self.start_child_workflow(
+            workflow_type,
+            input,
+            id=id,
+            version=version,
+            parent_close_policy=parent_close_policy,
+        )
 
     # ------------------------------------------------------------------ time and signals
 

@@ -27,6 +27,9 @@ from sagaflow.examples.shop import Shop
 from sagaflow.workflow import (
     ActivityContext,
     ApplicationError,
+    ChildWorkflowError,
+    ChildWorkflowHandle,
+    ParentClosePolicy,
     Registry,
     RetryPolicy,
     WorkflowContext,
@@ -191,3 +194,33 @@ async def checkout(ctx: WorkflowContext, order: Order) -> dict[str, Any]:
         "approval": approved_by,
         "completed_at": ctx.now().isoformat(),
     }
+
+
+# --------------------------------------------------------------------------- child workflows
+
+
+@registry.workflow(name="checkout_batch", version=1)
+async def checkout_batch(ctx: WorkflowContext, batch: dict[str, Any]) -> dict[str, Any]:
+    """Check out several orders, each a child `checkout` workflow with the order id as its
+    workflow id (its own history, possibly on another partition and orchestrator).
+
+    Input: {"orders": [Order, ...], optional "parent_close_policy": "terminate" (default),
+    "request_cancel" or "abandon"}. Returns {order_id: {"status": "completed", "result": ...}
+    or {"status": "failed" | "cancelled" | "start_failed" | ..., "error": "..."}}.
+    """
+    policy = ParentClosePolicy(batch.get("parent_close_policy", ParentClosePolicy.TERMINATE))
+    children = [
+        ctx.start_child_workflow(
+            "checkout", order, id=order["order_id"], parent_close_policy=policy
+        )
+        for order in batch["orders"]
+    ]
+
+    async def outcome(child: ChildWorkflowHandle[Any]) -> dict[str, Any]:
+        try:
+            return {"status": "completed", "result": await child}
+        except ChildWorkflowError as err:
+            return {"status": err.status, "error": str(err)}
+
+    results = await ctx.gather(*(outcome(child) for child in children))
+    return {child.workflow_id: result for child, result in zip(children, results, strict=True)}

@@ -25,6 +25,9 @@ from sagaflow.core.messages import (
     ActivityRetried,
     ActivityScheduled,
     CancelRequested,
+    ChildWorkflowCompleted,
+    ChildWorkflowFailed,
+    ChildWorkflowStarted,
     CommandRejected,
     Event,
     EventBody,
@@ -106,6 +109,11 @@ class WorkflowRow:
     NAME until T")."""
     cancel_requested: bool = False
     parked: dict[str, Any] | None = None
+    parent: dict[str, Any] | None = None
+    """{workflow_id, run_id, child_seq} of the parent, for a child workflow."""
+    pending_children: list[dict[str, Any]] = field(default_factory=list)
+    """Children of the current run still running, oldest first: [{workflow_id, type, seq,
+    parent_close_policy, since_ms}]."""
 
 
 def _new_row(event: Event) -> WorkflowRow:
@@ -145,6 +153,13 @@ def _apply_workflow_started(row: WorkflowRow, event: Event) -> None:
     row.type = body.workflow_type
     row.version = body.version
     row.status = WorkflowStatus.RUNNING
+    row.pending_children = []
+    if body.parent_workflow_id:
+        row.parent = {
+            "workflow_id": body.parent_workflow_id,
+            "run_id": body.parent_run_id,
+            "child_seq": body.parent_child_seq,
+        }
     row.input = json_payload(body.input)
     # A new run (continue-as-new) starts with a clean slate; signals are per run too.
     row.result = row.error = row.current_step = row.parked = None
@@ -352,6 +367,8 @@ def _close(row: WorkflowRow, status: str) -> None:
     row.pending_timers = []
     row.signal_waits = []
     row.parked = None
+    # Its parent close policy has been applied: the children left are no longer its to wait on.
+    row.pending_children = []
 
 
 def _apply_workflow_completed(row: WorkflowRow, event: Event) -> None:
@@ -406,6 +423,26 @@ def _apply_workflow_continued_as_new(row: WorkflowRow, event: Event) -> None:
     row.result = {"continued_as_new": {"new_run_id": body.new_run_id}}
 
 
+def _apply_child_workflow_started(row: WorkflowRow, event: Event) -> None:
+    body = event.body
+    assert isinstance(body, ChildWorkflowStarted)
+    row.pending_children.append(
+        {
+            "workflow_id": body.child_workflow_id,
+            "type": body.workflow_type,
+            "seq": body.child_seq,
+            "parent_close_policy": body.parent_close_policy,
+            "since_ms": event.recorded_at_ms,
+        }
+    )
+
+
+def _apply_child_closed(row: WorkflowRow, event: Event) -> None:
+    body = event.body
+    assert isinstance(body, ChildWorkflowCompleted | ChildWorkflowFailed)
+    row.pending_children = [c for c in row.pending_children if c["seq"] != body.child_seq]
+
+
 _APPLIERS: dict[type[Any], Callable[[WorkflowRow, Event], None]] = {
     WorkflowStarted: _apply_workflow_started,
     ActivityScheduled: _apply_activity_scheduled,
@@ -433,5 +470,8 @@ _APPLIERS: dict[type[Any], Callable[[WorkflowRow, Event], None]] = {
     WorkflowContinuedAsNew: _apply_workflow_continued_as_new,
     MarkerRecorded: _apply_nothing,
     CommandRejected: _apply_nothing,
+    ChildWorkflowStarted: _apply_child_workflow_started,
+    ChildWorkflowCompleted: _apply_child_closed,
+    ChildWorkflowFailed: _apply_child_closed,
 }
 check_covers(_APPLIERS, EventBody, "sagaflow.readmodel.fold appliers")

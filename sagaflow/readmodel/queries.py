@@ -32,6 +32,8 @@ _DETAIL = (
     "updates",
     "cancel_requested",
     "parked",
+    "parent",
+    "pending_children",
     "last_seq",
 )
 

@@ -37,6 +37,8 @@ _ROW_COLUMNS = (
     "updates",
     "cancel_requested",
     "parked",
+    "parent",
+    "pending_children",
 )
 _JSON_COLUMNS = frozenset(
     {
@@ -50,6 +52,8 @@ _JSON_COLUMNS = frozenset(
         "signal_waits",
         "updates",
         "parked",
+        "parent",
+        "pending_children",
     }
 )
 

@@ -88,6 +88,20 @@ def main() -> None:
     e.run()
     record("checkout_terminated", e, "order-9")
 
+    # Recorded with event schema v7: a parent and its children, each child its own history
+    # whose WorkflowStarted names the parent.
+    e = env()
+    batch = {
+        "orders": [dict(ORDER, order_id="order-10"), dict(BIG, order_id="order-11")],
+        "parent_close_policy": "request_cancel",
+    }
+    e.start("checkout_batch", batch, workflow_id="batch-1")
+    e.run(advance_time=False)
+    e.signal("order-11", "approve", {"approved": False, "by": "dave"})
+    e.run()
+    record("checkout_batch_children", e, "batch-1")
+    record("checkout_child_of_batch", e, "order-10")
+
     shop = InMemoryShop(fail_times={"charge_payment": 2})
     e = WorkflowEnvironment(registry, resources={"shop": shop})
     e.start("checkout", ORDER, workflow_id="order-6")

@@ -91,9 +91,9 @@ def _sample(hint: object) -> object:
 
 def test_writers_use_the_newest_schema_version() -> None:
     event = m.Event("w", 1, "r", 0, m.TimerFired(1))
-    assert codec.encode_event(event)[:3] == bytes((codec.MAGIC, codec.KIND_EVENT, 6))
+    assert codec.encode_event(event)[:3] == bytes((codec.MAGIC, codec.KIND_EVENT, 7))
     command = m.CancelWorkflow("w")
-    assert codec.encode_command(command)[:3] == bytes((codec.MAGIC, codec.KIND_COMMAND, 4))
+    assert codec.encode_command(command)[:3] == bytes((codec.MAGIC, codec.KIND_COMMAND, 5))
 
 
 def test_queries_updates_and_their_events_round_trip() -> None:
@@ -149,8 +149,8 @@ def test_every_v4_event_body_still_decodes(cls: type) -> None:
 @pytest.mark.parametrize(
     ("schema_file", "types"),
     [
-        ("command.v4.avsc", typing.get_args(m.Command)),
-        ("event.v6.avsc", (*typing.get_args(m.EventBody), m.Event, m.RetryPolicy)),
+        ("command.v5.avsc", typing.get_args(m.Command)),
+        ("event.v7.avsc", (*typing.get_args(m.EventBody), m.Event, m.RetryPolicy)),
         ("task.v2.avsc", (m.ActivityTask,)),
         ("closed.v1.avsc", (m.ClosedWorkflow,)),
         ("reply.v1.avsc", (m.ReplyToCaller,)),

@@ -47,6 +47,9 @@ SAMPLES: dict[type, m.EventBody] = {
     m.WorkflowParked: m.WorkflowParked("workflow_error", "bug"),
     m.WorkflowUnparked: m.WorkflowUnparked(),
     m.CommandRejected: m.CommandRejected("c", "SignalWorkflow", "workflow_closed", "closed"),
+    m.ChildWorkflowStarted: m.ChildWorkflowStarted(5, "wf/child-5", "ship", 0, b"{}", "abandon"),
+    m.ChildWorkflowCompleted: m.ChildWorkflowCompleted(5, "wf/child-5", "run-c", b"{}"),
+    m.ChildWorkflowFailed: m.ChildWorkflowFailed(5, "wf/child-5", "run-c", "failed", "Boom", "no"),
 }
 
 

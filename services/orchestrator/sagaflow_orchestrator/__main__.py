@@ -15,6 +15,7 @@ import threading
 
 from aiohttp import web
 
+from sagaflow import schedule
 from sagaflow.app import load_registry
 from sagaflow.asl.store import attach as attach_definitions
 from sagaflow.config import Config
@@ -34,6 +35,7 @@ EXIT_FATAL = 3
 
 async def serve(config: Config, tracing: Telemetry) -> int:
     registry = load_registry(config.app)
+    schedule.register(registry)  # schedules are built-in workflows, whatever the app
     # State machines deployed with `sagaflow asl deploy`: all loaded before any rebuild.
     definitions = attach_definitions(config, registry)
     metrics = OrchestratorMetrics()

@@ -54,6 +54,9 @@ from sagaflow.core.messages import (
     ActivityScheduled,
     ActivityTask,
     CancelRequested,
+    ChildWorkflowCompleted,
+    ChildWorkflowFailed,
+    ChildWorkflowStarted,
     Command,
     CommandRejected,
     CompleteActivity,
@@ -584,6 +587,40 @@ class Observer(Hooks):
             return _context(span), False
         if isinstance(body, MarkerRecorded | ActivityHeartbeatRecorded):
             return None, False  # no span of its own: recorded under the run's context
+        if isinstance(body, ChildWorkflowStarted):
+            span = self._span(
+                _name(body),
+                event,
+                run,
+                cause or run.context,
+                SpanKind.PRODUCER,
+                {
+                    **producer_attributes(self._config.topics.commands, body.child_workflow_id),
+                    "sagaflow.child.workflow_id": body.child_workflow_id,
+                    "sagaflow.child.seq": body.child_seq,
+                    "sagaflow.child.parent_close_policy": body.parent_close_policy,
+                },
+            )
+            run.contexts[body.child_seq] = _context(span)
+            return _context(span), False
+        if isinstance(body, ChildWorkflowCompleted | ChildWorkflowFailed):
+            child_started = run.contexts.pop(body.child_seq, None)
+            span = self._span(
+                _name(body),
+                event,
+                run,
+                child_started or run.context,
+                SpanKind.CONSUMER,
+                {
+                    **received,
+                    "sagaflow.child.workflow_id": body.child_workflow_id,
+                    "sagaflow.child.seq": body.child_seq,
+                },
+                linked=sender,
+            )
+            if isinstance(body, ChildWorkflowFailed):
+                _error(span, body.error_type or body.status, body.message)
+            return _context(span), True
         assert_never(body)
 
     def _step_outcome(
