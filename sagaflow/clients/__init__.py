@@ -5,8 +5,9 @@
 
     handle = client.start_workflow("checkout", order, id="order-1", result_type=Receipt)
     handle.signal("approve", {"approved": True})
+    handle.query("status"); handle.update("add_item", item, update_id="u-1")
     receipt = handle.result(timeout=60)          # WorkflowFailureError, WorkflowCancelledError...
-    handle.describe(); handle.history(); handle.cancel("changed my mind")
+    handle.describe(); handle.history(); handle.cancel("changed my mind"); handle.terminate(..)
     for page in client.list_workflows(status="running", workflow_type="checkout"): ...
 
 Inputs and results are JSON values, dataclasses, pydantic models or TypedDicts, converted by
@@ -14,6 +15,7 @@ the one payload codec (sagaflow.core.payload). sagaflow.client.Client stays the 
 command sender underneath.
 """
 
+from sagaflow.client import ReplyError, ReplyTimeoutError
 from sagaflow.clients.aio import AsyncClient, AsyncWorkflowHandle
 from sagaflow.clients.errors import (
     WorkflowCancelledError,
@@ -41,6 +43,8 @@ __all__ = [
     "Client",
     "FilterArgs",
     "InputError",
+    "ReplyError",
+    "ReplyTimeoutError",
     "Timeouts",
     "WorkflowCancelledError",
     "WorkflowClosedError",

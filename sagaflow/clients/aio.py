@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from functools import partial
 from typing import Any, Unpack
 
 from sagaflow.clients.shared import (
@@ -21,6 +22,7 @@ from sagaflow.clients.shared import (
     Timeouts,
     WorkflowDescription,
     WorkflowPage,
+    reply_result,
 )
 from sagaflow.core.messages import Event
 
@@ -44,6 +46,27 @@ class AsyncWorkflowHandle(HandleBase):
 
     async def terminate(self, reason: str, by: str = "") -> None:
         await asyncio.to_thread(self._shared.commands.terminate, self.workflow_id, reason, by)
+
+    async def query(
+        self, name: str, arg: Any = None, *, timeout: float = 10.0, type: Any = Any
+    ) -> Any:
+        reply = await asyncio.to_thread(
+            partial(self._shared.commands.query, timeout_s=timeout), self.workflow_id, name, arg
+        )
+        return reply_result(reply, type)
+
+    async def update(
+        self,
+        name: str,
+        arg: Any = None,
+        *,
+        update_id: str = "",
+        timeout: float = 30.0,
+        type: Any = Any,
+    ) -> Any:
+        send = partial(self._shared.commands.update, update_id=update_id, timeout_s=timeout)
+        reply = await asyncio.to_thread(send, self.workflow_id, name, arg)
+        return reply_result(reply, type)
 
     async def describe(self) -> WorkflowDescription:
         return await self._shared.describe(self.workflow_id)

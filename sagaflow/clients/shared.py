@@ -22,6 +22,7 @@ from typing import Any, Self, TypedDict
 
 from sagaflow import codec
 from sagaflow.client import Client as CommandClient
+from sagaflow.client import ReplyError
 from sagaflow.clients.errors import (
     WorkflowCancelledError,
     WorkflowClosedError,
@@ -40,6 +41,7 @@ from sagaflow.core.messages import (
     CommandRejected,
     Event,
     EventBody,
+    ReplyToCaller,
     StartWorkflow,
     WorkflowCancelled,
     WorkflowCompleted,
@@ -313,6 +315,14 @@ def _summary_fields(row: dict[str, Any]) -> dict[str, Any]:
         "created_at": datetime.fromisoformat(row["created_at"]),
         "updated_at": datetime.fromisoformat(row["updated_at"]),
     }
+
+
+def reply_result(reply: ReplyToCaller, tp: Any) -> Any:
+    """A query's or update's answer converted to `tp`; ReplyError if the handler failed or the
+    request was refused (a validator's rejection records nothing)."""
+    if not reply.ok:
+        raise ReplyError(reply)
+    return payload.decode(reply.result, tp, "result")
 
 
 def outcome_value(workflow_id: str, outcome: Outcome, result_type: Any) -> Any:

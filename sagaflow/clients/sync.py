@@ -21,6 +21,7 @@ from sagaflow.clients.shared import (
     Timeouts,
     WorkflowDescription,
     WorkflowPage,
+    reply_result,
 )
 from sagaflow.core.messages import Event
 
@@ -50,6 +51,30 @@ class WorkflowHandle(HandleBase):
         """Stop the workflow now: no more of its code runs, so nothing is compensated (cancel
         asks the code instead). result() then raises WorkflowTerminatedError with who and why."""
         self._shared.commands.terminate(self.workflow_id, reason, by)
+
+    def query(self, name: str, arg: Any = None, *, timeout: float = 10.0, type: Any = Any) -> Any:
+        """The answer of the workflow's query handler `name` (read from its state, recording
+        nothing), converted to `type`. ReplyError if the handler failed or the query was
+        refused; ReplyTimeoutError (a TimeoutError) past `timeout` seconds."""
+        reply = self._shared.commands.query(self.workflow_id, name, arg, timeout_s=timeout)
+        return reply_result(reply, type)
+
+    def update(
+        self,
+        name: str,
+        arg: Any = None,
+        *,
+        update_id: str = "",
+        timeout: float = 30.0,
+        type: Any = Any,
+    ) -> Any:
+        """Run the workflow's update handler `name` and return its result, converted to
+        `type`. Its validator may refuse it (ReplyError; nothing is recorded). Repeat with the
+        same `update_id` to learn an update's outcome safely: it runs once."""
+        reply = self._shared.commands.update(
+            self.workflow_id, name, arg, update_id=update_id, timeout_s=timeout
+        )
+        return reply_result(reply, type)
 
     def describe(self) -> WorkflowDescription:
         """The workflow as the read model shows it now; WorkflowNotFoundError if it has none."""

@@ -13,6 +13,7 @@ from sagaflow.workflow import (
     ApplicationError,
     Registry,
     WorkflowContext,
+    WorkflowView,
 )
 
 registry = Registry()
@@ -86,3 +87,26 @@ async def doomed(ctx: WorkflowContext, sku: str) -> None:
 async def approval(ctx: WorkflowContext, order_id: str) -> dict[str, object]:
     decision = await ctx.wait_for_signal("decision")  # a cancel ends it here, cancelled
     return {"order_id": order_id, "decision": decision}
+
+
+@registry.workflow(name="counter", version=1)
+async def counter(ctx: WorkflowContext, start: int) -> int:
+    ctx.state["total"] = start
+    await ctx.wait_for_signal("stop")
+    return int(ctx.state["total"])
+
+
+@registry.query(workflow="counter", name="total")
+def total(view: WorkflowView, args: object) -> dict[str, int]:
+    return {"total": view.state["total"]}
+
+
+def positive(view: WorkflowView, amount: object) -> None:
+    if not isinstance(amount, int) or amount < 1:
+        raise ValueError(f"add a whole number of at least 1, got {amount!r}")
+
+
+@registry.update(workflow="counter", name="add", validator=positive)
+async def add(ctx: WorkflowContext, amount: int) -> int:
+    ctx.state["total"] += amount
+    return int(ctx.state["total"])

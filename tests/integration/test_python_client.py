@@ -18,6 +18,7 @@ from sagaflow.clients import (
     AsyncClient,
     Client,
     InputError,
+    ReplyError,
     WorkflowCancelledError,
     WorkflowDescription,
     WorkflowFailureError,
@@ -197,6 +198,29 @@ def test_terminate_and_an_execution_timeout_end_result_with_their_errors(
     with pytest.raises(WorkflowTimedOutError) as timed_out:
         handle.result(timeout=60)
     assert timed_out.value.timeout == "execution"
+
+
+@dataclass(frozen=True)
+class Total:
+    total: int
+
+
+def test_query_and_update_through_the_handle(deployed: Deployed) -> None:
+    client = Client(deployed.config)
+    handle = client.start_workflow("counter", 5, id=deployed.wid("counter"))
+    assert handle.query("total", timeout=30, type=Total) == Total(5)
+    assert handle.update("add", 3, update_id="u-1", timeout=30) == 8
+    assert handle.update("add", 3, update_id="u-1", timeout=30) == 8  # the same update, once
+    with pytest.raises(ReplyError, match="at least 1"):
+        handle.update("add", 0, timeout=30)
+
+    async def async_side() -> tuple[object, object]:
+        ahandle = AsyncClient(deployed.config).get_workflow_handle(handle.workflow_id)
+        return await ahandle.update("add", 2, timeout=30), await ahandle.query("total")
+
+    assert asyncio.run(async_side()) == (10, {"total": 10})
+    handle.signal("stop")
+    assert handle.result(timeout=60) == 10
 
 
 def test_a_bad_input_is_refused_naming_the_field(deployed: Deployed) -> None:
