@@ -12,7 +12,8 @@ reader schema (full transitive compatibility: new fields carry defaults). Bytes 
 message of the expected kind raise DecodeError, never anything else.
 
 History of versions: event v1 -> v2 added WorkflowStarted.continued_from_run_id (default "");
-closed v1 (the closed-workflows index) is new.
+closed v1 (the closed-workflows index) is new; event v2 -> v3 added the StateTransitioned body
+(a state machine's state entered or left).
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ _KIND_NAMES = {
     KIND_TASK: "task",
     KIND_CLOSED: "closed",
 }
-CURRENT_VERSIONS = {KIND_COMMAND: 1, KIND_EVENT: 2, KIND_TASK: 1, KIND_CLOSED: 1}
+CURRENT_VERSIONS = {KIND_COMMAND: 1, KIND_EVENT: 3, KIND_TASK: 1, KIND_CLOSED: 1}
 _NAMESPACE = "sagaflow."
 
 _DECODE_FAILURES = (

@@ -19,6 +19,7 @@ from sagaflow.core.messages import (
     Event,
     MarkerRecorded,
     SignalReceived,
+    StateTransitioned,
     TimerCancelled,
     TimerFired,
     TimerStarted,
@@ -149,6 +150,8 @@ def describe(event: Event) -> str:
         return f"cancel requested: {b.reason or '(no reason)'}"
     if isinstance(b, MarkerRecorded):
         return f"patch {b.change_id} recorded"
+    if isinstance(b, StateTransitioned):
+        return _describe_state(b)
     if isinstance(b, WorkflowCompleted):
         return f"COMPLETED result={compact(b.result)}"
     if isinstance(b, WorkflowFailed):
@@ -163,6 +166,16 @@ def describe(event: Event) -> str:
         return "unparked: newly deployed code resumed it"
     assert isinstance(b, CommandRejected)
     return f"REJECTED {b.command_type} ({b.reason}): {b.message}"
+
+
+def _describe_state(b: StateTransitioned) -> str:
+    where = f" in {b.scope}" if b.scope else ""
+    head = f"state {b.state} ({b.state_type}){where} {b.transition}"
+    if b.transition == "succeeded":
+        head += f" output={compact(b.output)}"
+    elif b.transition == "failed":
+        head += f": {b.error}: {b.cause}" + (" (caught)" if b.next_state else "")
+    return head + (f" -> {b.next_state}" if b.next_state else "")
 
 
 def event_line(event: Event) -> str:

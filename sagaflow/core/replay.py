@@ -24,6 +24,7 @@ from sagaflow.core.driver import (
     Driver,
     FailWorkflowCommand,
     RecordMarkerCommand,
+    RecordStateCommand,
     ScheduleActivityCommand,
     StartTimerCommand,
 )
@@ -37,6 +38,7 @@ from sagaflow.core.messages import (
     EventBody,
     MarkerRecorded,
     SignalReceived,
+    StateTransitioned,
     TimerCancelled,
     TimerFired,
     TimerStarted,
@@ -65,6 +67,7 @@ COMMAND_EVENTS = (
     TimerStarted,
     TimerCancelled,
     MarkerRecorded,
+    StateTransitioned,
     WorkflowCompleted,
     WorkflowFailed,
     WorkflowCancelled,
@@ -83,6 +86,8 @@ def describe_command(command: CodeCommand) -> str:
         return f"cancelled timer {command.timer_seq}"
     if isinstance(command, RecordMarkerCommand):
         return f"recorded patch {command.change_id!r}"
+    if isinstance(command, RecordStateCommand):
+        return f"recorded state {command.state!r} {command.transition}"
     if isinstance(command, CompleteWorkflowCommand):
         return "completed the workflow"
     if isinstance(command, FailWorkflowCommand):
@@ -101,6 +106,8 @@ def describe_event(event: Event) -> str:
         return f"timer {body.timer_seq} cancelled (seq {event.seq})"
     if isinstance(body, MarkerRecorded):
         return f"patch {body.change_id!r} (seq {event.seq})"
+    if isinstance(body, StateTransitioned):
+        return f"state {body.state!r} {body.transition} (seq {event.seq})"
     return f"{type(body).__name__} (seq {event.seq})"
 
 
@@ -113,6 +120,8 @@ def command_matches(command: CodeCommand, body: EventBody) -> bool:
         return isinstance(body, TimerCancelled) and body.timer_seq == command.timer_seq
     if isinstance(command, RecordMarkerCommand):
         return isinstance(body, MarkerRecorded) and body.change_id == command.change_id
+    if isinstance(command, RecordStateCommand):
+        return isinstance(body, StateTransitioned) and body == _state_transitioned(command)
     if isinstance(command, CompleteWorkflowCommand):
         return isinstance(body, WorkflowCompleted)
     if isinstance(command, FailWorkflowCommand):
@@ -127,6 +136,7 @@ def recorded_event(
     | StartTimerCommand
     | CancelTimerCommand
     | RecordMarkerCommand
+    | RecordStateCommand
     | CompleteWorkflowCommand
     | FailWorkflowCommand
     | CancelWorkflowCommand,
@@ -150,6 +160,8 @@ def recorded_event(
         return TimerCancelled(command.timer_seq)
     if isinstance(command, RecordMarkerCommand):
         return MarkerRecorded(command.change_id)
+    if isinstance(command, RecordStateCommand):
+        return _state_transitioned(command)
     if isinstance(command, CompleteWorkflowCommand):
         return WorkflowCompleted(command.result)
     if isinstance(command, FailWorkflowCommand):
@@ -157,6 +169,19 @@ def recorded_event(
     if isinstance(command, CancelWorkflowCommand):
         return WorkflowCancelled(command.reason)
     assert_never(command)
+
+
+def _state_transitioned(command: RecordStateCommand) -> StateTransitioned:
+    return StateTransitioned(
+        state=command.state,
+        state_type=command.state_type,
+        transition=command.transition,
+        scope=command.scope,
+        output=command.output,
+        error=command.error,
+        cause=command.cause,
+        next_state=command.next_state,
+    )
 
 
 class ReplaySink:

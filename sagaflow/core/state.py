@@ -20,6 +20,7 @@ from sagaflow.core.messages import (
     MarkerRecorded,
     RetryPolicy,
     SignalReceived,
+    StateTransitioned,
     TimerCancelled,
     TimerFired,
     TimerStarted,
@@ -214,6 +215,9 @@ class WorkflowState:
     def _apply_marker_recorded(self, event: Event, body: MarkerRecorded) -> None:
         pass
 
+    def _apply_state_transitioned(self, event: Event, body: StateTransitioned) -> None:
+        pass  # what views show; the engine's own bookkeeping does not change
+
     def _apply_workflow_completed(self, event: Event, body: WorkflowCompleted) -> None:
         self._close(COMPLETED)
 
@@ -261,6 +265,7 @@ _APPLIERS: dict[type, Callable[[WorkflowState, Event, Any], None]] = {
     SignalReceived: WorkflowState._apply_signal_received,
     CancelRequested: WorkflowState._apply_cancel_requested,
     MarkerRecorded: WorkflowState._apply_marker_recorded,
+    StateTransitioned: WorkflowState._apply_state_transitioned,
     WorkflowCompleted: WorkflowState._apply_workflow_completed,
     WorkflowFailed: WorkflowState._apply_workflow_failed,
     WorkflowCancelled: WorkflowState._apply_workflow_cancelled,

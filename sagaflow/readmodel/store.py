@@ -35,6 +35,7 @@ _ROW_COLUMNS = (
     "received_signals",
     "cancel_requested",
     "parked",
+    "state_path",
 )
 _JSON_COLUMNS = frozenset(
     {
@@ -46,6 +47,7 @@ _JSON_COLUMNS = frozenset(
         "pending_timers",
         "received_signals",
         "parked",
+        "state_path",
     }
 )
 
