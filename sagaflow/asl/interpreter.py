@@ -33,7 +33,12 @@ Machine = dict[str, Any]
 RECORD_STATES = "asl.record-state-transitions"
 """Patch id: executions started since state transitions are recorded record them; those whose
 history predates it replay (and finish) as they ran, without the records."""
-PATCHES = (RECORD_STATES,)
+CANCEL_SIBLINGS = "asl.cancel-sibling-branches"
+"""Patch id: when a branch of a Parallel state (or an item of a Map state) fails, the others
+are stopped, as AWS does: their timers cancelled, their waits abandoned, no new activities
+scheduled (a running activity is left to finish, its result unobserved). Executions whose
+history predates it let the others run on, as they did."""
+PATCHES = (RECORD_STATES, CANCEL_SIBLINGS)
 """Every behaviour change since the first interpreter, each a `ctx.patched` id."""
 RECORDED_OUTPUT_LIMIT = 32 * 1024
 """A state's output bigger than this (encoded) is recorded as its size only: the record is for
@@ -64,6 +69,8 @@ class Execution:
         self.rng = intrinsics.Random(ctx.random, ctx.uuid4)
         self.records_states = False
         """Whether this execution records its state transitions (decided once, at its start)."""
+        self.cancels_siblings = False
+        """Whether a failing branch stops its siblings (decided once, at its start)."""
 
     def record(
         self,
@@ -335,7 +342,7 @@ async def _parallel(
         run_machine(ex, branch, copy.deepcopy(effective), None, _branch_scope(scope, context, i))
         for i, branch in enumerate(state["Branches"])
     ]
-    return await ex.ctx.gather(*branches)
+    return await ex.ctx.gather(*branches, cancel_siblings=ex.cancels_siblings)
 
 
 def _int_field(state: dict[str, Any], field: str, data: Any, context: Any) -> Any:
@@ -398,7 +405,8 @@ async def _map(
                         f"{err.error}: {err.cause}",
                     ) from err
 
-    await ex.ctx.gather(*(worker() for _ in range(min(limit, len(items)))))
+    workers = (worker() for _ in range(min(limit, len(items))))
+    await ex.ctx.gather(*workers, cancel_siblings=ex.cancels_siblings)
     return results
 
 
@@ -411,6 +419,7 @@ def state_machine_workflow(
     async def interpret(ctx: WorkflowContext, input: Any) -> Any:
         ex = Execution(ctx, name, definition, input)
         ex.records_states = RECORD_STATES in patches and ctx.patched(RECORD_STATES)
+        ex.cancels_siblings = CANCEL_SIBLINGS in patches and ctx.patched(CANCEL_SIBLINGS)
         try:
             return await run_machine(ex, definition, input)
         except SignalTimeoutError as exc:  # a wait outlived the execution deadline

@@ -1,5 +1,6 @@
 """Recorded state-machine histories replay against today's interpreter, whatever interpreter
-recorded them (tests/histories/asl/: `before_state_events_*` predate state transition records)."""
+recorded them (tests/histories/asl/: `before_state_events_*` predate state transition records,
+`state_events_*` predate stopping sibling branches, `cancel_siblings_*` are today's)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,8 @@ HISTORIES = sorted(record.HERE.glob("*_*.json"))
 
 def test_there_are_recorded_state_machine_histories() -> None:
     stems = {p.stem for p in HISTORIES}
-    assert {f"before_state_events_{run}" for run in record.RUNS} <= stems
+    for prefix in ("before_state_events", "state_events", "cancel_siblings"):
+        assert {f"{prefix}_{run}" for run in record.RUNS} <= stems
 
 
 @pytest.mark.parametrize("path", HISTORIES, ids=lambda p: p.stem)

@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sagaflow.asl import graph
-from sagaflow.asl.interpreter import PATCHES, register
+from sagaflow.asl.interpreter import CANCEL_SIBLINGS, PATCHES, RECORD_STATES, register
 from sagaflow.asl.model import load
 from sagaflow.core import messages as m
 from sagaflow.core.replay import replay
@@ -79,8 +79,12 @@ def test_replaying_a_recorded_history_reproduces_it(
         env.run()
         assert env.status(workflow_id) == "completed"
         history = history_from_json(history_to_json(env.history(workflow_id)))
-    recorded_states = any(isinstance(e.body, m.StateTransitioned) for e in history)
-    assert recorded_states == (patches == len(PATCHES))
+    applied = PATCHES[:patches]
+    states = [e.body for e in history if isinstance(e.body, m.StateTransitioned)]
+    assert bool(states) == (RECORD_STATES in applied)
+    # Branch F fails (retries included) before branch W's 5 s wait is over: W is stopped.
+    cancelled = [s.state for s in states if s.transition == "cancelled"]
+    assert cancelled == (["W"] if fail and CANCEL_SIBLINGS in applied else [])
     outcome = replay(activities.registry, history)
     assert outcome.error is None
     assert outcome.driver is not None and outcome.driver.finished

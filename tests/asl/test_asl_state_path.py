@@ -19,8 +19,8 @@ from tests.histories.asl import record
 pytestmark = pytest.mark.unit
 
 
-def recorded(run: str) -> list[m.Event]:
-    return history_from_json((record.HERE / f"state_events_{run}.json").read_text())
+def recorded(run: str, prefix: str = "state_events") -> list[m.Event]:
+    return history_from_json((record.HERE / f"{prefix}_{run}.json").read_text())
 
 
 def transitions(history: list[m.Event]) -> list[tuple[str, str, str]]:
@@ -120,6 +120,20 @@ def test_the_read_model_folds_the_state_path() -> None:
     # Once the Parallel state catches the error, nothing is failing any more.
     after_catch = folded(caught[: cut + 1]).state_path
     assert after_catch is not None and after_catch["failed"] is None
+
+
+def test_a_stopped_sibling_is_recorded_cancelled_and_leaves_the_state_path() -> None:
+    history = recorded("caught_branch_failure", prefix="cancel_siblings")
+    steps = transitions(history)
+    f_failed = steps.index(("F", "failed", "Both[1]"))
+    assert steps[f_failed + 1 : f_failed + 3] == [
+        ("W", "cancelled", "Both[0]"), ("Both", "failed", "")
+    ]  # fmt: skip
+    both = next(i for i, e in enumerate(history) if isinstance(e.body, m.StateTransitioned)
+                and (e.body.state, e.body.transition) == ("Both", "failed"))  # fmt: skip
+    path = folded(history[: both + 1]).state_path
+    assert path is not None
+    assert (path["active"], path["current"], path["failed"]) == ([], None, None)
 
 
 def test_executions_recorded_before_state_transitions_have_no_state_path() -> None:

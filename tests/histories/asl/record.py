@@ -2,8 +2,9 @@
 
 Each history runs `machine.json` (registered as type "recorded", version 1) with the test
 activities. Recorded histories are frozen: record new ones under a new PREFIX when the
-interpreter's behaviour changes (`before_state_events` was recorded by the interpreter that did
-not yet record state transitions; `current` by today's), never to make a failing replay pass.
+interpreter's behaviour changes, never to make a failing replay pass: `before_state_events` was
+recorded by the interpreter that did not yet record state transitions, `state_events` by the one
+that did not yet stop sibling branches, `cancel_siblings` by today's.
 """
 
 from __future__ import annotations
