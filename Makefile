@@ -39,7 +39,7 @@ containers-down: ## stop the project's Docker engine and every container on it
 	@if [ -x $(PY) ]; then $(PY) -m sagaflow.devstack.containers down; fi
 
 demo: up ## the main job: four checkout sagas end to end on the local stack
-	@$(PY) -m sagaflow.demo
+	@$(PY) -m sagaflow.devstack.demo
 
 lint: install ## ruff lint and format check
 	@echo "==> ruff"

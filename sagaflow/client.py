@@ -39,9 +39,8 @@ class DeliveryError(RuntimeError):
     """Kafka did not take the command; nothing was sent. Check the broker and retry."""
 
 
-def payload(value: Any) -> bytes:
-    """A payload's bytes, as every other part of sagaflow encodes it (sagaflow.core.payload)."""
-    return core_payload.dumps(value)
+payload = core_payload.dumps
+"""A payload's bytes, as every other part of sagaflow encodes it (sagaflow.core.payload)."""
 
 
 class Client:

@@ -33,9 +33,8 @@ DEFAULT_START_MS = 1_767_225_600_000
 """2026-01-01T00:00:00Z: virtual time starts here unless told otherwise."""
 
 
-def encode(value: Any) -> bytes:
-    """A payload as the engine records it (UTF-8 JSON)."""
-    return payload.dumps(value)
+encode = payload.dumps
+"""A payload as the engine records it (sagaflow.core.payload)."""
 
 
 class WorkflowEnvironment:

@@ -45,6 +45,7 @@ from sagaflow.core.messages import (
     SignalReceived,
     SignalWorkflow,
     StartWorkflow,
+    StepView,
     TimerFired,
     TimerStarted,
     WorkflowCancelled,
@@ -70,6 +71,8 @@ from sagaflow.core.state import (
 )
 from sagaflow.core.status import CLOSED_STATUSES
 
+_STEP_OUTCOMES = (ActivityAttemptFailed, ActivityRetried, ActivityCompleted, ActivityFailed)
+
 _CLOSING_STATUS = {
     WorkflowCompleted: "completed",
     WorkflowFailed: "failed",
@@ -85,9 +88,12 @@ class _Batch:
     tasks: list[ActivityTask] = field(default_factory=list)
     touched: dict[str, WorkflowState] = field(default_factory=dict)
     closed: list[ClosedWorkflow] = field(default_factory=list)
+    steps: list[StepView] = field(default_factory=list)
 
     def decision(self) -> Decision:
-        return Decision(tuple(self.events), tuple(self.tasks), tuple(self.closed))
+        return Decision(
+            tuple(self.events), tuple(self.tasks), tuple(self.closed), tuple(self.steps)
+        )
 
 
 class Engine:
@@ -542,6 +548,19 @@ class Engine:
             recorded_at_ms=now_ms,
             body=body,
         )
+        if isinstance(body, _STEP_OUTCOMES):
+            # Observers learn what the step was from the decision (its events carry the seq).
+            activity = state.activities.get(body.activity_seq)
+            if activity is not None:
+                batch.steps.append(
+                    StepView(
+                        state.workflow_id,
+                        activity.seq,
+                        activity.name,
+                        activity.compensation,
+                        activity.scheduled_at_ms,
+                    )
+                )
         state.apply(event)
         batch.events.append(event)
         batch.touched[state.workflow_id] = state

@@ -363,6 +363,18 @@ def idempotency_key(workflow_id: str, activity_seq: int) -> str:
 
 
 @dataclass(frozen=True, slots=True)
+class StepView:
+    """An open activity as it was scheduled: (workflow_id, activity_seq) is its identity, the
+    seq of its ActivityScheduled event."""
+
+    workflow_id: str
+    activity_seq: int
+    name: str
+    compensation: bool
+    scheduled_at_ms: int
+
+
+@dataclass(frozen=True, slots=True)
 class Decision:
     """What one input to the core decided: events to append and tasks to produce."""
 
@@ -370,6 +382,10 @@ class Decision:
     tasks: tuple[ActivityTask, ...] = ()
     closed: tuple[ClosedWorkflow, ...] = ()
     """Workflows this input closed, to be remembered durably with the closing events."""
+    steps: tuple[StepView, ...] = ()
+    """The activities its outcome events (attempt failed, retried, completed, failed) are
+    about, as they were scheduled: those events carry only the activity's seq, and an observer
+    names what it records from these instead of keeping its own copy of every open step."""
 
     @property
     def rejection(self) -> CommandRejected | None:
@@ -380,5 +396,8 @@ class Decision:
 
     def __add__(self, other: Decision) -> Decision:
         return Decision(
-            self.events + other.events, self.tasks + other.tasks, self.closed + other.closed
+            self.events + other.events,
+            self.tasks + other.tasks,
+            self.closed + other.closed,
+            self.steps + other.steps,
         )

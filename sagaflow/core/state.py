@@ -61,6 +61,7 @@ class ActivityState:
     start_to_close_ms: int
     schedule_to_close_ms: int
     scheduled_at_ms: int
+    compensation: bool = False
     attempt: int = 1
     attempt_started_at_ms: int = 0
     retry_at_ms: int | None = None
@@ -172,6 +173,7 @@ class WorkflowState:
             start_to_close_ms=body.start_to_close_ms,
             schedule_to_close_ms=body.schedule_to_close_ms,
             scheduled_at_ms=event.recorded_at_ms,
+            compensation=body.compensation,
             attempt_started_at_ms=event.recorded_at_ms,
         )
 

@@ -189,6 +189,21 @@ def test_built_image_size(container_tier: ContainerTier) -> None:
     assert size_mb < MAX_IMAGE_MB, f"image is {size_mb:.0f} MB (limit {MAX_IMAGE_MB} MB)"
 
 
+@pytest.mark.containers
+def test_built_image_ships_no_dev_stack_bench_or_demo(container_tier: ContainerTier) -> None:
+    found = _run(
+        container_tier,
+        "python",
+        "-c",
+        "import importlib.util as u; "
+        "print([m for m in ('sagaflow.devstack', 'sagaflow.bench') "
+        "if u.find_spec(m) is not None])",
+    )
+    assert found.strip() == "[]", f"checkout-only tooling in the runtime image: {found}"
+    # ... while the runtime itself is all there.
+    assert "usage: sagaflow" in _run(container_tier, "sagaflow", "--help")
+
+
 def test_the_runtime_lock_carries_no_test_tooling() -> None:
     """The image installs requirements.lock: test-only packages stay in the dev extras."""
     lock = (ROOT / "requirements.lock").read_text()

@@ -482,3 +482,20 @@ def test_unregistered_activity_needs_a_task_queue() -> None:
     assert decision.tasks[0].task_queue == "far"
     decision = engine.handle(m.StartWorkflow("b", "w", b"false"), T0)
     assert bodies(decision) == [m.WorkflowStarted, m.WorkflowParked]
+
+
+def test_outcome_decisions_say_which_step_they_are_about(engine: Engine) -> None:
+    """Outcome events carry only the activity's seq; the decision names the step, so an
+    observer needs no copy of the workflow's open steps."""
+    (task,) = start(engine).tasks
+    assert start(engine, "other").steps == ()  # scheduling needs no view: the event has it
+    view = m.StepView("wf", task.activity_seq, "work", False, T0)
+    failed = fail(engine, task, at=T0 + 5)
+    assert [type(e.body) for e in failed.events] == [m.ActivityAttemptFailed]
+    assert failed.steps == (view,)
+    retried = engine.fire_due(T0 + 60_000)
+    assert [type(e.body) for e in retried.events] == [m.ActivityRetried]
+    assert retried.steps == (view,)
+    (retry,) = retried.tasks
+    done = complete(engine, retry, at=T0 + 2_000)
+    assert done.steps == (view,)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 import pytest
 from aiohttp import web
@@ -24,6 +24,7 @@ from opentelemetry.trace import SpanContext, SpanKind, StatusCode, TraceFlags
 from sagaflow import telemetry
 from sagaflow.config import Config
 from sagaflow.core.messages import (
+    ActivityAttemptFailed,
     ActivityCompleted,
     ActivityFailed,
     ActivityScheduled,
@@ -37,11 +38,12 @@ from sagaflow.core.messages import (
     RetryPolicy,
     StartWorkflow,
     StateTransitioned,
+    StepView,
     WorkflowFailed,
     WorkflowStarted,
 )
 from sagaflow.metrics import OrchestratorMetrics, WorkerMetrics, metrics_handler
-from sagaflow_orchestrator.hooks import ConsumedCommand, Decided, DecisionHeaders
+from sagaflow_orchestrator.hooks import ConsumedCommand, Decided, DecisionHeaders, Fired
 from sagaflow_orchestrator.observe import Observer
 from sagaflow_worker.hooks import ConsumedTask, TaskTrace
 from sagaflow_worker.idempotency import Failed, Succeeded
@@ -138,6 +140,8 @@ class Saga:
     worker_metrics: WorkerMetrics
     offset: int = 0
     seq: int = 0
+    scheduled: dict[int, StepView] = field(default_factory=dict)
+    """What the core would hand the observer with each outcome (Decision.steps)."""
 
     def spans(self) -> dict[str, ReadableSpan]:
         spans = self.exporter.get_finished_spans()
@@ -159,13 +163,25 @@ class Saga:
 
     def event(self, body: EventBody, at_ms: int) -> Event:
         self.seq += 1
+        if isinstance(body, ActivityScheduled):
+            self.scheduled[body.activity_seq] = StepView(
+                WID, body.activity_seq, body.activity_name, body.compensation, at_ms
+            )
         return Event(WID, self.seq, RUN, at_ms, body)
+
+    def with_steps(self, decision: Decision) -> Decision:
+        seqs = [
+            e.body.activity_seq
+            for e in decision.events
+            if isinstance(e.body, ActivityCompleted | ActivityFailed | ActivityAttemptFailed)
+        ]
+        return replace(decision, steps=tuple(self.scheduled[seq] for seq in seqs))
 
     def decide(
         self, command: Command | None, source: Message | None, decision: Decision
     ) -> tuple[list[list[tuple[str, bytes]]], list[list[tuple[str, bytes]]]]:
         """What the loop does for one command: decide, emit, produce (headers), commit."""
-        headers = observe(self.orchestrator, command, source, decision)
+        headers = observe(self.orchestrator, command, source, self.with_steps(decision))
         self.orchestrator.committed(1, len(headers.events), len(headers.tasks), 0, 0.004)
         return list(headers.events), list(headers.tasks)
 
@@ -195,7 +211,7 @@ def observe(
     hooks: Observer, command: Command | None, source: Message | None, decision: Decision
 ) -> DecisionHeaders:
     """What the loop hands the observer for one decision, and the headers it gets back."""
-    cause = None
+    cause: ConsumedCommand | Fired = Fired("due", 0)
     if command is not None:
         raw = source.headers() if source is not None else None
         cause = ConsumedCommand(
@@ -435,7 +451,7 @@ def test_a_rebuild_recovers_the_trace_without_spans(saga: Saga) -> None:
     complete = CompleteActivity(WID, RUN, 1, 1, b"{}")
     msg = saga.message(commands, complete, done)
     decision = Decision((saga.event(ActivityCompleted(1, 1, b"{}"), 1_500),))
-    (headers,) = observe(restarted, complete, msg, decision).events
+    (headers,) = observe(restarted, complete, msg, saga.with_steps(decision)).events
     restarted.committed(1, 1, 0, 0, 0.002)
 
     (span,) = exporter.get_finished_spans()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TypeAlias
+from typing import Literal, TypeAlias
 
 from sagaflow.core.messages import Command, Decision, Event
 
@@ -35,14 +35,23 @@ class ConsumedCommand:
 
 
 @dataclass(frozen=True)
+class Fired:
+    """Time, not a command, made the decision: due timers, retry backoffs and activity timeouts
+    fired (`due`), or parked workflows resumed once their code was deployed (`resumed`)."""
+
+    kind: Literal["due", "resumed"]
+    at_ms: int
+
+
+@dataclass(frozen=True)
 class Decided:
     """One decision of a batch: what the core decided, why, and where it will be written."""
 
     partition: int
     """The events partition its events go to (the partition of the workflow's commands)."""
     decision: Decision
-    cause: ConsumedCommand | None
-    """The command decided; None when due timers fired or parked workflows were resumed."""
+    cause: ConsumedCommand | Fired
+    """Why: the command decided, or what fired."""
     seconds: float
     """How long the core took to decide it."""
 

@@ -41,7 +41,7 @@ from sagaflow.kafka.partition import partition_for
 from sagaflow.kafka.produce import produce
 from sagaflow.kafka.records import headers_of, position
 from sagaflow_orchestrator import checkpoints
-from sagaflow_orchestrator.hooks import ConsumedCommand, Decided, Hooks
+from sagaflow_orchestrator.hooks import ConsumedCommand, Decided, Fired, Hooks
 from sagaflow_orchestrator.rebuild import OwnedPartition, rebuild_partition
 
 log = logging.getLogger(__name__)
@@ -248,12 +248,12 @@ class Orchestrator:
         for p in sorted(self._pending_resume):
             owned = self._owned.get(p)
             if owned is not None:
-                self._emit(p, owned.engine.resume_parked(now_ms), out)
+                self._emit(p, owned.engine.resume_parked(now_ms), out, Fired("resumed", now_ms))
         self._pending_resume.clear()
         for p, owned in sorted(self._owned.items()):
             nd = owned.engine.next_due_ms()
             if nd is not None and nd <= now_ms:
-                self._emit(p, owned.engine.fire_due(now_ms), out)
+                self._emit(p, owned.engine.fire_due(now_ms), out, Fired("due", now_ms))
         checkpoint_due = (
             self.clock() - self._last_checkpoint
         ) * 1000 >= self.config.checkpoint_interval_ms
@@ -308,10 +308,15 @@ class Orchestrator:
         p: int,
         decision: Decision,
         out: _Outgoing,
-        cause: ConsumedCommand | None = None,
+        cause: ConsumedCommand | Fired,
         seconds: float = 0.0,
     ) -> None:
-        if not (decision.events or decision.tasks or decision.closed or cause is not None):
+        if not (
+            decision.events
+            or decision.tasks
+            or decision.closed
+            or isinstance(cause, ConsumedCommand)
+        ):
             return
         out.closed.extend((p, closed) for closed in decision.closed)
         out.decided.append(Decided(p, decision, cause, seconds))

@@ -22,11 +22,15 @@ machine's state left ("state <name>", ERROR when it failed) is a child of what c
 Spans are opened while a batch is decided and ended when its transaction commits, so a span
 covers decide + commit, and the spans of an aborted transaction are never exported.
 
+What the observer remembers is span contexts only, keyed by (workflow id, seq): the run's
+start span, and the span that dispatched each open step (keyed by its activity seq) or started
+each pending timer (its timer seq). What a step is (its name, whether it compensates, when it
+was scheduled) comes with each decision from the core (Decision.steps), so the observer keeps no
+copy of the workflow's state.
+
 What survives a restart: every event record carries the traceparent of the span that recorded
 it (the headers `batch` returns). Rebuild hands each restored event and its headers to
-`restored`, which takes back the run's context from WorkflowStarted, each open step's from
-ActivityScheduled / ActivityRetried and each pending timer's from TimerStarted, without
-creating any span.
+`restored`, which takes back those contexts, without creating any span.
 """
 
 from __future__ import annotations
@@ -54,6 +58,7 @@ from sagaflow.core.messages import (
     FailActivity,
     SignalReceived,
     StateTransitioned,
+    StepView,
     TimerCancelled,
     TimerFired,
     TimerStarted,
@@ -76,7 +81,13 @@ from sagaflow.telemetry import (
     parent,
     producer_attributes,
 )
-from sagaflow_orchestrator.hooks import Decided, DecisionHeaders, Hooks, RecordHeaders
+from sagaflow_orchestrator.hooks import (
+    ConsumedCommand,
+    Decided,
+    DecisionHeaders,
+    Hooks,
+    RecordHeaders,
+)
 
 Attributes = dict[str, str | int | bool]
 
@@ -89,21 +100,13 @@ _CLOSED_NAMES: dict[type, str] = {
 
 
 @dataclass
-class _Step:
-    name: str
-    compensation: bool
-    scheduled_at_ms: int
-    context: SpanContext | None
-    """The span that dispatched the latest attempt (schedule or retry): the worker's parent."""
-
-
-@dataclass
 class _Run:
     workflow_type: str
     context: SpanContext | None
     """The run's start span; the parent of what is not caused by a particular step."""
-    steps: dict[int, _Step] = field(default_factory=dict)
-    timers: dict[int, SpanContext | None] = field(default_factory=dict)
+    contexts: dict[int, SpanContext | None] = field(default_factory=dict)
+    """seq -> the span that dispatched an open step's latest attempt (schedule or retry: the
+    worker's parent), or that started a pending timer."""
     unsampled: KafkaHeaders | None = None
     """The run's traceparent when its trace was not sampled: every record of the run carries
     it (so each hop follows the decision) and nothing else is tracked for the run."""
@@ -140,8 +143,6 @@ class Observer(Hooks):
         self._telemetry = telemetry if telemetry is not None and telemetry.enabled else None
         self._metrics = metrics
         self._runs: dict[str, _Run] = {}
-        self._scheduled: dict[str, dict[int, tuple[str, int]]] = {}
-        """workflow id -> activity seq -> (activity name, scheduled at ms), without tracing."""
         self._batch = _Batch()
 
     # ------------------------------------------------------------------ rebuild (no spans)
@@ -168,19 +169,15 @@ class Observer(Hooks):
                 del self._runs[event.workflow_id]
             return
         if isinstance(body, ActivityScheduled):
-            run.steps[body.activity_seq] = _Step(
-                body.activity_name, body.compensation, event.recorded_at_ms, context
-            )
+            run.contexts[body.activity_seq] = context
         elif isinstance(body, ActivityRetried):
-            step = run.steps.get(body.activity_seq)
-            if step is not None:
-                step.context = context or step.context
-        elif isinstance(body, ActivityCompleted | ActivityFailed):
-            run.steps.pop(body.activity_seq, None)
+            run.contexts[body.activity_seq] = context or run.contexts.get(body.activity_seq)
         elif isinstance(body, TimerStarted):
-            run.timers[body.timer_seq] = context
+            run.contexts[body.timer_seq] = context
+        elif isinstance(body, ActivityCompleted | ActivityFailed):
+            run.contexts.pop(body.activity_seq, None)
         elif isinstance(body, TimerFired | TimerCancelled):
-            run.timers.pop(body.timer_seq, None)
+            run.contexts.pop(body.timer_seq, None)
         elif isinstance(body, CLOSING_EVENTS):
             self._runs.pop(event.workflow_id, None)
 
@@ -192,14 +189,15 @@ class Observer(Hooks):
         if self._telemetry is None:
             if self._metrics is not None:
                 for d in decided:
+                    steps = _steps(d)
                     for event in d.decision.events:
-                        self._count_untraced(event)
+                        self._count_untraced(event, steps)
             return None
         return [self._trace_decision(d) for d in decided]
 
     def _count_decision(self, d: Decided) -> None:
         m = self._metrics
-        if m is None or d.cause is None:
+        if m is None or not isinstance(d.cause, ConsumedCommand):
             return
         kind = type(d.cause.command).__name__
         m.decide_seconds.observe(d.seconds)
@@ -209,7 +207,7 @@ class Observer(Hooks):
             self._batch.counts["rejected", kind, rejection.reason] += 1
 
     def _trace_decision(self, d: Decided) -> DecisionHeaders:
-        cause = d.cause
+        cause = d.cause if isinstance(d.cause, ConsumedCommand) else None
         command = cause.command if cause is not None else None
         sender = extract(list(cause.headers)) if cause is not None else None
         received: Attributes = {}
@@ -225,17 +223,18 @@ class Observer(Hooks):
             )
         caused_by: SpanContext | None = None
         event_headers: list[KafkaHeaders] = []
+        steps = _steps(d)
         for event in d.decision.events:
             run = self._runs.get(event.workflow_id)
             if run is not None and run.unsampled is not None:
                 # Not sampled: count it, carry the decision on, make no spans.
                 event_headers.append(run.unsampled)
                 if self._metrics is not None:
-                    self._count_untraced(event)
+                    self._count_untraced(event, steps)
                 if isinstance(event.body, CLOSING_EVENTS):
                     del self._runs[event.workflow_id]
                 continue
-            recorded_by, caused = self._observe(event, command, sender, caused_by, received)
+            recorded_by, caused = self._observe(event, steps, command, sender, caused_by, received)
             if caused:
                 caused_by = recorded_by
             run = self._runs.get(event.workflow_id)
@@ -253,27 +252,26 @@ class Observer(Hooks):
             return []
         if run.unsampled is not None:
             return run.unsampled
-        step = run.steps.get(task.activity_seq)
-        return inject(step.context if step is not None and step.context else run.context)
+        return inject(run.contexts.get(task.activity_seq) or run.context)
 
-    def _count_untraced(self, event: Event) -> None:
-        """Metrics without tracing: event counts, and step latency from a map of what is
-        scheduled (steps scheduled before a restart are not measured)."""
+    def _count_untraced(self, event: Event, steps: _Steps) -> None:
+        """Metrics without tracing: event counts, and step latency."""
         body = event.body
         self._batch.counts["appended", type(body).__name__, ""] += 1
-        wid = event.workflow_id
-        if isinstance(body, ActivityScheduled):
-            steps = self._scheduled.setdefault(wid, {})
-            steps[body.activity_seq] = (body.activity_name, event.recorded_at_ms)
-        elif isinstance(body, ActivityCompleted | ActivityFailed):
-            step = self._scheduled.get(wid, {}).pop(body.activity_seq, None)
-            if step is not None and self._metrics is not None:
-                outcome = "completed" if isinstance(body, ActivityCompleted) else "failed"
-                histogram = self._metrics.step_seconds.labels(step[0], outcome)
-                seconds = max(0, event.recorded_at_ms - step[1]) / 1000
-                self._batch.metrics.append(lambda: histogram.observe(seconds))
-        elif isinstance(body, CLOSING_EVENTS):
-            self._scheduled.pop(wid, None)
+        if isinstance(body, ActivityCompleted | ActivityFailed):
+            step = steps.get((event.workflow_id, body.activity_seq))
+            if step is not None:
+                self._step_latency(event, body, step)
+
+    def _step_latency(
+        self, event: Event, body: ActivityCompleted | ActivityFailed, step: StepView
+    ) -> None:
+        if self._metrics is None:
+            return
+        outcome = "completed" if isinstance(body, ActivityCompleted) else "failed"
+        histogram = self._metrics.step_seconds.labels(step.name, outcome)
+        seconds = max(0, event.recorded_at_ms - step.scheduled_at_ms) / 1000
+        self._batch.metrics.append(lambda: histogram.observe(seconds))
 
     # ------------------------------------------------------------------ the transaction
 
@@ -315,6 +313,7 @@ class Observer(Hooks):
     def _observe(
         self,
         event: Event,
+        steps: _Steps,
         command: Command | None,
         sender: SpanContext | None,
         cause: SpanContext | None,
@@ -356,8 +355,9 @@ class Observer(Hooks):
         if run is None:
             return None, False  # tracing began after this run did, and it left no context
         if isinstance(body, ActivityScheduled):
-            scheduled = _Step(body.activity_name, body.compensation, event.recorded_at_ms, None)
-            run.steps[body.activity_seq] = scheduled
+            scheduled = StepView(
+                wid, body.activity_seq, body.activity_name, body.compensation, event.recorded_at_ms
+            )
             verb = "compensate" if body.compensation else "schedule"
             span = self._span(
                 f"{verb} {body.activity_name}",
@@ -370,24 +370,28 @@ class Observer(Hooks):
                     **_step_attributes(scheduled, body.activity_seq, 1),
                 },
             )
-            scheduled.context = _context(span)
-            return scheduled.context, False
+            run.contexts[body.activity_seq] = _context(span)
+            return run.contexts[body.activity_seq], False
         if isinstance(body, ActivityRetried):
-            step = run.steps.get(body.activity_seq)
+            step = steps.get((wid, body.activity_seq))
             if step is None:
                 return None, False
+            dispatched = run.contexts.get(body.activity_seq)
             span = self._span(
                 f"retry {step.name}",
                 event,
                 run,
-                step.context,
+                dispatched,
                 SpanKind.PRODUCER,
                 _step_attributes(step, body.activity_seq, body.attempt),
             )
-            step.context = _context(span) or step.context
-            return step.context, False
+            run.contexts[body.activity_seq] = _context(span) or dispatched
+            return run.contexts[body.activity_seq], False
         if isinstance(body, ActivityCompleted | ActivityFailed | ActivityAttemptFailed):
-            return self._step_outcome(event, body, run, command, sender, received), True
+            step = steps.get((wid, body.activity_seq))
+            if step is None:
+                return None, True
+            return self._step_outcome(event, body, step, run, command, sender, received), True
         if isinstance(body, TimerStarted):
             span = self._span(
                 "timer started",
@@ -400,10 +404,10 @@ class Observer(Hooks):
                     "sagaflow.timer.fire_at_ms": body.fire_at_ms,
                 },
             )
-            run.timers[body.timer_seq] = _context(span)
+            run.contexts[body.timer_seq] = _context(span)
             return _context(span), False
         if isinstance(body, TimerFired):
-            timer = run.timers.pop(body.timer_seq, None)
+            timer = run.contexts.pop(body.timer_seq, None)
             span = self._span(
                 "timer fired",
                 event,
@@ -414,7 +418,7 @@ class Observer(Hooks):
             )
             return _context(span), True
         if isinstance(body, TimerCancelled):
-            run.timers.pop(body.timer_seq, None)
+            run.contexts.pop(body.timer_seq, None)
             return None, False
         if isinstance(body, SignalReceived):
             span = self._span(
@@ -488,14 +492,12 @@ class Observer(Hooks):
         self,
         event: Event,
         body: ActivityCompleted | ActivityFailed | ActivityAttemptFailed,
+        step: StepView,
         run: _Run,
         command: Command | None,
         sender: SpanContext | None,
         received: Attributes,
     ) -> SpanContext | None:
-        step = run.steps.get(body.activity_seq)
-        if step is None:
-            return None
         from_worker = isinstance(command, CompleteActivity | FailActivity)
         if isinstance(body, ActivityCompleted):
             verb, outcome = "complete", "completed"
@@ -520,7 +522,7 @@ class Observer(Hooks):
             f"{verb} {step.name}",
             event,
             run,
-            (sender if from_worker else None) or step.context or run.context,
+            (sender if from_worker else None) or run.contexts.get(body.activity_seq) or run.context,
             SpanKind.CONSUMER if from_worker else SpanKind.INTERNAL,
             attrs,
         )
@@ -533,13 +535,8 @@ class Observer(Hooks):
             if isinstance(body, ActivityFailed):
                 _error(span, body.error_type, body.message)
         if isinstance(body, ActivityCompleted | ActivityFailed):
-            del run.steps[body.activity_seq]
-            if self._metrics is not None:
-                seconds = max(0, event.recorded_at_ms - step.scheduled_at_ms) / 1000
-                histogram = self._metrics.step_seconds.labels(
-                    step.name, "completed" if isinstance(body, ActivityCompleted) else "failed"
-                )
-                self._batch.metrics.append(lambda: histogram.observe(seconds))
+            run.contexts.pop(body.activity_seq, None)
+            self._step_latency(event, body, step)
         return _context(span)
 
     def _span(
@@ -586,7 +583,15 @@ def _error(span: Span | None, kind: str, message: str) -> None:
         span.set_status(Status(StatusCode.ERROR, f"{kind}: {message}"))
 
 
-def _step_attributes(step: _Step, seq: int, attempt: int) -> Attributes:
+_Steps = dict[tuple[str, int], StepView]
+
+
+def _steps(d: Decided) -> _Steps:
+    """The decision's steps by (workflow id, activity seq)."""
+    return {(s.workflow_id, s.activity_seq): s for s in d.decision.steps}
+
+
+def _step_attributes(step: StepView, seq: int, attempt: int) -> Attributes:
     return {
         "sagaflow.activity.name": step.name,
         "sagaflow.activity.seq": seq,
