@@ -140,3 +140,12 @@ def test_executions_recorded_before_state_transitions_have_no_state_path() -> No
     old = history_from_json((record.HERE / "before_state_events_completed.json").read_text())
     assert transitions(old) == []
     assert folded(old).state_path is None
+
+
+def test_sagaflow_show_prints_the_state_path() -> None:
+    from sagaflow.cli.views import _show_text
+
+    row = folded(recorded("failed"))
+    shown = {f.name: getattr(row, f.name) for f in dataclasses.fields(row)}
+    text = _show_text(row.workflow_id, shown, [])
+    assert "state     -  (visited Init, Route, Abort; failed in Abort)" in text
