@@ -86,8 +86,9 @@ class Execution:
         """Record a state transition (an event of its own) when this execution records them."""
         if not self.records_states:
             return
-        if output is not None and len(dumps_payload(output)) > RECORDED_OUTPUT_LIMIT:
-            output = {"sagaflow.output_bytes": len(dumps_payload(output))}
+        size = 0 if output is None else len(dumps_payload(output))
+        if size > RECORDED_OUTPUT_LIMIT:
+            output = {"sagaflow.output_bytes": size}
         self.ctx.record_state(
             name,
             state["Type"],

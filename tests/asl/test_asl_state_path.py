@@ -149,3 +149,30 @@ def test_sagaflow_show_prints_the_state_path() -> None:
     shown = {f.name: getattr(row, f.name) for f in dataclasses.fields(row)}
     text = _show_text(row.workflow_id, shown, [])
     assert "state     -  (visited Init, Route, Abort; failed in Abort)" in text
+
+
+def test_an_output_over_the_limit_is_recorded_as_its_size() -> None:
+    import json
+
+    from sagaflow.asl.interpreter import RECORDED_OUTPUT_LIMIT, register
+    from sagaflow.asl.model import load
+    from sagaflow.testing import WorkflowEnvironment
+    from sagaflow.workflow import Registry
+
+    big = "x" * RECORDED_OUTPUT_LIMIT
+    registry = Registry()
+    definition = {"StartAt": "Big", "States": {"Big": {"Type": "Pass", "Result": big,
+                                                       "Next": "Small"},
+                                               "Small": {"Type": "Pass", "Result": 1,
+                                                         "End": True}}}  # fmt: skip
+    register(registry, "big", load(json.dumps(definition)))
+    with WorkflowEnvironment(registry) as env:
+        env.start("big", None, workflow_id="b")
+        env.run()
+        assert env.result("b") == 1
+        left = {
+            e.body.state: e.body.output
+            for e in env.history("b")
+            if isinstance(e.body, m.StateTransitioned) and e.body.transition == "succeeded"
+        }
+    assert left == {"Big": b'{"sagaflow.output_bytes":%d}' % (len(big) + 2), "Small": b"1"}
