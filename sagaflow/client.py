@@ -25,6 +25,7 @@ from sagaflow.core.messages import (
     Event,
     SignalWorkflow,
     StartWorkflow,
+    TerminateWorkflow,
 )
 from sagaflow.kafka import triage
 from sagaflow.kafka.clients import command_producer, reader
@@ -117,13 +118,25 @@ class Client:
         workflow_id: str,
         version: int | None = None,
         command_id: str = "",
+        execution_timeout_s: float = 0,
+        run_timeout_s: float = 0,
     ) -> str:
         """Send StartWorkflow. Safe to repeat: the command_id is derived from what is started,
         so the engine answers a repeat as already started (and refuses a different start with
-        the same workflow id as a duplicate)."""
+        the same workflow id as a duplicate). A timeout (seconds, 0 = none) closes the workflow
+        (or each run) as timed_out when it passes, running no more code."""
         data = payload(input)
         command_id = command_id or start_command_id(workflow_id, workflow_type, version, data)
-        self.send(StartWorkflow(workflow_id, workflow_type, data, version, command_id))
+        command = StartWorkflow(
+            workflow_id,
+            workflow_type,
+            data,
+            version,
+            command_id,
+            execution_timeout_ms=round(execution_timeout_s * 1000),
+            run_timeout_ms=round(run_timeout_s * 1000),
+        )
+        self.send(command)
         return workflow_id
 
     def start_many(
@@ -158,6 +171,10 @@ class Client:
 
     def cancel(self, workflow_id: str, reason: str = "", command_id: str = "") -> None:
         self.send(CancelWorkflow(workflow_id, reason, command_id))
+
+    def terminate(self, workflow_id: str, reason: str, by: str = "", command_id: str = "") -> None:
+        """Stop the workflow now: no compensation runs (cancel asks the code instead)."""
+        self.send(TerminateWorkflow(workflow_id, reason, by, command_id))
 
 
 @dataclass(frozen=True)

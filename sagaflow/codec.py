@@ -3,7 +3,7 @@
 Wire format: a 3-byte header, then the fastavro schemaless body.
 
     byte 0  MAGIC (0xF1)
-    byte 1  kind: 1 command, 2 event, 3 activity task, 4 closed workflow
+    byte 1  kind: 1 command, 2 event, 3 activity task, 4 closed workflow, 5 reply
     byte 2  schema version of that kind (the writer schema)
 
 The writer schemas of every version ever shipped live in schemas/avro/<kind>.v<N>.avsc (also
@@ -12,8 +12,12 @@ reader schema (full transitive compatibility: new fields carry defaults). Bytes 
 message of the expected kind raise DecodeError, never anything else.
 
 History of versions: event v1 -> v2 added WorkflowStarted.continued_from_run_id (default "");
-closed v1 (the closed-workflows index) is new; event v2 -> v3 added the StateTransitioned body
-(a state machine's state entered or left).
+closed v1 (the closed-workflows index) is new; command v1 -> v2 added ReportChildClosed;
+reply v1 (answers to waiting callers) is new; event v2 -> v3 added SignalWaitStarted; command
+v2 -> v3 added TerminateWorkflow and StartWorkflow's execution_timeout_ms/run_timeout_ms; event
+v3 -> v4 added WorkflowTerminated, WorkflowTimedOut and WorkflowStarted's
+execution_deadline_ms/run_timeout_ms; event v4 -> v5 added StateTransitioned (a state
+machine's state entered or left).
 """
 
 from __future__ import annotations
@@ -39,24 +43,27 @@ __all__ = [
     "decode_closed",
     "decode_command",
     "decode_event",
+    "decode_reply",
     "decode_task",
     "dumps_payload",
     "encode_closed",
     "encode_command",
     "encode_event",
+    "encode_reply",
     "encode_task",
     "loads_payload",
 ]
 
 MAGIC = 0xF1
-KIND_COMMAND, KIND_EVENT, KIND_TASK, KIND_CLOSED = 1, 2, 3, 4
+KIND_COMMAND, KIND_EVENT, KIND_TASK, KIND_CLOSED, KIND_REPLY = 1, 2, 3, 4, 5
 _KIND_NAMES = {
     KIND_COMMAND: "command",
     KIND_EVENT: "event",
     KIND_TASK: "task",
     KIND_CLOSED: "closed",
+    KIND_REPLY: "reply",
 }
-CURRENT_VERSIONS = {KIND_COMMAND: 1, KIND_EVENT: 3, KIND_TASK: 1, KIND_CLOSED: 1}
+CURRENT_VERSIONS = {KIND_COMMAND: 3, KIND_EVENT: 5, KIND_TASK: 1, KIND_CLOSED: 1, KIND_REPLY: 1}
 _NAMESPACE = "sagaflow."
 
 _DECODE_FAILURES = (
@@ -140,6 +147,7 @@ _RECORDS: dict[type, tuple[_Field, ...]] = {
         m.ActivityTask,
         m.RetryPolicy,
         m.ClosedWorkflow,
+        m.ReplyToCaller,
     )
 }
 _BY_NAME: dict[str, type] = {_NAMESPACE + cls.__name__: cls for cls in _RECORDS}
@@ -275,6 +283,17 @@ def decode_closed(data: bytes) -> m.ClosedWorkflow:
     datum = _decode(KIND_CLOSED, data)
     return typing.cast(
         m.ClosedWorkflow, _guarded(lambda: _from_dict(m.ClosedWorkflow, datum), "closed")
+    )
+
+
+def encode_reply(reply: m.ReplyToCaller) -> bytes:
+    return _encode(KIND_REPLY, _to_dict(reply))
+
+
+def decode_reply(data: bytes) -> m.ReplyToCaller:
+    datum = _decode(KIND_REPLY, data)
+    return typing.cast(
+        m.ReplyToCaller, _guarded(lambda: _from_dict(m.ReplyToCaller, datum), "reply")
     )
 
 

@@ -244,6 +244,12 @@ class Topics:
         """Compacted, keyed by workflow id, partitioned like commands: every closed workflow."""
         return f"{self.prefix}closed-workflows"
 
+    @property
+    def replies(self) -> str:
+        """Answers to callers waiting on a command (queries, updates), keyed by the caller's
+        reply_to; short-lived, so kept an hour."""
+        return f"{self.prefix}replies"
+
     def tasks(self, queue: str) -> str:
         return f"{self.prefix}tasks.{queue}"
 

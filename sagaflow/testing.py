@@ -21,7 +21,7 @@ import inspect
 import json
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import Any, assert_never
 
 from sagaflow.core import messages as m
 from sagaflow.core import payload
@@ -57,6 +57,10 @@ class WorkflowEnvironment:
         self.events: list[m.Event] = []
         self.rejections: list[m.CommandRejected] = []
         self.tasks: deque[m.ActivityTask] = deque()
+        self.sent: deque[m.WorkflowCommand] = deque()
+        """Commands workflows sent each other, delivered by `run()` in order."""
+        self.replies: list[m.ReplyToCaller] = []
+        """Replies to waiting callers, in order."""
         self.executed: list[m.ActivityTask] = []
         """Every task the kit ran, in order (attempts included)."""
         self._loop = asyncio.new_event_loop()
@@ -115,7 +119,16 @@ class WorkflowEnvironment:
                 self.rejections.append(event.body)
             else:
                 self.events.append(event)
-        self.tasks.extend(decision.tasks)
+        for effect in decision.effects:
+            match effect:
+                case m.ActivityTask():
+                    self.tasks.append(effect)
+                case m.CommandToWorkflow():
+                    self.sent.append(effect.command)
+                case m.ReplyToCaller():
+                    self.replies.append(effect)
+                case _:
+                    assert_never(effect)
         return decision
 
     # ------------------------------------------------------------------ running
@@ -124,6 +137,9 @@ class WorkflowEnvironment:
         """Run activity tasks until none is left; then, if `advance_time`, jump the clock to the
         next due time and go on, until nothing is due and no task is queued."""
         for _ in range(max_steps):
+            if self.sent:
+                self.send(self.sent.popleft())
+                continue
             if self.tasks:
                 self.run_task(self.tasks.popleft())
                 continue

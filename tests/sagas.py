@@ -13,7 +13,7 @@ from confluent_kafka.admin import AdminClient
 
 from sagaflow.client import Client, wait_closed
 from sagaflow.config import Config
-from sagaflow.core.messages import Event
+from sagaflow.core.messages import Event, WorkflowCompleted, WorkflowFailed
 from sagaflow.kafka.admin import create_topics
 from tests.services import Service, config_of, orchestrator, service_env, worker
 from tests.support import unique_prefix
@@ -64,6 +64,20 @@ class Deployment:
             return rows
 
         return asyncio.run(read())
+
+    def assert_outcomes(
+        self, ids: list[str], compensated: set[str], closed: dict[str, Event]
+    ) -> None:
+        """Every compensated order failed with one charge and one refund; every other one
+        completed with one charge and nothing else."""
+        failed = {w for w, e in closed.items() if isinstance(e.body, WorkflowFailed)}
+        completed = {w for w, e in closed.items() if isinstance(e.body, WorkflowCompleted)}
+        assert failed == compensated
+        assert completed == set(ids) - compensated
+        ledger = self.ledger(ids)
+        for w in ids:
+            kinds = sorted(r["kind"] for r in ledger if r["order_id"] == w)
+            assert kinds == (["charge", "refund"] if w in compensated else ["charge"]), w
 
     def assignments(self) -> dict[str, set[int]]:
         """{group member id: owned commands partitions}, from the broker's view."""

@@ -1,4 +1,4 @@
-"""Commands that act on workflows: start, signal, cancel; and watch, which follows one live.
+"""Commands that act on workflows: start, signal, cancel, terminate; watch follows one live.
 
 They produce Avro commands straight to the commands topic (keyed by workflow id, murmur2), the
 same way every sagaflow client does.
@@ -7,6 +7,7 @@ same way every sagaflow client does.
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
 import os
 import secrets
@@ -34,15 +35,15 @@ from sagaflow.cli.output import (
 )
 from sagaflow.client import Client, DeliveryError, payload
 from sagaflow.config import Config
+from sagaflow.core import kinds
 from sagaflow.core.messages import (
     Command,
     CommandRejected,
     Event,
-    WorkflowCancelled,
     WorkflowCompleted,
-    WorkflowFailed,
     WorkflowStarted,
 )
+from sagaflow.core.status import CLOSED_STATUSES
 
 # --------------------------------------------------------------------------- arguments
 
@@ -178,7 +179,14 @@ def cmd_start(config: Config, args: argparse.Namespace) -> None:
     with _telemetry() as tel:
         client, headers = _client(config, tel)
         try:
-            client.start(args.type, value, workflow_id=workflow_id, version=args.version)
+            client.start(
+                args.type,
+                value,
+                workflow_id=workflow_id,
+                version=args.version,
+                execution_timeout_s=args.execution_timeout or 0,
+                run_timeout_s=args.run_timeout or 0,
+            )
         except DeliveryError as exc:
             raise _delivery_failed(exc) from exc
     trace_id = headers.trace_id
@@ -242,12 +250,33 @@ def cmd_cancel(config: Config, args: argparse.Namespace) -> None:
     )
 
 
+def cmd_terminate(config: Config, args: argparse.Namespace) -> None:
+    by = args.by or f"cli:{getpass.getuser()}"
+    with _telemetry() as tel:
+        client, _ = _client(config, tel)
+        try:
+            client.terminate(args.id, args.reason, by)
+        except DeliveryError as exc:
+            raise _delivery_failed(exc) from exc
+    emit(
+        args,
+        {
+            "workflow_id": args.id,
+            "reason": args.reason,
+            "by": by,
+            "topic": config.topics.commands,
+            "partition": client.partitions[args.id],
+        },
+        f"terminate sent for {args.id} (by {by}); follow it with: sagaflow watch {args.id}",
+    )
+
+
 # --------------------------------------------------------------------------- watch
 
 
 def _closes(event: Event) -> bool:
     """Ends a watch: the workflow closed for good (continue-as-new keeps the id going)."""
-    return isinstance(event.body, WorkflowCompleted | WorkflowFailed | WorkflowCancelled)
+    return kinds.CLOSING_STATUS.get(type(event.body)) in CLOSED_STATUSES
 
 
 def cmd_watch(config: Config, args: argparse.Namespace) -> int:

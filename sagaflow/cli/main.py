@@ -148,6 +148,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input", required=True, help="JSON input, or @file.json, or @- for stdin")
     p.add_argument("--id", help="workflow id (default: TYPE-<random>)")
     p.add_argument("--version", type=int, help="workflow version (default: the newest)")
+    p.add_argument(
+        "--execution-timeout",
+        type=_positive_float,
+        help="seconds until the workflow (all its runs) closes as timed_out (default: none)",
+    )
+    p.add_argument(
+        "--run-timeout",
+        type=_positive_float,
+        help="seconds until each run closes as timed_out (default: none)",
+    )
 
     p = command("signal", commands.cmd_signal, "send a named signal to a workflow")
     p.add_argument("id", help="workflow id")
@@ -159,9 +169,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reason", default="", help="why, recorded in history")
 
     p = command(
+        "terminate",
+        commands.cmd_terminate,
+        "stop a workflow now: no compensation runs, pending activities are abandoned",
+    )
+    p.add_argument("id", help="workflow id")
+    p.add_argument("--reason", required=True, help="why, recorded in history")
+    p.add_argument("--by", help="who, recorded in history (default: cli:$USER)")
+
+    p = command(
         "watch",
         commands.cmd_watch,
-        "follow one workflow until it ends; exit 0 completed, 1 failed or cancelled",
+        "follow one workflow until it ends; exit 0 completed, 1 failed, cancelled or terminated",
     )
     p.add_argument("id", help="workflow id")
     p.add_argument(

@@ -5,32 +5,10 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-from datetime import UTC, datetime
 from typing import Any
 
-from sagaflow.core.messages import (
-    ActivityAttemptFailed,
-    ActivityCompleted,
-    ActivityFailed,
-    ActivityRetried,
-    ActivityScheduled,
-    CancelRequested,
-    CommandRejected,
-    Event,
-    MarkerRecorded,
-    SignalReceived,
-    StateTransitioned,
-    TimerCancelled,
-    TimerFired,
-    TimerStarted,
-    WorkflowCancelled,
-    WorkflowCompleted,
-    WorkflowContinuedAsNew,
-    WorkflowFailed,
-    WorkflowParked,
-    WorkflowStarted,
-    WorkflowUnparked,
-)
+from sagaflow.core import kinds
+from sagaflow.core.messages import Event
 
 EXIT_FAILED = 1
 """The command ran, and what it reports is bad news (workflow failed, replay found a bug)."""
@@ -81,10 +59,7 @@ def compact(raw: bytes, limit: int = 120) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def fmt_ms(epoch_ms: int | None) -> str:
-    if not epoch_ms:
-        return "-"
-    return datetime.fromtimestamp(epoch_ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+fmt_ms = kinds.when
 
 
 def _jsonable(value: Any) -> Any:
@@ -116,66 +91,8 @@ def event_to_json(event: Event) -> dict[str, Any]:
 
 
 def describe(event: Event) -> str:
-    """What happened, in a few words."""
-    b = event.body
-    if isinstance(b, WorkflowStarted):
-        return f"started {b.workflow_type} v{b.version} input={compact(b.input)}"
-    if isinstance(b, ActivityScheduled):
-        kind = "compensation" if b.compensation else "activity"
-        return f"{kind} {b.activity_name} scheduled on {b.task_queue} (step {b.activity_seq})"
-    if isinstance(b, ActivityAttemptFailed):
-        what = "timed out" if b.timed_out else f"failed: {b.error_type}: {b.message}"
-        return (
-            f"activity step {b.activity_seq} attempt {b.attempt} {what}; "
-            f"retry at {fmt_ms(b.retry_at_ms)}"
-        )
-    if isinstance(b, ActivityRetried):
-        return f"activity step {b.activity_seq} attempt {b.attempt} dispatched"
-    if isinstance(b, ActivityCompleted):
-        return f"activity step {b.activity_seq} completed: {compact(b.result)}"
-    if isinstance(b, ActivityFailed):
-        return (
-            f"activity step {b.activity_seq} failed for good ({b.reason}) after attempt "
-            f"{b.attempt}: {b.error_type}: {b.message}"
-        )
-    if isinstance(b, TimerStarted):
-        return f"timer {b.timer_seq} started, fires at {fmt_ms(b.fire_at_ms)}"
-    if isinstance(b, TimerFired):
-        return f"timer {b.timer_seq} fired"
-    if isinstance(b, TimerCancelled):
-        return f"timer {b.timer_seq} cancelled"
-    if isinstance(b, SignalReceived):
-        return f"signal {b.name} received: {compact(b.payload)}"
-    if isinstance(b, CancelRequested):
-        return f"cancel requested: {b.reason or '(no reason)'}"
-    if isinstance(b, MarkerRecorded):
-        return f"patch {b.change_id} recorded"
-    if isinstance(b, StateTransitioned):
-        return _describe_state(b)
-    if isinstance(b, WorkflowCompleted):
-        return f"COMPLETED result={compact(b.result)}"
-    if isinstance(b, WorkflowFailed):
-        return f"FAILED {b.error_type}: {b.message}"
-    if isinstance(b, WorkflowCancelled):
-        return f"CANCELLED {b.reason or '(no reason)'}"
-    if isinstance(b, WorkflowContinuedAsNew):
-        return f"continued as new run {b.new_run_id} input={compact(b.input)}"
-    if isinstance(b, WorkflowParked):
-        return f"PARKED ({b.kind}): {b.message}"
-    if isinstance(b, WorkflowUnparked):
-        return "unparked: newly deployed code resumed it"
-    assert isinstance(b, CommandRejected)
-    return f"REJECTED {b.command_type} ({b.reason}): {b.message}"
-
-
-def _describe_state(b: StateTransitioned) -> str:
-    where = f" in {b.scope}" if b.scope else ""
-    head = f"state {b.state} ({b.state_type}){where} {b.transition}"
-    if b.transition == "succeeded":
-        head += f" output={compact(b.output)}"
-    elif b.transition == "failed":
-        head += f": {b.error}: {b.cause}" + (" (caught)" if b.next_state else "")
-    return head + (f" -> {b.next_state}" if b.next_state else "")
+    """What happened, in a few words (the same words everywhere: sagaflow.core.kinds)."""
+    return kinds.describe(event.body)
 
 
 def event_line(event: Event) -> str:

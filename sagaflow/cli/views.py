@@ -190,6 +190,8 @@ def _show_text(workflow_id: str, wf: Row | None, rejections: list[Row]) -> str:
             lines.append(f"pending   activity {seq}: {_compact(activity)}")
         for timer in wf["pending_timers"] or []:
             lines.append(f"pending   timer {_compact(timer)}")
+        for wait in wf.get("signal_waits") or []:
+            lines.append(f"waiting   {wait.get('description') or _compact(wait)}")
         signals = wf["received_signals"] or []
         if signals:
             names = ", ".join(str(s.get("name")) for s in signals)

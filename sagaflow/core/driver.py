@@ -80,6 +80,16 @@ class CancelTimerCommand:
 
 
 @dataclass(frozen=True)
+class WaitForSignalCommand:
+    """Code awaits a signal that is not buffered (after starting its timeout timer, if any)."""
+
+    name: str
+    timer_seq: int
+    """0 when the wait has no timeout."""
+    timeout_at_ms: int
+
+
+@dataclass(frozen=True)
 class RecordMarkerCommand:
     """Code called patched(change_id) for the first time in a live run."""
 
@@ -128,6 +138,7 @@ CodeCommand: TypeAlias = (
     ScheduleActivityCommand
     | StartTimerCommand
     | CancelTimerCommand
+    | WaitForSignalCommand
     | RecordMarkerCommand
     | RecordStateCommand
     | CompleteWorkflowCommand
@@ -390,6 +401,9 @@ class Driver:
                 future.fail(SignalTimeoutError(name, timeout_ms))
 
             wait.timer_seq = self._start_timer(timeout_ms, timed_out)
+        timer_seq = wait.timer_seq or 0
+        timeout_at = self.now_ms + max(0, to_ms(timeout)) if timeout is not None else 0
+        self._emit(WaitForSignalCommand(name, timer_seq, timeout_at))
 
         def abandon() -> None:
             self._signal_waiters[name].remove(wait)
@@ -400,8 +414,9 @@ class Driver:
         return future
 
     def signal_waits(self) -> list[tuple[str, int | None]]:
-        """The signals the code awaits now: (name, seq of its timeout timer or None). No event
-        records a wait, so views (the UI) learn it by replaying the run and asking here."""
+        """The signals the code awaits now: (name, seq of its timeout timer or None). Histories
+        recorded since event schema v3 hold the same as SignalWaitStarted events; this answers
+        for older runs too, by replaying them."""
         return [(name, w.timer_seq) for name, waits in self._signal_waiters.items() for w in waits]
 
     def patched(self, change_id: str) -> bool:

@@ -11,10 +11,10 @@ for ever as compact ClosedWorkflow records (returned in Decision.closed, loaded 
 from __future__ import annotations
 
 import heapq
-from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import assert_never
 
-from sagaflow.core.admission import check_payloads, reject
+from sagaflow.core.admission import check_payloads, refuse_late_report, reject
 from sagaflow.core.driver import (
     CodeCommand,
     ContinueAsNewCommand,
@@ -23,8 +23,8 @@ from sagaflow.core.driver import (
 )
 from sagaflow.core.errors import NonDeterminismError, RegistryError, WorkflowCodeError
 from sagaflow.core.identity import derive_random_seed, derive_run_id
+from sagaflow.core.kinds import CLOSING_STATUS, COMMAND_KINDS
 from sagaflow.core.messages import (
-    CLOSING_EVENTS,
     ActivityAttemptFailed,
     ActivityCompleted,
     ActivityFailed,
@@ -38,22 +38,24 @@ from sagaflow.core.messages import (
     CommandRejected,
     CompleteActivity,
     Decision,
+    Effect,
     Event,
     EventBody,
     FailActivity,
     HeartbeatActivity,
+    ReportChildClosed,
     SignalReceived,
     SignalWorkflow,
     StartWorkflow,
     StepView,
+    TerminateWorkflow,
     TimerFired,
     TimerStarted,
-    WorkflowCancelled,
-    WorkflowCompleted,
     WorkflowContinuedAsNew,
-    WorkflowFailed,
     WorkflowParked,
     WorkflowStarted,
+    WorkflowTerminated,
+    WorkflowTimedOut,
     WorkflowUnparked,
     idempotency_key,
 )
@@ -73,11 +75,8 @@ from sagaflow.core.status import CLOSED_STATUSES
 
 _STEP_OUTCOMES = (ActivityAttemptFailed, ActivityRetried, ActivityCompleted, ActivityFailed)
 
-_CLOSING_STATUS = {
-    WorkflowCompleted: "completed",
-    WorkflowFailed: "failed",
-    WorkflowCancelled: "cancelled",
-}
+_CLOSING_STATUS = {t: s for t, s in CLOSING_STATUS.items() if s in CLOSED_STATUSES}
+"""Events that close a workflow id for good (continuing as new keeps the id open)."""
 
 
 @dataclass
@@ -85,15 +84,23 @@ class _Batch:
     """What one call decides, accumulated in order."""
 
     events: list[Event] = field(default_factory=list)
-    tasks: list[ActivityTask] = field(default_factory=list)
+    effects: list[Effect] = field(default_factory=list)
     touched: dict[str, WorkflowState] = field(default_factory=dict)
     closed: list[ClosedWorkflow] = field(default_factory=list)
     steps: list[StepView] = field(default_factory=list)
 
     def decision(self) -> Decision:
         return Decision(
-            tuple(self.events), tuple(self.tasks), tuple(self.closed), tuple(self.steps)
+            tuple(self.events), tuple(self.effects), tuple(self.closed), tuple(self.steps)
         )
+
+
+@dataclass(frozen=True)
+class _Timeouts:
+    """A workflow's own timeouts, carried from its start to every run it continues into."""
+
+    execution_deadline_ms: int = 0
+    run_timeout_ms: int = 0
 
 
 class Engine:
@@ -109,13 +116,6 @@ class Engine:
         self._drivers: dict[str, Driver] = {}
         self._due: list[tuple[int, str]] = []
         """Heap of (due_ms, workflow_id); entries may be stale and are checked when popped."""
-        self._handlers: dict[type, Callable[[_Batch, WorkflowState, Command, int], None]] = {
-            SignalWorkflow: self._handle_signal_workflow,  # type: ignore[dict-item]
-            CancelWorkflow: self._handle_cancel_workflow,  # type: ignore[dict-item]
-            CompleteActivity: self._handle_complete_activity,  # type: ignore[dict-item]
-            FailActivity: self._handle_fail_activity,  # type: ignore[dict-item]
-            HeartbeatActivity: self._handle_heartbeat_activity,  # type: ignore[dict-item]
-        }
 
     # ------------------------------------------------------------------ queries
 
@@ -246,18 +246,16 @@ class Engine:
         workflow_id = command.workflow_id
         batch = _Batch()
         state = self._open.get(workflow_id)
-        is_activity_report = isinstance(
-            command, CompleteActivity | FailActivity | HeartbeatActivity
-        )
         if state is None:
-            if workflow_id in self._closed:
-                if is_activity_report:
-                    return Decision()
+            closed = self._closed.get(workflow_id)
+            if closed is not None:
+                if COMMAND_KINDS[type(command)].reports_activity:
+                    return refuse_late_report(command, closed, now_ms)
                 return reject(
                     command,
                     now_ms,
                     "workflow_closed",
-                    f"workflow {workflow_id!r} is already {self._closed[workflow_id].status}",
+                    f"workflow {workflow_id!r} is already {closed.status}",
                 )
             return reject(
                 command, now_ms, "workflow_not_found", f"no workflow {workflow_id!r} here"
@@ -269,7 +267,29 @@ class Engine:
                 "workflow_quarantined",
                 f"workflow {workflow_id!r} is quarantined ({state.quarantine_reason})",
             )
-        self._handlers[type(command)](batch, state, command, now_ms)
+        match command:
+            case SignalWorkflow():
+                self._handle_signal_workflow(batch, state, command, now_ms)
+            case CancelWorkflow():
+                self._handle_cancel_workflow(batch, state, command, now_ms)
+            case TerminateWorkflow():
+                self._handle_terminate_workflow(batch, state, command, now_ms)
+            case CompleteActivity():
+                self._handle_complete_activity(batch, state, command, now_ms)
+            case FailActivity():
+                self._handle_fail_activity(batch, state, command, now_ms)
+            case HeartbeatActivity():
+                self._handle_heartbeat_activity(batch, state, command, now_ms)
+            case ReportChildClosed():
+                return reject(
+                    command,
+                    now_ms,
+                    "child_unknown",
+                    f"workflow {workflow_id!r} started no child {command.child_workflow_id!r}; "
+                    "only a child's own parent receives its outcome",
+                )
+            case _:
+                assert_never(command)
         return self._finish(batch, now_ms)
 
     def _handle_start_workflow(self, command: StartWorkflow, now_ms: int) -> Decision:
@@ -300,7 +320,19 @@ class Engine:
             return reject(command, now_ms, "unknown_version", str(err))
         state = self._open[workflow_id] = WorkflowState(workflow_id)
         batch = _Batch()
-        self._start_run(batch, state, definition, command.input, now_ms, command.command_id, "")
+        execution_deadline = (
+            now_ms + command.execution_timeout_ms if command.execution_timeout_ms else 0
+        )
+        self._start_run(
+            batch,
+            state,
+            definition,
+            command.input,
+            now_ms,
+            command.command_id,
+            "",
+            _Timeouts(execution_deadline, command.run_timeout_ms),
+        )
         return self._finish(batch, now_ms)
 
     def _handle_signal_workflow(
@@ -316,6 +348,14 @@ class Engine:
     ) -> None:
         if not state.cancel_requested:
             self._activate(batch, state, CancelRequested(command.reason), now_ms)
+
+    def _handle_terminate_workflow(
+        self, batch: _Batch, state: WorkflowState, command: TerminateWorkflow, now_ms: int
+    ) -> None:
+        """Close now without running the code (running or parked alike): nothing compensates,
+        and the open activities and timers close with it (late reports are refused)."""
+        self._drivers.pop(state.workflow_id, None)
+        self._append(batch, state, WorkflowTerminated(command.reason, command.by), now_ms)
 
     def _handle_complete_activity(
         self, batch: _Batch, state: WorkflowState, command: CompleteActivity, now_ms: int
@@ -374,10 +414,17 @@ class Engine:
                 activity_due = activity.next_due_ms()
                 if activity_due is not None and activity_due <= now_ms:
                     due.append((activity_due, activity.seq, "activity"))
+            deadline = state.deadline()
+            if deadline is not None and deadline[1] <= now_ms:
+                due.append((deadline[1], 0, deadline[0]))
             if not due:
                 return
-            _, seq, kind = min(due)
-            if kind == "timer":
+            at, seq, kind = min(due)
+            if kind in ("execution", "run"):
+                # Like a terminate, by the clock: no code runs, nothing compensates.
+                self._drivers.pop(state.workflow_id, None)
+                self._append(batch, state, WorkflowTimedOut(kind, at), now_ms)
+            elif kind == "timer":
                 self._activate(batch, state, TimerFired(seq), now_ms)
             else:
                 self._fire_activity(batch, state, state.activities[seq], now_ms)
@@ -400,7 +447,7 @@ class Engine:
         else:
             self._append(batch, state, body, now_ms)
             if isinstance(body, ActivityRetried):
-                batch.tasks.append(self._task(state, activity, now_ms))
+                batch.effects.append(self._task(state, activity, now_ms))
 
     # ------------------------------------------------------------------ parking
 
@@ -439,6 +486,7 @@ class Engine:
         now_ms: int,
         command_id: str,
         continued_from_run_id: str,
+        timeouts: _Timeouts,
     ) -> None:
         workflow_id = state.workflow_id
         run_id = derive_run_id(workflow_id, state.last_seq + 1)
@@ -449,6 +497,8 @@ class Engine:
             random_seed=derive_random_seed(workflow_id, run_id),
             command_id=command_id,
             continued_from_run_id=continued_from_run_id,
+            execution_deadline_ms=timeouts.execution_deadline_ms,
+            run_timeout_ms=timeouts.run_timeout_ms,
         )
         driver = Driver(self._registry, definition, workflow_id, run_id, body)
         self._drivers[workflow_id] = driver
@@ -512,7 +562,7 @@ class Engine:
         body = recorded_event(command, state.last_seq + 1)
         self._append(batch, state, body, now_ms)
         if isinstance(body, ActivityScheduled):
-            batch.tasks.append(self._task(state, state.activities[body.activity_seq], now_ms))
+            batch.effects.append(self._task(state, state.activities[body.activity_seq], now_ms))
 
     def _continue_as_new(
         self, batch: _Batch, state: WorkflowState, command: ContinueAsNewCommand, now_ms: int
@@ -527,7 +577,14 @@ class Engine:
             state.quarantine(str(err))
             return
         self._start_run(
-            batch, state, definition, command.input, now_ms, state.start_command_id, old_run_id
+            batch,
+            state,
+            definition,
+            command.input,
+            now_ms,
+            state.start_command_id,
+            old_run_id,
+            _Timeouts(state.execution_deadline_ms, state.run_timeout_ms),
         )
 
     # ------------------------------------------------------------------ events
@@ -633,6 +690,3 @@ _ARMS_A_DEADLINE = (
 def _park_reason(problem: Exception) -> tuple[str, str]:
     kind = "nondeterminism" if isinstance(problem, NonDeterminismError) else "workflow_error"
     return kind, str(problem)
-
-
-assert set(_CLOSING_STATUS) | {WorkflowContinuedAsNew} == set(CLOSING_EVENTS)

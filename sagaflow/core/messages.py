@@ -1,10 +1,12 @@
-"""The records that cross the core's boundary: commands in, events and activity tasks out.
+"""The records that cross the core's boundary: commands in, events and effects out.
 
-Commands are imperative and come from outside (clients, the API, the CLI, workers). Events are
-past tense and written only by the orchestrator; a workflow's state is the fold of its events.
-Activity tasks are effects: the orchestrator produces them in the same transaction as the events
-that caused them. Payloads (`input`, `result`, `payload`, `details`) are JSON encoded as UTF-8
-bytes and stay bytes inside the core, so what was received is exactly what is recorded.
+Commands are imperative and come from outside (clients, the API, the CLI, workers, other
+workflows). Events are past tense and written only by the orchestrator; a workflow's state is
+the fold of its events. Effects (an activity task, a command to another workflow, a reply to a
+waiting caller) are what a decision asks of the world: the orchestrator produces them in the
+same transaction as the events that caused them. Payloads (`input`, `result`, `payload`,
+`details`) are JSON encoded as UTF-8 bytes and stay bytes inside the core, so what was received
+is exactly what is recorded.
 
 Every record here has exactly one Avro schema in schemas/avro/ (see sagaflow.codec).
 """
@@ -29,6 +31,11 @@ class StartWorkflow:
     """Chosen by the sender, derived from what is started (see `start_command_id`), so a
     repeated identical start is the same command; echoed in a rejection. The engine answers a
     start whose command_id equals the workflow's recorded one with nothing (already started)."""
+    execution_timeout_ms: int = 0
+    """The whole workflow id, across continue-as-new runs, times out this long after it
+    starts; 0 = never. A timed-out workflow closes at once and runs no more code."""
+    run_timeout_ms: int = 0
+    """Each run times out this long after it starts; 0 = never."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +50,19 @@ class SignalWorkflow:
 class CancelWorkflow:
     workflow_id: str
     reason: str = ""
+    command_id: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class TerminateWorkflow:
+    """Stop a workflow now: no more workflow code runs (so no compensation), its pending
+    activity tasks and timers are abandoned, and it closes as 'terminated' with who and why.
+    Unlike CancelWorkflow, the code is not asked; use it for a workflow that is stuck."""
+
+    workflow_id: str
+    reason: str
+    by: str = ""
+    """Who terminated it (a user, 'api', a parent workflow); recorded with the reason."""
     command_id: str = ""
 
 
@@ -79,14 +99,42 @@ class HeartbeatActivity:
     command_id: str = ""
 
 
+@dataclass(frozen=True, slots=True)
+class ReportChildClosed:
+    """A child workflow closed: its outcome, addressed to its parent (`workflow_id`).
+
+    Sent by the child's orchestrator as a CommandToWorkflow effect with the child's closing
+    event. No workflow starts children yet, so today every parent answers it with a
+    'child_unknown' rejection; the type fixes the wire shape the child-workflow work builds on.
+    """
+
+    workflow_id: str
+    """The parent's workflow id."""
+    child_workflow_id: str
+    child_run_id: str
+    status: str
+    """'completed', 'failed', 'cancelled' or 'terminated'."""
+    result: bytes = b"null"
+    error_type: str = ""
+    message: str = ""
+    command_id: str = ""
+
+
 Command: TypeAlias = (
     StartWorkflow
     | SignalWorkflow
     | CancelWorkflow
+    | TerminateWorkflow
     | CompleteActivity
     | FailActivity
     | HeartbeatActivity
+    | ReportChildClosed
 )
+
+WorkflowCommand: TypeAlias = (
+    StartWorkflow | SignalWorkflow | CancelWorkflow | TerminateWorkflow | ReportChildClosed
+)
+"""What one workflow may send another (start a child, signal, cancel, report a child's close)."""
 
 # --------------------------------------------------------------------------- events
 
@@ -111,6 +159,10 @@ class WorkflowStarted:
     command_id: str = ""
     """The creating StartWorkflow's command_id; a continued run carries it on."""
     continued_from_run_id: str = ""
+    execution_deadline_ms: int = 0
+    """When the workflow id times out (the same for every run it continues into); 0 = never."""
+    run_timeout_ms: int = 0
+    """This run times out this long after this event; 0 = never. Carried to continued runs."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,6 +243,21 @@ class SignalReceived:
 
 
 @dataclass(frozen=True, slots=True)
+class SignalWaitStarted:
+    """Workflow code began waiting for a signal that had not arrived yet. It ends when the
+    signal arrives, its timeout timer fires, the wait is abandoned (cancel) or the run closes.
+
+    Recorded since event schema v3; histories recorded before lack it and replay unchanged
+    (replay accepts a wait the history did not record, never one recorded but not made)."""
+
+    name: str
+    timer_seq: int = 0
+    """Seq of the TimerStarted that bounds the wait; 0 when it has no timeout."""
+    timeout_at_ms: int = 0
+    """When the wait gives up (that timer's fire time); 0 when never."""
+
+
+@dataclass(frozen=True, slots=True)
 class CancelRequested:
     reason: str
 
@@ -243,6 +310,25 @@ class WorkflowCancelled:
 
 
 @dataclass(frozen=True, slots=True)
+class WorkflowTerminated:
+    """Closed by a TerminateWorkflow command: no workflow code ran for it, so nothing was
+    compensated and pending activities and timers were abandoned."""
+
+    reason: str
+    by: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class WorkflowTimedOut:
+    """The workflow's execution or run timeout passed: it closed at once, no more code ran
+    (nothing was compensated), its pending activities and timers were abandoned."""
+
+    timeout: str
+    """'execution' (the whole workflow id) or 'run' (this run)."""
+    deadline_ms: int
+
+
+@dataclass(frozen=True, slots=True)
 class WorkflowContinuedAsNew:
     new_run_id: str
     input: bytes
@@ -285,19 +371,29 @@ EventBody: TypeAlias = (
     | TimerFired
     | TimerCancelled
     | SignalReceived
+    | SignalWaitStarted
     | CancelRequested
     | MarkerRecorded
     | StateTransitioned
     | WorkflowCompleted
     | WorkflowFailed
     | WorkflowCancelled
+    | WorkflowTerminated
+    | WorkflowTimedOut
     | WorkflowContinuedAsNew
     | WorkflowParked
     | WorkflowUnparked
     | CommandRejected
 )
 
-CLOSING_EVENTS = (WorkflowCompleted, WorkflowFailed, WorkflowCancelled, WorkflowContinuedAsNew)
+CLOSING_EVENTS = (
+    WorkflowCompleted,
+    WorkflowFailed,
+    WorkflowCancelled,
+    WorkflowTerminated,
+    WorkflowTimedOut,
+    WorkflowContinuedAsNew,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -331,7 +427,7 @@ class ClosedWorkflow:
     run_id: str
     """The last run's id."""
     status: str
-    """'completed', 'failed' or 'cancelled'."""
+    """'completed', 'failed', 'cancelled', 'terminated' or 'timed_out'."""
     start_command_id: str
     """command_id of the StartWorkflow that created the workflow ("" if it is not known)."""
     last_seq: int
@@ -363,6 +459,34 @@ def idempotency_key(workflow_id: str, activity_seq: int) -> str:
 
 
 @dataclass(frozen=True, slots=True)
+class CommandToWorkflow:
+    """A command for another workflow. Produced to the commands topic keyed by the target's
+    workflow id (so it lands on the partition that owns the target, wherever that is)."""
+
+    command: WorkflowCommand
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyToCaller:
+    """The answer to a caller that waits on its command (a query, an update). Produced to the
+    replies topic keyed by `reply_to`, which the caller chose and is consuming."""
+
+    reply_to: str
+    command_id: str
+    """The command answered; the caller matches replies by it."""
+    ok: bool
+    result: bytes = b"null"
+    """JSON; meaningful when ok."""
+    error_type: str = ""
+    message: str = ""
+    """Why not, when not ok."""
+
+
+Effect: TypeAlias = ActivityTask | CommandToWorkflow | ReplyToCaller
+"""Everything a decision asks of the world besides its events."""
+
+
+@dataclass(frozen=True, slots=True)
 class StepView:
     """An open activity as it was scheduled: (workflow_id, activity_seq) is its identity, the
     seq of its ActivityScheduled event."""
@@ -376,16 +500,21 @@ class StepView:
 
 @dataclass(frozen=True, slots=True)
 class Decision:
-    """What one input to the core decided: events to append and tasks to produce."""
+    """What one input to the core decided: events to append and effects to produce."""
 
     events: tuple[Event, ...] = ()
-    tasks: tuple[ActivityTask, ...] = ()
+    effects: tuple[Effect, ...] = ()
     closed: tuple[ClosedWorkflow, ...] = ()
     """Workflows this input closed, to be remembered durably with the closing events."""
     steps: tuple[StepView, ...] = ()
     """The activities its outcome events (attempt failed, retried, completed, failed) are
     about, as they were scheduled: those events carry only the activity's seq, and an observer
     names what it records from these instead of keeping its own copy of every open step."""
+
+    @property
+    def tasks(self) -> tuple[ActivityTask, ...]:
+        """The activity tasks among the effects, in order."""
+        return tuple(e for e in self.effects if isinstance(e, ActivityTask))
 
     @property
     def rejection(self) -> CommandRejected | None:
@@ -397,7 +526,7 @@ class Decision:
     def __add__(self, other: Decision) -> Decision:
         return Decision(
             self.events + other.events,
-            self.tasks + other.tasks,
+            self.effects + other.effects,
             self.closed + other.closed,
             self.steps + other.steps,
         )

@@ -21,26 +21,25 @@ from sagaflow.core.driver import (
     CancelWorkflowCommand,
     CodeCommand,
     CompleteWorkflowCommand,
+    ContinueAsNewCommand,
     Driver,
     FailWorkflowCommand,
     RecordMarkerCommand,
     RecordStateCommand,
     ScheduleActivityCommand,
     StartTimerCommand,
+    WaitForSignalCommand,
 )
 from sagaflow.core.errors import NonDeterminismError, WorkflowCodeError
+from sagaflow.core.kinds import ACTIVATIONS, COMMAND_EVENTS
 from sagaflow.core.messages import (
-    ActivityCompleted,
-    ActivityFailed,
     ActivityScheduled,
-    CancelRequested,
     Event,
     EventBody,
     MarkerRecorded,
-    SignalReceived,
+    SignalWaitStarted,
     StateTransitioned,
     TimerCancelled,
-    TimerFired,
     TimerStarted,
     WorkflowCancelled,
     WorkflowCompleted,
@@ -52,49 +51,32 @@ from sagaflow.core.messages import (
 )
 from sagaflow.core.registry import Registry
 
-ACTIVATIONS = (
-    WorkflowStarted,
-    ActivityCompleted,
-    ActivityFailed,
-    TimerFired,
-    SignalReceived,
-    CancelRequested,
-)
-"""Events that wake workflow code."""
-
-COMMAND_EVENTS = (
-    ActivityScheduled,
-    TimerStarted,
-    TimerCancelled,
-    MarkerRecorded,
-    StateTransitioned,
-    WorkflowCompleted,
-    WorkflowFailed,
-    WorkflowCancelled,
-    WorkflowContinuedAsNew,
-)
-"""Events that record what workflow code did."""
-
 
 def describe_command(command: CodeCommand) -> str:
-    if isinstance(command, ScheduleActivityCommand):
-        kind = "compensation" if command.compensation else "activity"
-        return f"scheduled {kind} {command.activity_name!r}"
-    if isinstance(command, StartTimerCommand):
-        return "started a timer"
-    if isinstance(command, CancelTimerCommand):
-        return f"cancelled timer {command.timer_seq}"
-    if isinstance(command, RecordMarkerCommand):
-        return f"recorded patch {command.change_id!r}"
-    if isinstance(command, RecordStateCommand):
-        return f"recorded state {command.state!r} {command.transition}"
-    if isinstance(command, CompleteWorkflowCommand):
-        return "completed the workflow"
-    if isinstance(command, FailWorkflowCommand):
-        return f"failed the workflow ({command.error_type})"
-    if isinstance(command, CancelWorkflowCommand):
-        return "ended the workflow as cancelled"
-    return "continued as new"
+    match command:
+        case ScheduleActivityCommand():
+            kind = "compensation" if command.compensation else "activity"
+            return f"scheduled {kind} {command.activity_name!r}"
+        case StartTimerCommand():
+            return "started a timer"
+        case CancelTimerCommand():
+            return f"cancelled timer {command.timer_seq}"
+        case WaitForSignalCommand():
+            return f"waited for signal {command.name!r}"
+        case RecordMarkerCommand():
+            return f"recorded patch {command.change_id!r}"
+        case RecordStateCommand():
+            return f"recorded state {command.state!r} {command.transition}"
+        case CompleteWorkflowCommand():
+            return "completed the workflow"
+        case FailWorkflowCommand():
+            return f"failed the workflow ({command.error_type})"
+        case CancelWorkflowCommand():
+            return "ended the workflow as cancelled"
+        case ContinueAsNewCommand():
+            return "continued as new"
+        case _:
+            assert_never(command)
 
 
 def describe_event(event: Event) -> str:
@@ -112,29 +94,42 @@ def describe_event(event: Event) -> str:
 
 
 def command_matches(command: CodeCommand, body: EventBody) -> bool:
-    if isinstance(command, ScheduleActivityCommand):
-        return isinstance(body, ActivityScheduled) and body.activity_name == command.activity_name
-    if isinstance(command, StartTimerCommand):
-        return isinstance(body, TimerStarted)
-    if isinstance(command, CancelTimerCommand):
-        return isinstance(body, TimerCancelled) and body.timer_seq == command.timer_seq
-    if isinstance(command, RecordMarkerCommand):
-        return isinstance(body, MarkerRecorded) and body.change_id == command.change_id
-    if isinstance(command, RecordStateCommand):
-        return isinstance(body, StateTransitioned) and body == _state_transitioned(command)
-    if isinstance(command, CompleteWorkflowCommand):
-        return isinstance(body, WorkflowCompleted)
-    if isinstance(command, FailWorkflowCommand):
-        return isinstance(body, WorkflowFailed)
-    if isinstance(command, CancelWorkflowCommand):
-        return isinstance(body, WorkflowCancelled)
-    return isinstance(body, WorkflowContinuedAsNew)
+    match command:
+        case ScheduleActivityCommand():
+            return (
+                isinstance(body, ActivityScheduled) and body.activity_name == command.activity_name
+            )
+        case StartTimerCommand():
+            return isinstance(body, TimerStarted)
+        case CancelTimerCommand():
+            return isinstance(body, TimerCancelled) and body.timer_seq == command.timer_seq
+        case WaitForSignalCommand():
+            return (
+                isinstance(body, SignalWaitStarted)
+                and body.name == command.name
+                and body.timer_seq == command.timer_seq
+            )
+        case RecordMarkerCommand():
+            return isinstance(body, MarkerRecorded) and body.change_id == command.change_id
+        case RecordStateCommand():
+            return isinstance(body, StateTransitioned) and body == _state_transitioned(command)
+        case CompleteWorkflowCommand():
+            return isinstance(body, WorkflowCompleted)
+        case FailWorkflowCommand():
+            return isinstance(body, WorkflowFailed)
+        case CancelWorkflowCommand():
+            return isinstance(body, WorkflowCancelled)
+        case ContinueAsNewCommand():
+            return isinstance(body, WorkflowContinuedAsNew)
+        case _:
+            assert_never(command)
 
 
 def recorded_event(
     command: ScheduleActivityCommand
     | StartTimerCommand
     | CancelTimerCommand
+    | WaitForSignalCommand
     | RecordMarkerCommand
     | RecordStateCommand
     | CompleteWorkflowCommand
@@ -158,6 +153,8 @@ def recorded_event(
         return TimerStarted(seq, command.fire_at_ms)
     if isinstance(command, CancelTimerCommand):
         return TimerCancelled(command.timer_seq)
+    if isinstance(command, WaitForSignalCommand):
+        return SignalWaitStarted(command.name, command.timer_seq, command.timeout_at_ms)
     if isinstance(command, RecordMarkerCommand):
         return MarkerRecorded(command.change_id)
     if isinstance(command, RecordStateCommand):
@@ -199,6 +196,9 @@ class ReplaySink:
         self.bound = 0
         """History index before which the current activation's commands must be recorded."""
         self.new_commands: list[CodeCommand] = []
+        self.parked = False
+        """Whether the current activation was recorded while the workflow was parked (then
+        commands beyond history are what resuming adds)."""
 
     def _next_recorded(self) -> Event | None:
         if self._position < len(self._recorded):
@@ -209,6 +209,14 @@ class ReplaySink:
 
     def emit(self, command: CodeCommand) -> int:
         recorded = self._next_recorded()
+        if isinstance(command, WaitForSignalCommand) and (
+            (recorded is None and not self.parked)
+            or (recorded is not None and not isinstance(recorded.body, SignalWaitStarted))
+        ):
+            # Recorded before waits were (event schema v3): a wait changes no state, so the
+            # history is accepted without it (its seq is never used). Only a wait that newer
+            # code adds when a parked run resumes is recorded late.
+            return 0
         if recorded is None:
             self.new_commands.append(command)
             return self._next_new_seq + len(self.new_commands) - 1
@@ -286,6 +294,7 @@ def replay(registry: Registry, history: Sequence[Event]) -> ReplayOutcome:
             continue
         _check_caught_up(sink, index, event, parked)
         sink.bound = _activation_bound(history, index, parked)
+        sink.parked = parked
         try:
             driver.deliver(event, sink)
         except WorkflowCodeError as err:

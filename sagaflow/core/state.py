@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from sagaflow.core.kinds import check_covers
 from sagaflow.core.messages import (
     ActivityAttemptFailed,
     ActivityCompleted,
@@ -17,9 +18,11 @@ from sagaflow.core.messages import (
     CancelRequested,
     CommandRejected,
     Event,
+    EventBody,
     MarkerRecorded,
     RetryPolicy,
     SignalReceived,
+    SignalWaitStarted,
     StateTransitioned,
     TimerCancelled,
     TimerFired,
@@ -30,6 +33,8 @@ from sagaflow.core.messages import (
     WorkflowFailed,
     WorkflowParked,
     WorkflowStarted,
+    WorkflowTerminated,
+    WorkflowTimedOut,
     WorkflowUnparked,
 )
 from sagaflow.core.status import CLOSED_STATUSES, WorkflowStatus
@@ -40,6 +45,8 @@ QUARANTINED = WorkflowStatus.QUARANTINED
 COMPLETED = WorkflowStatus.COMPLETED
 FAILED = WorkflowStatus.FAILED
 CANCELLED = WorkflowStatus.CANCELLED
+TERMINATED = WorkflowStatus.TERMINATED
+TIMED_OUT = WorkflowStatus.TIMED_OUT
 CONTINUED_AS_NEW = WorkflowStatus.CONTINUED_AS_NEW
 IDLE_AFTER_MS = 60_000
 """Nothing due sooner than this (and no activity in flight): the workflow is idle."""
@@ -97,6 +104,11 @@ class WorkflowState:
     cancel_requested: bool = False
     signal_command_ids: set[str] = field(default_factory=set)
     """command_ids of signals received in this run, so a redelivered signal adds nothing."""
+    execution_deadline_ms: int = 0
+    """When the workflow id times out; 0 = never (kept across runs)."""
+    run_deadline_ms: int = 0
+    """When the current run times out; 0 = never."""
+    run_timeout_ms: int = 0
     parked_kind: str = ""
     parked_message: str = ""
     quarantine_reason: str = ""
@@ -112,7 +124,25 @@ class WorkflowState:
             return None
         dues = [d for a in self.activities.values() if (d := a.next_due_ms()) is not None]
         dues.extend(self.timers.values())
+        deadline = self.deadline()
+        if deadline is not None:
+            dues.append(deadline[1])
         return min(dues) if dues else None
+
+    def deadline(self) -> tuple[str, int] | None:
+        """The workflow's own timeout that comes first: ('execution' | 'run', at ms)."""
+        found = [
+            (at, kind)
+            for kind, at in (
+                ("execution", self.execution_deadline_ms),
+                ("run", self.run_deadline_ms),
+            )
+            if at
+        ]
+        if not found:
+            return None
+        at, kind = min(found)
+        return kind, at
 
     def is_idle(self, now_ms: int) -> bool:
         """Running with no activity in flight and nothing due within IDLE_AFTER_MS: waiting for
@@ -159,6 +189,11 @@ class WorkflowState:
         self.cancel_requested = False
         self.signal_command_ids = set()
         self.parked_kind = self.parked_message = ""
+        self.execution_deadline_ms = body.execution_deadline_ms
+        self.run_timeout_ms = body.run_timeout_ms
+        self.run_deadline_ms = (
+            event.recorded_at_ms + body.run_timeout_ms if body.run_timeout_ms else 0
+        )
         self.history = [event]
 
     def _apply_activity_scheduled(self, event: Event, body: ActivityScheduled) -> None:
@@ -211,6 +246,10 @@ class WorkflowState:
         if body.command_id:
             self.signal_command_ids.add(body.command_id)
 
+    def _apply_signal_wait_started(self, event: Event, body: SignalWaitStarted) -> None:
+        """Nothing to keep: the driver holds the waits (and rebuilds them by replay); the read
+        model projects them for people."""
+
     def _apply_cancel_requested(self, event: Event, body: CancelRequested) -> None:
         self.cancel_requested = True
 
@@ -228,6 +267,12 @@ class WorkflowState:
 
     def _apply_workflow_cancelled(self, event: Event, body: WorkflowCancelled) -> None:
         self._close(CANCELLED)
+
+    def _apply_workflow_terminated(self, event: Event, body: WorkflowTerminated) -> None:
+        self._close(TERMINATED)
+
+    def _apply_workflow_timed_out(self, event: Event, body: WorkflowTimedOut) -> None:
+        self._close(TIMED_OUT)
 
     def _apply_workflow_continued_as_new(self, event: Event, body: WorkflowContinuedAsNew) -> None:
         self._close(CONTINUED_AS_NEW)
@@ -265,14 +310,18 @@ _APPLIERS: dict[type, Callable[[WorkflowState, Event, Any], None]] = {
     TimerFired: WorkflowState._apply_timer_fired,
     TimerCancelled: WorkflowState._apply_timer_cancelled,
     SignalReceived: WorkflowState._apply_signal_received,
+    SignalWaitStarted: WorkflowState._apply_signal_wait_started,
     CancelRequested: WorkflowState._apply_cancel_requested,
     MarkerRecorded: WorkflowState._apply_marker_recorded,
     StateTransitioned: WorkflowState._apply_state_transitioned,
     WorkflowCompleted: WorkflowState._apply_workflow_completed,
     WorkflowFailed: WorkflowState._apply_workflow_failed,
     WorkflowCancelled: WorkflowState._apply_workflow_cancelled,
+    WorkflowTerminated: WorkflowState._apply_workflow_terminated,
+    WorkflowTimedOut: WorkflowState._apply_workflow_timed_out,
     WorkflowContinuedAsNew: WorkflowState._apply_workflow_continued_as_new,
     WorkflowParked: WorkflowState._apply_workflow_parked,
     WorkflowUnparked: WorkflowState._apply_workflow_unparked,
     CommandRejected: WorkflowState._apply_command_rejected,
 }
+check_covers(_APPLIERS, EventBody, "sagaflow.core.state appliers")

@@ -17,11 +17,21 @@ class WorkflowStatus(StrEnum):
     COMPLETED = "completed"
     FAILED = "failed"
     CANCELLED = "cancelled"
+    TERMINATED = "terminated"
+    """Stopped by TerminateWorkflow: no code ran after it, nothing was compensated."""
+    TIMED_OUT = "timed_out"
+    """Its execution or run timeout passed: closed like a terminate, by the clock."""
     CONTINUED_AS_NEW = "continued_as_new"
 
 
 CLOSED_STATUSES = frozenset(
-    {WorkflowStatus.COMPLETED, WorkflowStatus.FAILED, WorkflowStatus.CANCELLED}
+    {
+        WorkflowStatus.COMPLETED,
+        WorkflowStatus.FAILED,
+        WorkflowStatus.CANCELLED,
+        WorkflowStatus.TERMINATED,
+        WorkflowStatus.TIMED_OUT,
+    }
 )
 """Statuses a workflow (id) never leaves."""
 

@@ -48,6 +48,7 @@ SERVICE_USERS: dict[str, tuple[Grant, ...]] = {
         Grant("topic", "sagaflow.checkpoints", "literal", ("Read", "Write", "Describe")),
         Grant("topic", "sagaflow.closed-workflows", "literal", ("Read", "Write", "Describe")),
         Grant("topic", "sagaflow.asl.definitions", "literal", ("Read", "Describe")),
+        Grant("topic", "sagaflow.replies", "literal", ("Read", "Write", "Describe")),
         Grant("topic", "sagaflow.tasks.", "prefix", ("Write", "Describe")),
         Grant("topic", "sagaflow.dlq", "literal", ("Write", "Describe", "DescribeConfigs")),
         Grant("group", "sagaflow-orchestrator", "literal", ("Read", "Describe")),

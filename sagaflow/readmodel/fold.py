@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from sagaflow.core import kinds
+from sagaflow.core.kinds import check_covers
 from sagaflow.core.messages import (
     ActivityAttemptFailed,
     ActivityCompleted,
@@ -20,9 +23,12 @@ from sagaflow.core.messages import (
     ActivityRetried,
     ActivityScheduled,
     CancelRequested,
+    CommandRejected,
     Event,
     EventBody,
+    MarkerRecorded,
     SignalReceived,
+    SignalWaitStarted,
     StateTransitioned,
     TimerCancelled,
     TimerFired,
@@ -33,6 +39,8 @@ from sagaflow.core.messages import (
     WorkflowFailed,
     WorkflowParked,
     WorkflowStarted,
+    WorkflowTerminated,
+    WorkflowTimedOut,
     WorkflowUnparked,
 )
 from sagaflow.core.status import LISTED_STATUSES, WorkflowStatus
@@ -88,6 +96,10 @@ class WorkflowRow:
     pending_activities: dict[str, dict[str, Any]] = field(default_factory=dict)
     pending_timers: list[dict[str, Any]] = field(default_factory=list)
     received_signals: list[dict[str, Any]] = field(default_factory=list)
+    signal_waits: list[dict[str, Any]] = field(default_factory=list)
+    """Signals the code waits for now, oldest first: [{name, seq, since_ms, timer_seq,
+    timeout_at_ms, description}] (timeout 0: waits for ever; description: "waiting for signal
+    NAME until T")."""
     cancel_requested: bool = False
     parked: dict[str, Any] | None = None
     state_path: dict[str, Any] | None = None
@@ -115,12 +127,12 @@ def apply_event(row: WorkflowRow | None, event: Event) -> WorkflowRow | None:
         return row
     row.last_seq = event.seq
     row.updated_at = event_time(event.recorded_at_ms)
-    _APPLIERS.get(type(event.body), _apply_nothing)(row, event)
+    _APPLIERS[type(event.body)](row, event)
     return row
 
 
 def _apply_nothing(row: WorkflowRow, event: Event) -> None:
-    """MarkerRecorded and any event type newer than this projector leave the row as is."""
+    """The event changes nothing the row shows (a patch marker; a rejection never gets here)."""
 
 
 def _apply_workflow_started(row: WorkflowRow, event: Event) -> None:
@@ -138,6 +150,7 @@ def _apply_workflow_started(row: WorkflowRow, event: Event) -> None:
     row.pending_activities = {}
     row.pending_timers = []
     row.received_signals = []
+    row.signal_waits = []
     row.cancel_requested = False
 
 
@@ -220,11 +233,32 @@ def _drop_timer(row: WorkflowRow, timer_seq: int) -> None:
 def _apply_timer_fired(row: WorkflowRow, event: Event) -> None:
     assert isinstance(event.body, TimerFired)
     _drop_timer(row, event.body.timer_seq)
+    _drop_waits_on(row, event.body.timer_seq)  # the wait timed out
 
 
 def _apply_timer_cancelled(row: WorkflowRow, event: Event) -> None:
     assert isinstance(event.body, TimerCancelled)
     _drop_timer(row, event.body.timer_seq)
+    _drop_waits_on(row, event.body.timer_seq)  # the wait was abandoned
+
+
+def _drop_waits_on(row: WorkflowRow, timer_seq: int) -> None:
+    row.signal_waits = [w for w in row.signal_waits if w["timer_seq"] != timer_seq]
+
+
+def _apply_signal_wait_started(row: WorkflowRow, event: Event) -> None:
+    body = event.body
+    assert isinstance(body, SignalWaitStarted)
+    row.signal_waits.append(
+        {
+            "name": body.name,
+            "seq": event.seq,
+            "since_ms": event.recorded_at_ms,
+            "timer_seq": body.timer_seq,
+            "timeout_at_ms": body.timeout_at_ms,
+            "description": kinds.describe(body),
+        }
+    )
 
 
 def _apply_signal_received(row: WorkflowRow, event: Event) -> None:
@@ -238,10 +272,18 @@ def _apply_signal_received(row: WorkflowRow, event: Event) -> None:
             "recorded_at_ms": event.recorded_at_ms,
         }
     )
+    # The driver hands a signal to the oldest waiter for its name (none: it is buffered).
+    for i, wait in enumerate(row.signal_waits):
+        if wait["name"] == body.name:
+            del row.signal_waits[i]
+            break
 
 
 def _apply_cancel_requested(row: WorkflowRow, event: Event) -> None:
     row.cancel_requested = True
+    # Cancelling throws into every await of the run, so every wait is abandoned; code that
+    # catches the cancel and waits again records a new wait.
+    row.signal_waits = []
 
 
 def _apply_state_transitioned(row: WorkflowRow, event: Event) -> None:
@@ -295,6 +337,7 @@ def _close(row: WorkflowRow, status: str) -> None:
     row.status = status
     row.pending_activities = {}
     row.pending_timers = []
+    row.signal_waits = []
     row.parked = None
     if row.state_path is not None:
         row.state_path = {**row.state_path, "active": [], "current": None}
@@ -325,6 +368,26 @@ def _apply_workflow_cancelled(row: WorkflowRow, event: Event) -> None:
     row.error = {"type": "cancelled", "message": body.reason, "details": None}
 
 
+def _apply_workflow_terminated(row: WorkflowRow, event: Event) -> None:
+    body = event.body
+    assert isinstance(body, WorkflowTerminated)
+    _close(row, WorkflowStatus.TERMINATED)
+    row.error = {"type": "terminated", "message": body.reason, "by": body.by, "details": None}
+
+
+def _apply_workflow_timed_out(row: WorkflowRow, event: Event) -> None:
+    body = event.body
+    assert isinstance(body, WorkflowTimedOut)
+    _close(row, WorkflowStatus.TIMED_OUT)
+    row.error = {
+        "type": "timed_out",
+        "message": f"its {body.timeout} timeout passed",
+        "timeout": body.timeout,
+        "deadline_ms": body.deadline_ms,
+        "details": None,
+    }
+
+
 def _apply_workflow_continued_as_new(row: WorkflowRow, event: Event) -> None:
     body = event.body
     assert isinstance(body, WorkflowContinuedAsNew)
@@ -332,7 +395,7 @@ def _apply_workflow_continued_as_new(row: WorkflowRow, event: Event) -> None:
     row.result = {"continued_as_new": {"new_run_id": body.new_run_id}}
 
 
-_APPLIERS: dict[type[Any], Any] = {
+_APPLIERS: dict[type[Any], Callable[[WorkflowRow, Event], None]] = {
     WorkflowStarted: _apply_workflow_started,
     ActivityScheduled: _apply_activity_scheduled,
     ActivityAttemptFailed: _apply_activity_attempt_failed,
@@ -343,6 +406,7 @@ _APPLIERS: dict[type[Any], Any] = {
     TimerFired: _apply_timer_fired,
     TimerCancelled: _apply_timer_cancelled,
     SignalReceived: _apply_signal_received,
+    SignalWaitStarted: _apply_signal_wait_started,
     CancelRequested: _apply_cancel_requested,
     StateTransitioned: _apply_state_transitioned,
     WorkflowParked: _apply_workflow_parked,
@@ -350,5 +414,10 @@ _APPLIERS: dict[type[Any], Any] = {
     WorkflowCompleted: _apply_workflow_completed,
     WorkflowFailed: _apply_workflow_failed,
     WorkflowCancelled: _apply_workflow_cancelled,
+    WorkflowTerminated: _apply_workflow_terminated,
+    WorkflowTimedOut: _apply_workflow_timed_out,
     WorkflowContinuedAsNew: _apply_workflow_continued_as_new,
+    MarkerRecorded: _apply_nothing,
+    CommandRejected: _apply_nothing,
 }
+check_covers(_APPLIERS, EventBody, "sagaflow.readmodel.fold appliers")

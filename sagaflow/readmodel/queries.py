@@ -28,6 +28,7 @@ _DETAIL = (
     "pending_activities",
     "pending_timers",
     "received_signals",
+    "signal_waits",
     "cancel_requested",
     "parked",
     "state_path",

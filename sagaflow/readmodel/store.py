@@ -33,6 +33,7 @@ _ROW_COLUMNS = (
     "pending_activities",
     "pending_timers",
     "received_signals",
+    "signal_waits",
     "cancel_requested",
     "parked",
     "state_path",
@@ -46,6 +47,7 @@ _JSON_COLUMNS = frozenset(
         "pending_activities",
         "pending_timers",
         "received_signals",
+        "signal_waits",
         "parked",
         "state_path",
     }

@@ -36,7 +36,14 @@ def render(workflow_type: str, steps: list[dict[str, Any]], workflow: dict[str, 
 def code_path_svg(workflow_type: str, steps: list[dict[str, Any]], workflow: dict[str, Any]) -> str:
     nodes = list(steps)
     status = workflow.get("status", "")
-    if status in {"completed", "failed", "cancelled", "continued_as_new"}:
+    if status in {
+        "completed",
+        "failed",
+        "cancelled",
+        "terminated",
+        "timed_out",
+        "continued_as_new",
+    }:
         nodes.append(
             {"kind": "end", "label": status.replace("_", " "), "state": _end_state(status)}
         )
@@ -78,6 +85,10 @@ def code_path_svg(workflow_type: str, steps: list[dict[str, Any]], workflow: dic
 
 
 def _end_state(status: str) -> str:
-    return {"completed": "completed", "failed": "failed", "cancelled": "cancelled"}.get(
-        status, "completed"
-    )
+    return {
+        "completed": "completed",
+        "failed": "failed",
+        "cancelled": "cancelled",
+        "terminated": "cancelled",
+        "timed_out": "failed",
+    }.get(status, "completed")

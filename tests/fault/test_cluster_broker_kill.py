@@ -24,7 +24,7 @@ import pytest
 from confluent_kafka.admin import AdminClient, ConfigResource
 
 from sagaflow.client import Recorded, wait_closed
-from sagaflow.core.messages import Event, WorkflowCompleted, WorkflowFailed
+from sagaflow.core.messages import Event
 from sagaflow.devstack.cluster import KafkaCluster
 from tests.sagas import Deployment, order, prepare
 from tests.scratch_kafka import scratch_cluster
@@ -158,14 +158,7 @@ def _check(
     killed_at: float,
     victim_id: int,
 ) -> None:
-    failed = {w for w, e in closed.items() if isinstance(e.body, WorkflowFailed)}
-    completed = {w for w, e in closed.items() if isinstance(e.body, WorkflowCompleted)}
-    assert failed == compensated
-    assert completed == set(ids) - compensated
-    ledger = d.ledger(ids)
-    for w in ids:
-        kinds = sorted(r["kind"] for r in ledger if r["order_id"] == w)
-        assert kinds == (["charge", "refund"] if w in compensated else ["charge"]), w
+    d.assert_outcomes(ids, compensated, closed)
     by_wf: dict[str, list[int]] = defaultdict(list)
     stamps: dict[str, list[float]] = defaultdict(list)
     for rec in events:

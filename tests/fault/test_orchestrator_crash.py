@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import pytest
 
-from sagaflow.core.messages import WorkflowCompleted, WorkflowFailed
 from sagaflow_orchestrator import checkpoints
 from tests.sagas import Deployment, order
 from tests.support import assert_eventually
@@ -37,14 +36,7 @@ def test_kill9_orchestrator_mid_flight(deployment: Deployment) -> None:
 
     closed = d.wait_closed(ids, timeout_s=240)
 
-    failed = {w for w, e in closed.items() if isinstance(e.body, WorkflowFailed)}
-    completed = {w for w, e in closed.items() if isinstance(e.body, WorkflowCompleted)}
-    assert failed == compensated
-    assert completed == set(ids) - compensated
-    ledger = d.ledger(ids)
-    for w in ids:
-        kinds = sorted(r["kind"] for r in ledger if r["order_id"] == w)
-        assert kinds == (["charge", "refund"] if w in compensated else ["charge"]), w
+    d.assert_outcomes(ids, compensated, closed)
 
     # With every workflow closed, the next checkpoint says a rebuild needs nothing before the
     # end of each partition: recovery is bounded by open work.

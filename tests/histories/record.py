@@ -1,7 +1,8 @@
-"""Re-record the checkout histories: `python tests/histories/record.py`.
+"""Record the checkout histories that are missing: `python tests/histories/record.py`.
 
-Recorded histories are frozen: only re-record when adding a new one, never to make a failing
-replay test pass (that failure means the code broke running workflows).
+Recorded histories are frozen: a file that exists is never written again (delete it first to
+re-record, never to make a failing replay test pass: that failure means the code broke running
+workflows). Histories recorded before event schema v3 lack SignalWaitStarted and must replay.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from sagaflow.core.messages import TerminateWorkflow
 from sagaflow.examples.checkout import registry
 from sagaflow.examples.shop import InMemoryShop
 from sagaflow.testing import WorkflowEnvironment, history_to_json
@@ -29,7 +31,9 @@ BIG = dict(ORDER, amount_cents=250_000, approval_timeout_s=600)
 
 
 def record(name: str, env: WorkflowEnvironment, workflow_id: str) -> None:
-    (HERE / f"{name}.json").write_text(history_to_json(env.history(workflow_id)))
+    path = HERE / f"{name}.json"
+    if not path.exists():
+        path.write_text(history_to_json(env.history(workflow_id)))
 
 
 def main() -> None:
@@ -65,6 +69,24 @@ def main() -> None:
     e.cancel("order-5", "customer changed their mind")
     e.run()
     record("checkout_cancelled", e, "order-5")
+
+    # Recorded with event schema v3: the approval wait is a SignalWaitStarted event.
+    e = env()
+    e.start("checkout", BIG, workflow_id="order-8")
+    e.run(advance_time=False)
+    e.advance(60)
+    e.signal("order-8", "approve", {"approved": True, "by": "carol"})
+    e.run()
+    record("checkout_approved_wait_recorded", e, "order-8")
+
+    # Event schema v4: terminated while it waits for approval; nothing is compensated.
+    e = env()
+    e.start("checkout", BIG, workflow_id="order-9")
+    e.run(advance_time=False)
+    e.advance(60)
+    e.send(TerminateWorkflow("order-9", "fraud suspected", "ops:dana", "terminate-1"))
+    e.run()
+    record("checkout_terminated", e, "order-9")
 
     shop = InMemoryShop(fail_times={"charge_payment": 2})
     e = WorkflowEnvironment(registry, resources={"shop": shop})

@@ -110,6 +110,10 @@ def test_a_workflow_started_signalled_and_read_through_the_api(config: Config) -
                 )
                 assert (wf["type"], wf["version"], wf["input"]) == ("pay", 1, GOOD)
                 assert wf["rejections"] == []
+                # What it waits for is projected with it (recorded in the same transaction).
+                (wait,) = wf["signal_waits"]
+                assert (wait["name"], wait["timeout_at_ms"]) == ("go", 0)
+                assert wait["description"] == "waiting for signal go"
                 # Once projected, the repeat is still idempotent and a conflict still 409.
                 r = await client.post(
                     "/workflows", json={"type": "pay", "id": "p-1", "input": GOOD}
@@ -132,6 +136,7 @@ def test_a_workflow_started_signalled_and_read_through_the_api(config: Config) -
                 )
                 assert wf["result"] == {"paid": 1250, "go": {"by": "ann"}}
                 assert [s["name"] for s in wf["received_signals"]] == ["go"]
+                assert wf["signal_waits"] == []
 
                 r = await client.get("/workflows/p-1/history")
                 assert r.status == 200

@@ -45,7 +45,12 @@ def test_quick_bench_writes_every_figure(
     summary = json.loads((tmp_path / "summary.json").read_text())
     for key in REQUIRED:
         value = summary[key]
-        if isinstance(value, dict):
+        if key == "waiting_kib_per_workflow":
+            # With a few hundred parked workflows the resident-memory growth is within the
+            # allocator's noise (it can read 0 or below); what must not come back is a driver
+            # coroutine per waiting workflow, about 7 KiB each.
+            assert isinstance(value, int | float) and math.isfinite(value) and value < 4, value
+        elif isinstance(value, dict):
             assert value and all(_positive(v) for v in value.values()), (key, value)
         else:
             assert _positive(value), (key, value)

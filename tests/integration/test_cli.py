@@ -23,6 +23,7 @@ from sagaflow.core.messages import (
     Event,
     SignalWorkflow,
     StartWorkflow,
+    TerminateWorkflow,
 )
 from sagaflow.kafka.dlq import DLQ_HEADERS, H_REASON, H_TOPIC, dead_letter
 from sagaflow.kafka.partition import partition_for
@@ -164,6 +165,19 @@ def test_signals_and_cancels_land_on_each_workflows_partition(
     assert len(set(signals.values())) > 1  # the ids really spread over partitions
     (cancel,) = [c for _, c in commands if isinstance(c, CancelWorkflow)]
     assert (cancel.workflow_id, cancel.reason) == (ids[0], "customer asked")
+
+
+def test_terminate_sends_who_and_why(
+    prefix: str, kafka_bootstrap: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    wid = f"wf-t-{uuid.uuid4().hex[:6]}"
+    out = run_json(["terminate", wid, "--reason", "stuck", "--by", "ops:ann"], capsys)
+    assert (out["workflow_id"], out["reason"], out["by"]) == (wid, "stuck", "ops:ann")
+    assert out["partition"] == partition_for(wid.encode(), PARTITIONS)
+    records = read_all(kafka_bootstrap, f"{prefix}commands")
+    sent = [codec.decode_command(m.value() or b"") for m in records]
+    terminates = [dataclasses.replace(c, command_id="") for c in sent]
+    assert TerminateWorkflow(wid, "stuck", "ops:ann") in terminates
 
 
 # --------------------------------------------------------------------------- unreachable

@@ -89,6 +89,7 @@ def _one_error_line(capsys: pytest.CaptureFixture[str]) -> str:
             ["replay", "nosuchtype", "--app", "sagaflow.examples.checkout:registry"],
             "not registered",
         ),
+        (["terminate", "wf-1"], "--reason"),
         (["bogus"], "invalid choice"),
     ],
 )

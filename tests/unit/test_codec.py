@@ -38,10 +38,11 @@ def test_an_event_written_with_v1_decodes_with_todays_reader() -> None:
 
 
 def test_every_v1_event_body_still_decodes() -> None:
-    v1 = fastavro.parse_schema(json.loads((REPO_SCHEMAS / "event.v1.avsc").read_text()))
-    for cls in typing.get_args(m.EventBody):
-        if cls is m.StateTransitioned:
-            continue  # new in v3
+    raw = json.loads((REPO_SCHEMAS / "event.v1.avsc").read_text())
+    v1 = fastavro.parse_schema(raw)
+    in_v1 = [c for c in typing.get_args(m.EventBody) if _record_fields(raw, c.__name__)]
+    assert m.SignalWaitStarted not in in_v1 and m.TimerFired in in_v1
+    for cls in in_v1:
         fields = {f.name: _sample(f.type) for f in dataclasses.fields(cls)}
         fields.pop("continued_from_run_id", None)
         if cls is m.ActivityScheduled:
@@ -55,7 +56,7 @@ def test_every_v1_event_body_still_decodes() -> None:
         assert type(decoded.body) is cls
 
 
-def test_a_state_transition_round_trips_and_v2_events_decode_with_the_v3_reader() -> None:
+def test_a_state_transition_round_trips_and_v2_events_decode_with_the_v5_reader() -> None:
     body = m.StateTransitioned("Charge", "Task", "failed", "Fan[2]", b"null", "Boom", "x", "Undo")
     event = m.Event("w", 7, "r", 5, body)
     assert codec.decode_event(codec.encode_event(event)) == event
@@ -82,9 +83,9 @@ def _sample(hint: object) -> object:
 
 def test_writers_use_the_newest_schema_version() -> None:
     event = m.Event("w", 1, "r", 0, m.TimerFired(1))
-    assert codec.encode_event(event)[:3] == bytes((codec.MAGIC, codec.KIND_EVENT, 3))
+    assert codec.encode_event(event)[:3] == bytes((codec.MAGIC, codec.KIND_EVENT, 5))
     command = m.CancelWorkflow("w")
-    assert codec.encode_command(command)[:3] == bytes((codec.MAGIC, codec.KIND_COMMAND, 1))
+    assert codec.encode_command(command)[:3] == bytes((codec.MAGIC, codec.KIND_COMMAND, 3))
 
 
 def _record_fields(schema: object, name: str) -> set[str] | None:
@@ -106,10 +107,11 @@ def _record_fields(schema: object, name: str) -> set[str] | None:
 @pytest.mark.parametrize(
     ("schema_file", "types"),
     [
-        ("command.v1.avsc", typing.get_args(m.Command)),
-        ("event.v3.avsc", (*typing.get_args(m.EventBody), m.Event, m.RetryPolicy)),
+        ("command.v3.avsc", typing.get_args(m.Command)),
+        ("event.v5.avsc", (*typing.get_args(m.EventBody), m.Event, m.RetryPolicy)),
         ("task.v1.avsc", (m.ActivityTask,)),
         ("closed.v1.avsc", (m.ClosedWorkflow,)),
+        ("reply.v1.avsc", (m.ReplyToCaller,)),
     ],
 )
 def test_current_schemas_cover_every_field_of_every_record(
@@ -177,3 +179,64 @@ def test_closed_workflow_records_round_trip_and_are_their_own_kind() -> None:
     assert codec.decode_closed(data) == closed
     with pytest.raises(codec.DecodeError, match="found a closed"):
         codec.decode_event(data)
+
+
+def test_a_command_written_with_v1_decodes_with_todays_reader() -> None:
+    v1 = fastavro.parse_schema(json.loads((REPO_SCHEMAS / "command.v1.avsc").read_text()))
+    buffer = io.BytesIO()
+    buffer.write(bytes((codec.MAGIC, codec.KIND_COMMAND, 1)))
+    body = {"workflow_id": "w", "name": "approve", "payload": b"{}", "command_id": "c"}
+    fastavro.schemaless_writer(buffer, v1, {"body": ("sagaflow.SignalWorkflow", body)})
+    assert codec.decode_command(buffer.getvalue()) == m.SignalWorkflow("w", "approve", b"{}", "c")
+
+
+def test_new_commands_and_replies_round_trip() -> None:
+    child = m.ReportChildClosed(
+        "parent", "child", "run-1", "completed", b'{"ok":1}', command_id="x"
+    )
+    assert codec.decode_command(codec.encode_command(child)) == child
+    reply = m.ReplyToCaller("caller-1", "cmd-1", False, b"null", "QueryFailed", "no such query")
+    data = codec.encode_reply(reply)
+    assert data[:3] == bytes((codec.MAGIC, codec.KIND_REPLY, 1))
+    assert codec.decode_reply(data) == reply
+    with pytest.raises(codec.DecodeError, match="found a reply"):
+        codec.decode_command(data)
+
+
+def _written_with(kind: int, schema_file: str, datum: dict[str, object]) -> bytes:
+    schema = fastavro.parse_schema(json.loads((REPO_SCHEMAS / schema_file).read_text()))
+    version = int(schema_file.split(".v")[1].split(".", maxsplit=1)[0])
+    buffer = io.BytesIO()
+    buffer.write(bytes((codec.MAGIC, kind, version)))
+    fastavro.schemaless_writer(buffer, schema, datum)
+    return buffer.getvalue()
+
+
+def test_records_of_every_shipped_version_decode_with_todays_reader() -> None:
+    """v2 commands and v3 events were written before the timeouts were fields: they read as 0."""
+    start = {"workflow_id": "w", "workflow_type": "t", "input": b"1", "version": None}
+    for schema_file in ("command.v1.avsc", "command.v2.avsc"):
+        data = _written_with(
+            codec.KIND_COMMAND,
+            schema_file,
+            {"body": ("sagaflow.StartWorkflow", {**start, "command_id": "c"})},
+        )
+        assert codec.decode_command(data) == m.StartWorkflow("w", "t", b"1", None, "c", 0, 0)
+    started = {
+        "workflow_type": "t",
+        "version": 1,
+        "input": b"1",
+        "random_seed": 3,
+        "command_id": "c",
+        "continued_from_run_id": "",
+    }
+    wait = {"name": "approve", "timer_seq": 4, "timeout_at_ms": 9}
+    for name, body, expected in [
+        ("WorkflowStarted", started, m.WorkflowStarted("t", 1, b"1", 3, "c", "", 0, 0)),
+        ("SignalWaitStarted", wait, m.SignalWaitStarted("approve", 4, 9)),
+    ]:
+        datum = {"workflow_id": "w", "seq": 1, "run_id": "r", "recorded_at_ms": 5}
+        data = _written_with(
+            codec.KIND_EVENT, "event.v3.avsc", {**datum, "body": (f"sagaflow.{name}", body)}
+        )
+        assert codec.decode_event(data).body == expected

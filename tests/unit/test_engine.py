@@ -484,6 +484,15 @@ def test_unregistered_activity_needs_a_task_queue() -> None:
     assert bodies(decision) == [m.WorkflowStarted, m.WorkflowParked]
 
 
+def test_a_child_outcome_no_child_awaits_is_rejected(engine: Engine) -> None:
+    start(engine)
+    report = m.ReportChildClosed("wf", "stranger", "r-1", "completed", b"1", command_id="c-1")
+    decision = engine.handle(report, T0)
+    assert rejection(decision) == "child_unknown"
+    assert not decision.effects
+    assert engine.status("wf") == "running"
+
+
 def test_outcome_decisions_say_which_step_they_are_about(engine: Engine) -> None:
     """Outcome events carry only the activity's seq; the decision names the step, so an
     observer needs no copy of the workflow's open steps."""

@@ -81,7 +81,8 @@ def test_code_that_does_more_before_the_next_activation() -> None:
         await ctx.wait_for_signal("go")
         return await ctx.wait_for_signal("go")
 
-    with pytest.raises(NonDeterminismError, match="SignalReceived"):
+    # The recorded history holds the first wait (seq 2), where the new code starts a timer.
+    with pytest.raises(NonDeterminismError, match=r"started a timer.*SignalWaitStarted \(seq 2\)"):
         replay(registry_with(sleeps_between), history)
 
 

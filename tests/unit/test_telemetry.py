@@ -182,8 +182,8 @@ class Saga:
     ) -> tuple[list[list[tuple[str, bytes]]], list[list[tuple[str, bytes]]]]:
         """What the loop does for one command: decide, emit, produce (headers), commit."""
         headers = observe(self.orchestrator, command, source, self.with_steps(decision))
-        self.orchestrator.committed(1, len(headers.events), len(headers.tasks), 0, 0.004)
-        return list(headers.events), list(headers.tasks)
+        self.orchestrator.committed(1, len(headers.events), len(headers.effects), 0, 0.004)
+        return list(headers.events), list(headers.effects)
 
     def work(
         self, task: ActivityTask, headers: list[tuple[str, bytes]], outcome: Succeeded | Failed
@@ -223,7 +223,7 @@ def observe(
             tuple((k, v if isinstance(v, bytes) else (v or "").encode()) for k, v in raw or []),
         )
     (headers,) = hooks.batch([Decided(0, decision, cause, 0.001)]) or [
-        DecisionHeaders(tuple([] for _ in decision.events), tuple([] for _ in decision.tasks))
+        DecisionHeaders(tuple([] for _ in decision.events), tuple([] for _ in decision.effects))
     ]
     return headers
 

@@ -28,7 +28,12 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from sagaflow.client import Client, DeliveryError, payload
 from sagaflow.config import Config
 from sagaflow.core.identity import start_command_id
-from sagaflow.core.messages import CancelWorkflow, SignalWorkflow, StartWorkflow
+from sagaflow.core.messages import (
+    CancelWorkflow,
+    SignalWorkflow,
+    StartWorkflow,
+    TerminateWorkflow,
+)
 from sagaflow.core.registry import Registry
 from sagaflow.core.status import CLOSED_STATUSES
 from sagaflow.db import describe_url, migrate
@@ -54,7 +59,7 @@ MAX_LIMIT = 500
 DEFAULT_LIMIT = 50
 MAX_SEQ = 2**63 - 1  # a Postgres bigint
 SEND_TIMEOUT_S = 10.0
-_START_KEYS = frozenset({"type", "id", "input", "version"})
+_START_KEYS = frozenset({"type", "id", "input", "version", "execution_timeout_s", "run_timeout_s"})
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -328,7 +333,8 @@ def _check_size(request: web.Request, value: Any, field: str) -> bytes:
 
 
 async def _send(
-    request: web.Request, command: StartWorkflow | SignalWorkflow | CancelWorkflow
+    request: web.Request,
+    command: StartWorkflow | SignalWorkflow | CancelWorkflow | TerminateWorkflow,
 ) -> None:
     client = request.app[CLIENT]
     await asyncio.to_thread(client.send, command, SEND_TIMEOUT_S)
@@ -408,6 +414,7 @@ async def start_workflow(request: web.Request) -> web.Response:
             400, f"{exc}; fix the input to match workflow {wtype!r}", field=exc.field
         ) from None
     encoded = _check_size(request, value, "input")
+    timeouts = {name: _timeout_ms(body, name) for name in ("execution_timeout_s", "run_timeout_s")}
     # The same request is the same command, so a client's retry is answered by the engine as
     # already started; whether a start happens is decided there alone (send first, always).
     command_id = start_command_id(workflow_id, wtype, version, encoded)
@@ -420,7 +427,16 @@ async def start_workflow(request: web.Request) -> web.Response:
             field="id",
         )
     fault_point("api_before_start_send")
-    await _send(request, StartWorkflow(workflow_id, wtype, encoded, version, command_id))
+    start = StartWorkflow(
+        workflow_id,
+        wtype,
+        encoded,
+        version,
+        command_id,
+        execution_timeout_ms=timeouts["execution_timeout_s"],
+        run_timeout_ms=timeouts["run_timeout_s"],
+    )
+    await _send(request, start)
     fault_point("api_after_start_send")
     try:
         await queries.record_start_request(pool, workflow_id, wtype, version, value, command_id)
@@ -428,6 +444,18 @@ async def start_workflow(request: web.Request) -> web.Response:
         # The start is in Kafka; only the "accepted" answer of GET before projection is lost.
         log.warning("start of %s sent; not noted in the read model: %s", workflow_id, exc)
     return web.json_response({"workflow_id": workflow_id}, status=202)
+
+
+def _timeout_ms(body: dict[str, Any], name: str) -> int:
+    """An optional workflow timeout in seconds (a positive number) as ms; 0 when left out."""
+    value = body.get(name)
+    if value is None:
+        return 0
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+        raise ApiError(
+            400, f"{name} must be a positive number of seconds, or left out for none", field=name
+        )
+    return max(1, round(value * 1000))
 
 
 _READ_MODEL_AWAY = (psycopg.OperationalError, PoolTimeout)
@@ -533,6 +561,31 @@ async def cancel_workflow(request: web.Request) -> web.Response:
     return web.json_response({"workflow_id": workflow_id}, status=202)
 
 
+async def terminate_workflow(request: web.Request) -> web.Response:
+    """Stop a workflow now, with no compensation: for one that is stuck or must not go on."""
+    workflow_id = request.match_info["workflow_id"]
+    body = await _json_body(request)
+    usage = 'send {"reason": "<why>", "by": "<who, default api>"}'
+    if not isinstance(body, dict):
+        raise ApiError(400, f"the body must be a JSON object; {usage}", field="body")
+    unknown = sorted(set(body) - {"reason", "by"})
+    if unknown:
+        name = unknown[0]
+        raise ApiError(400, f"{name} is not a field of a terminate request; {usage}", field=name)
+    reason, by = body.get("reason"), body.get("by", "api")
+    if not isinstance(reason, str) or not reason.strip():
+        raise ApiError(400, f"reason is required text, recorded in the history; {usage}", "reason")
+    if not isinstance(by, str):
+        raise ApiError(400, f"by must be text naming who terminates; {usage}", field="by")
+    _check_size(request, reason, "reason")
+    _check_size(request, by, "by")
+    row = await _known(request, workflow_id)
+    _refuse_closed(row, "terminate")
+    command_id = f"api:{request[REQUEST_ID]}"
+    await _send(request, TerminateWorkflow(workflow_id, reason, by or "api", command_id))
+    return web.json_response({"workflow_id": workflow_id}, status=202)
+
+
 def _refuse_closed(row: dict[str, Any], what: str) -> None:
     if row["status"] in CLOSED_STATUSES:
         raise ApiError(
@@ -631,4 +684,5 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/workflows/{workflow_id}/history", get_history)
     app.router.add_post("/workflows/{workflow_id}/signals/{name}", signal_workflow)
     app.router.add_post("/workflows/{workflow_id}/cancel", cancel_workflow)
+    app.router.add_post("/workflows/{workflow_id}/terminate", terminate_workflow)
     app.router.add_post("/task-tokens/{outcome}", answer_task_token)

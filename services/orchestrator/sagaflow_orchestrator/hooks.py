@@ -58,10 +58,10 @@ class Decided:
 
 @dataclass(frozen=True)
 class DecisionHeaders:
-    """Headers for a decision's records, one list per event and per task, in order."""
+    """Headers for a decision's records, one list per event and per effect, in order."""
 
     events: tuple[Headers, ...]
-    tasks: tuple[Headers, ...]
+    effects: tuple[Headers, ...]
 
 
 class Hooks:

@@ -1,9 +1,10 @@
 """The orchestrator's loop: commands in, one Kafka transaction per batch out.
 
 Per batch: decode each command (undecodable -> dlq), let the partition's engine decide, fire
-due timers, then in ONE transaction append the events to events-p, produce the activity tasks,
-write a checkpoint now and then, and commit the consumed command offsets (KIP-447: the
-consumer's group metadata fences a zombie that lost the partition). An abortable error aborts
+due timers, then in ONE transaction append the events to events-p, produce the effects
+(activity tasks, commands to other workflows, replies to waiting callers), write a checkpoint
+now and then, and commit the consumed command offsets (KIP-447: the consumer's group metadata
+fences a zombie that lost the partition). An abortable error aborts
 the transaction, drops the batch's state by rebuilding the owned partitions from the log, and
 rewinds the consumer to the committed offsets. A fatal error leaves the loop with an exception
 so the process exits non-zero and is restarted.
@@ -19,7 +20,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, assert_never
 
 from confluent_kafka import (
     OFFSET_BEGINNING,
@@ -32,7 +33,15 @@ from confluent_kafka import (
 
 from sagaflow import codec
 from sagaflow.config import Config
-from sagaflow.core.messages import ClosedWorkflow, Decision, Event
+from sagaflow.core.messages import (
+    ActivityTask,
+    ClosedWorkflow,
+    CommandToWorkflow,
+    Decision,
+    Effect,
+    Event,
+    ReplyToCaller,
+)
 from sagaflow.core.registry import Registry
 from sagaflow.kafka import triage
 from sagaflow.kafka.clients import group_consumer, reader, transactional_producer
@@ -59,6 +68,7 @@ class _Outgoing:
     decided: list[Decided] = field(default_factory=list)
     events: int = 0
     tasks: int = 0
+    """Effects produced (activity tasks, commands to other workflows, replies)."""
     dead: list[tuple[Message, str]] = field(default_factory=list)
     closed: list[tuple[int, ClosedWorkflow]] = field(default_factory=list)
     """Workflows closed by this batch, remembered in the closed-workflows topic."""
@@ -313,7 +323,7 @@ class Orchestrator:
     ) -> None:
         if not (
             decision.events
-            or decision.tasks
+            or decision.effects
             or decision.closed
             or isinstance(cause, ConsumedCommand)
         ):
@@ -321,7 +331,7 @@ class Orchestrator:
         out.closed.extend((p, closed) for closed in decision.closed)
         out.decided.append(Decided(p, decision, cause, seconds))
         out.events += len(decision.events)
-        out.tasks += len(decision.tasks)
+        out.tasks += len(decision.effects)
 
     def _next_due_ms(self) -> int | None:
         dues = [d for o in self._owned.values() if (d := o.engine.next_due_ms()) is not None]
@@ -350,14 +360,15 @@ class Orchestrator:
                         h.events[j] if h is not None else [],
                         _recorder(appended, d.partition, event),
                     )
-                for j, task in enumerate(d.decision.tasks):
+                for j, effect in enumerate(d.decision.effects):
+                    topic, key, value = self._effect_record(effect)
                     self._produce(
                         producer,
-                        topics.tasks(task.task_queue),
-                        codec.encode_task(task),
-                        task.workflow_id,
+                        topic,
+                        value,
+                        key,
                         None,
-                        h.tasks[j] if h is not None else [],
+                        h.effects[j] if h is not None else [],
                         None,
                     )
             for p, closed in out.closed:
@@ -408,6 +419,25 @@ class Orchestrator:
         self.status.commits += 1
         self.status.last_commit_ms = int(self.clock() * 1000)
         self.hooks.committed(out.commands, out.events, out.tasks, len(out.dead), elapsed)
+
+    def _effect_record(self, effect: Effect) -> tuple[str, str, bytes]:
+        """Where an effect goes: (topic, key, value). Keys route by the default partitioner,
+        like every producer's, so a command lands on its target workflow's partition."""
+        topics = self.config.topics
+        match effect:
+            case ActivityTask():
+                return (
+                    topics.tasks(effect.task_queue),
+                    effect.workflow_id,
+                    codec.encode_task(effect),
+                )
+            case CommandToWorkflow():
+                command = effect.command
+                return topics.commands, command.workflow_id, codec.encode_command(command)
+            case ReplyToCaller():
+                return topics.replies, effect.reply_to, codec.encode_reply(effect)
+            case _:
+                assert_never(effect)
 
     def _produce(
         self,

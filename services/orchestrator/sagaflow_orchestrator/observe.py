@@ -38,10 +38,12 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import assert_never
 
 from opentelemetry.trace import Span, SpanContext, SpanKind, Status, StatusCode
 
 from sagaflow.config import Config
+from sagaflow.core import kinds
 from sagaflow.core.messages import (
     CLOSING_EVENTS,
     ActivityAttemptFailed,
@@ -54,20 +56,23 @@ from sagaflow.core.messages import (
     Command,
     CommandRejected,
     CompleteActivity,
+    Effect,
     Event,
+    EventBody,
     FailActivity,
+    MarkerRecorded,
     SignalReceived,
+    SignalWaitStarted,
     StateTransitioned,
     StepView,
     TimerCancelled,
     TimerFired,
     TimerStarted,
-    WorkflowCancelled,
-    WorkflowCompleted,
     WorkflowContinuedAsNew,
     WorkflowFailed,
     WorkflowParked,
     WorkflowStarted,
+    WorkflowTerminated,
     WorkflowUnparked,
 )
 from sagaflow.metrics import OrchestratorMetrics
@@ -91,12 +96,13 @@ from sagaflow_orchestrator.hooks import (
 
 Attributes = dict[str, str | int | bool]
 
-_CLOSED_NAMES: dict[type, str] = {
-    WorkflowCompleted: "workflow completed",
-    WorkflowFailed: "workflow failed",
-    WorkflowCancelled: "workflow cancelled",
-    WorkflowContinuedAsNew: "workflow continued as new",
-}
+
+def _name(body: EventBody) -> str:
+    """The span name of an event that gets a span (sagaflow.core.kinds names them all)."""
+    name = kinds.span_name(body)
+    if name is None:
+        raise ValueError(f"{type(body).__name__} has no span in sagaflow.core.kinds")
+    return name
 
 
 @dataclass
@@ -243,16 +249,21 @@ class Observer(Hooks):
             if self._metrics is not None:
                 self._batch.counts["appended", type(event.body).__name__, ""] += 1
         return DecisionHeaders(
-            tuple(event_headers), tuple(self._task_headers(t) for t in d.decision.tasks)
+            tuple(event_headers), tuple(self._effect_headers(e) for e in d.decision.effects)
         )
 
-    def _task_headers(self, task: ActivityTask) -> KafkaHeaders:
-        run = self._runs.get(task.workflow_id)
+    def _effect_headers(self, effect: Effect) -> KafkaHeaders:
+        """A task carries its dispatch span (the worker's parent). Commands to other workflows
+        and replies carry no trace context yet: no decision emits them so far, and the work
+        that does (children, queries) decides which span they continue."""
+        if not isinstance(effect, ActivityTask):
+            return []
+        run = self._runs.get(effect.workflow_id)
         if run is None:
             return []
         if run.unsampled is not None:
             return run.unsampled
-        return inject(run.contexts.get(task.activity_seq) or run.context)
+        return inject(run.contexts.get(effect.activity_seq) or run.context)
 
     def _count_untraced(self, event: Event, steps: _Steps) -> None:
         """Metrics without tracing: event counts, and step latency."""
@@ -326,7 +337,7 @@ class Observer(Hooks):
         if isinstance(body, CommandRejected):
             # Not part of any run; the sender's trace shows why its command did nothing.
             span = self._span(
-                f"reject {body.command_type}",
+                _name(body),
                 event,
                 None,
                 sender,
@@ -340,7 +351,7 @@ class Observer(Hooks):
             # A continued run is a new run, so a new trace, linked to the one it continues.
             continued = bool(body.continued_from_run_id)
             span = self._span(
-                f"start {body.workflow_type}",
+                _name(body),
                 event,
                 started,
                 None if continued else sender,
@@ -358,9 +369,8 @@ class Observer(Hooks):
             scheduled = StepView(
                 wid, body.activity_seq, body.activity_name, body.compensation, event.recorded_at_ms
             )
-            verb = "compensate" if body.compensation else "schedule"
             span = self._span(
-                f"{verb} {body.activity_name}",
+                _name(body),
                 event,
                 run,
                 cause or run.context,
@@ -394,7 +404,7 @@ class Observer(Hooks):
             return self._step_outcome(event, body, step, run, command, sender, received), True
         if isinstance(body, TimerStarted):
             span = self._span(
-                "timer started",
+                _name(body),
                 event,
                 run,
                 cause or run.context,
@@ -409,7 +419,7 @@ class Observer(Hooks):
         if isinstance(body, TimerFired):
             timer = run.contexts.pop(body.timer_seq, None)
             span = self._span(
-                "timer fired",
+                _name(body),
                 event,
                 run,
                 timer or run.context,
@@ -422,7 +432,7 @@ class Observer(Hooks):
             return None, False
         if isinstance(body, SignalReceived):
             span = self._span(
-                f"signal {body.name}",
+                _name(body),
                 event,
                 run,
                 run.context,
@@ -431,9 +441,18 @@ class Observer(Hooks):
                 linked=sender,
             )
             return _context(span), True
+        if isinstance(body, SignalWaitStarted):
+            attrs: Attributes = {"sagaflow.signal.name": body.name}
+            if body.timeout_at_ms:
+                attrs["sagaflow.signal.timeout_at_ms"] = body.timeout_at_ms
+                attrs["sagaflow.timer.seq"] = body.timer_seq
+            span = self._span(
+                _name(body), event, run, cause or run.context, SpanKind.INTERNAL, attrs
+            )
+            return _context(span), False
         if isinstance(body, CancelRequested):
             span = self._span(
-                "cancel requested",
+                _name(body),
                 event,
                 run,
                 run.context,
@@ -446,7 +465,7 @@ class Observer(Hooks):
             if body.transition == "entered":
                 return None, False  # the state's span is made when it is left
             span = self._span(
-                f"state {body.state}",
+                _name(body),
                 event,
                 run,
                 cause or run.context,
@@ -464,7 +483,7 @@ class Observer(Hooks):
             return _context(span), False
         if isinstance(body, WorkflowParked):
             span = self._span(
-                "workflow parked",
+                _name(body),
                 event,
                 run,
                 cause or run.context,
@@ -474,19 +493,36 @@ class Observer(Hooks):
             _error(span, body.kind, body.message)
             return _context(span), False
         if isinstance(body, WorkflowUnparked):
-            span = self._span("workflow unparked", event, run, run.context, SpanKind.INTERNAL, {})
+            span = self._span(_name(body), event, run, run.context, SpanKind.INTERNAL, {})
             return _context(span), True
-        if isinstance(body, CLOSING_EVENTS):
+        if isinstance(body, WorkflowTerminated):
+            # Decided by an operator's command, not by the code: the sender's span is linked.
             span = self._span(
-                _CLOSED_NAMES[type(body)], event, run, cause or run.context, SpanKind.INTERNAL, {}
+                _name(body),
+                event,
+                run,
+                run.context,
+                SpanKind.CONSUMER,
+                {
+                    **received,
+                    "sagaflow.terminate.reason": body.reason,
+                    "sagaflow.terminate.by": body.by,
+                },
+                linked=sender,
             )
+            del self._runs[wid]
+            return _context(span), False
+        if isinstance(body, CLOSING_EVENTS):
+            span = self._span(_name(body), event, run, cause or run.context, SpanKind.INTERNAL, {})
             if isinstance(body, WorkflowFailed):
                 _error(span, body.error_type, body.message)
             if isinstance(body, WorkflowContinuedAsNew):
                 self._batch.continued[wid] = run.context
             del self._runs[wid]
             return _context(span), False
-        return None, False  # MarkerRecorded and the like: recorded under the run's context
+        if isinstance(body, MarkerRecorded):
+            return None, False  # no span of its own: recorded under the run's context
+        assert_never(body)
 
     def _step_outcome(
         self,
