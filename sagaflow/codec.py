@@ -3,7 +3,8 @@
 Wire format: a 3-byte header, then the fastavro schemaless body.
 
     byte 0  MAGIC (0xF1)
-    byte 1  kind: 1 command, 2 event, 3 activity task, 4 closed workflow, 5 reply
+    byte 1  kind: 1 command, 2 event, 3 activity task, 4 closed workflow, 5 reply,
+            6 activity cancellation
     byte 2  schema version of that kind (the writer schema)
 
 The writer schemas of every version ever shipped live in schemas/avro/<kind>.v<N>.avsc (also
@@ -16,8 +17,11 @@ closed v1 (the closed-workflows index) is new; command v1 -> v2 added ReportChil
 reply v1 (answers to waiting callers) is new; event v2 -> v3 added SignalWaitStarted; command
 v2 -> v3 added TerminateWorkflow and StartWorkflow's execution_timeout_ms/run_timeout_ms; event
 v3 -> v4 added WorkflowTerminated, WorkflowTimedOut and WorkflowStarted's
-execution_deadline_ms/run_timeout_ms; event v4 -> v5 added StateTransitioned (a state
-machine's state entered or left).
+execution_deadline_ms/run_timeout_ms; event v4 -> v5 added ActivityScheduled.heartbeat_timeout_ms
+(default 0), ActivityHeartbeatRecorded and ActivityCancelRequested; task v1 -> v2 added
+heartbeat_timeout_ms (default 0) and heartbeat_details (default JSON null); cancellation v1 (the
+activity-cancels topic) is new; event v5 -> v6 added StateTransitioned (a state machine's
+state entered or left).
 """
 
 from __future__ import annotations
@@ -40,12 +44,14 @@ from sagaflow.core.errors import DecodeError
 
 __all__ = [
     "DecodeError",
+    "decode_cancellation",
     "decode_closed",
     "decode_command",
     "decode_event",
     "decode_reply",
     "decode_task",
     "dumps_payload",
+    "encode_cancellation",
     "encode_closed",
     "encode_command",
     "encode_event",
@@ -56,14 +62,23 @@ __all__ = [
 
 MAGIC = 0xF1
 KIND_COMMAND, KIND_EVENT, KIND_TASK, KIND_CLOSED, KIND_REPLY = 1, 2, 3, 4, 5
+KIND_CANCELLATION = 6
 _KIND_NAMES = {
     KIND_COMMAND: "command",
     KIND_EVENT: "event",
     KIND_TASK: "task",
     KIND_CLOSED: "closed",
     KIND_REPLY: "reply",
+    KIND_CANCELLATION: "cancellation",
 }
-CURRENT_VERSIONS = {KIND_COMMAND: 3, KIND_EVENT: 5, KIND_TASK: 1, KIND_CLOSED: 1, KIND_REPLY: 1}
+CURRENT_VERSIONS = {
+    KIND_COMMAND: 3,
+    KIND_EVENT: 6,
+    KIND_TASK: 2,
+    KIND_CLOSED: 1,
+    KIND_REPLY: 1,
+    KIND_CANCELLATION: 1,
+}
 _NAMESPACE = "sagaflow."
 
 _DECODE_FAILURES = (
@@ -114,9 +129,17 @@ def _fields_of(cls: type) -> tuple[_Field, ...]:
             out.append(_Field(f.name, _retry_policy_from_avro, _to_dict))
         elif hint == tuple[str, ...]:
             out.append(_Field(f.name, tuple, list))
+        elif hint is bytes:
+            out.append(_Field(f.name, _bytes_from_avro, None))
         else:
             out.append(_Field(f.name, None, None))
     return tuple(out)
+
+
+def _bytes_from_avro(value: Any) -> bytes:
+    # fastavro hands a bytes field's schema default (a field newer than the writer) over as
+    # the JSON string of the schema, whose characters are the bytes (Avro spec: ISO-8859-1).
+    return value.encode("latin-1") if isinstance(value, str) else bytes(value)
 
 
 def _to_dict(record: Any) -> dict[str, Any]:
@@ -147,6 +170,7 @@ _RECORDS: dict[type, tuple[_Field, ...]] = {
         m.ActivityTask,
         m.RetryPolicy,
         m.ClosedWorkflow,
+        m.ActivityCancellation,
         m.ReplyToCaller,
     )
 }
@@ -283,6 +307,21 @@ def decode_closed(data: bytes) -> m.ClosedWorkflow:
     datum = _decode(KIND_CLOSED, data)
     return typing.cast(
         m.ClosedWorkflow, _guarded(lambda: _from_dict(m.ClosedWorkflow, datum), "closed")
+    )
+
+
+def encode_cancellation(cancellation: m.ActivityCancellation) -> bytes | None:
+    """The record value for the activity-cancels topic: None (a tombstone) once settled."""
+    if not cancellation.active:
+        return None
+    return _encode(KIND_CANCELLATION, _to_dict(cancellation))
+
+
+def decode_cancellation(data: bytes) -> m.ActivityCancellation:
+    datum = _decode(KIND_CANCELLATION, data)
+    return typing.cast(
+        m.ActivityCancellation,
+        _guarded(lambda: _from_dict(m.ActivityCancellation, datum), "cancellation"),
     )
 
 

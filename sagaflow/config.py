@@ -88,7 +88,7 @@ SETTINGS: tuple[Setting, ...] = (
         "2000",
         "With SAGAFLOW_GROUP_PROTOCOL=classic: the groups' session timeout; a member killed "
         "without leaving (kill -9, a lost node) has its partitions moved to a survivor after "
-        "this long. Heartbeats go every third of it from librdkafka's own thread. The broker "
+        "this long. Heartbeats go every sixth of it from librdkafka's own thread. The broker "
         "must allow it: group.min.session.timeout.ms at or below it (Kafka's default is 6000).",
     ),
     Setting(
@@ -243,6 +243,12 @@ class Topics:
     def closed_workflows(self) -> str:
         """Compacted, keyed by workflow id, partitioned like commands: every closed workflow."""
         return f"{self.prefix}closed-workflows"
+
+    @property
+    def activity_cancels(self) -> str:
+        """Compacted, one partition, keyed by idempotency key: running activities their
+        workflow cancelled (a tombstone once settled); read whole by every worker."""
+        return f"{self.prefix}activity-cancels"
 
     @property
     def replies(self) -> str:

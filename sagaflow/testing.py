@@ -63,6 +63,9 @@ class WorkflowEnvironment:
         """Replies to waiting callers, in order."""
         self.executed: list[m.ActivityTask] = []
         """Every task the kit ran, in order (attempts included)."""
+        self.cancelled: set[str] = set()
+        """Idempotency keys of steps their workflow cancelled, still open (what a worker's
+        activity-cancels reader would hold)."""
         self._loop = asyncio.new_event_loop()
         self._commands = 0
 
@@ -127,6 +130,11 @@ class WorkflowEnvironment:
                     self.sent.append(effect.command)
                 case m.ReplyToCaller():
                     self.replies.append(effect)
+                case m.ActivityCancellation():
+                    if effect.active:
+                        self.cancelled.add(effect.idempotency_key)
+                    else:
+                        self.cancelled.discard(effect.idempotency_key)
                 case _:
                     assert_never(effect)
         return decision
@@ -164,6 +172,8 @@ class WorkflowEnvironment:
             activity_name=task.activity_name,
             idempotency_key=task.idempotency_key,
             resources=self.resources,
+            heartbeat_details=json.loads(task.heartbeat_details),
+            control=_KitControl(self, task),
         )
         try:
             outcome = function(ctx, json.loads(task.input))
@@ -223,6 +233,23 @@ class WorkflowEnvironment:
             if isinstance(e.body, m.ActivityScheduled)
             and (compensation is None or e.body.compensation == compensation)
         ]
+
+
+class _KitControl:
+    """Heartbeats go straight to the engine at the current virtual time (no throttling)."""
+
+    def __init__(self, env: WorkflowEnvironment, task: m.ActivityTask) -> None:
+        self._env = env
+        self._task = task
+
+    def heartbeat(self, details: Any) -> None:
+        t = self._task
+        self._env.send(
+            m.HeartbeatActivity(t.workflow_id, t.run_id, t.activity_seq, t.attempt, encode(details))
+        )
+
+    def is_cancelled(self) -> bool:
+        return self._task.idempotency_key in self._env.cancelled
 
 
 async def _awaited(awaitable: Any) -> Any:

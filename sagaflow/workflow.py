@@ -16,10 +16,14 @@
 
 Workflow code must be deterministic (use ctx.now(), ctx.random(), ctx.uuid4(), ctx.sleep(),
 never the clock, `random`, `uuid` or asyncio). Activities must be idempotent: pass
-`ctx.idempotency_key` to whatever they change.
+`ctx.idempotency_key` to whatever they change. Long activities call `ctx.heartbeat(details)`
+(scheduled with a heartbeat_timeout, silence times the attempt out; a retry reads
+`ctx.heartbeat_details`) and stop when `ctx.is_cancelled()` (ActivityHandle.cancel).
 """
 
 from sagaflow.core.errors import (
+    ActivityCancelled,
+    ActivityCancelledError,
     ActivityError,
     ApplicationError,
     CancelledError,
@@ -42,6 +46,8 @@ from sagaflow.core.registry import (
 from sagaflow.core.workflow import ActivityHandle, Saga, WorkflowContext
 
 __all__ = [
+    "ActivityCancelled",
+    "ActivityCancelledError",
     "ActivityContext",
     "ActivityDefinition",
     "ActivityError",

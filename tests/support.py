@@ -122,6 +122,12 @@ def create_topics(
             replication_factor=1,
             config={"cleanup.policy": "compact"},
         ),
+        NewTopic(
+            topics.activity_cancels,
+            num_partitions=1,
+            replication_factor=1,
+            config={"cleanup.policy": "compact"},
+        ),
     ]
     specs += [
         NewTopic(topics.tasks(q), num_partitions=partitions, replication_factor=1)

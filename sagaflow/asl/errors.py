@@ -48,7 +48,8 @@ def runtime(cause: str) -> StatesError:
 
 def matches(error: str, names: list[str]) -> bool:
     """Does an ErrorEquals list match `error`? (States.ALL matches every error but the terminal
-    ones; States.TaskFailed every one but those and States.Timeout.)"""
+    ones; States.TaskFailed every one but those and the timeouts; States.Timeout also matches
+    States.HeartbeatTimeout, as AWS documents: a Task that stopped heartbeating timed out.)"""
     if error in TERMINAL:
         return False
     for name in names:
@@ -56,6 +57,8 @@ def matches(error: str, names: list[str]) -> bool:
             return True
         if name == ALL and error not in TERMINAL:
             return True
-        if name == TASK_FAILED and error != TIMEOUT and error not in TERMINAL:
+        if name == TIMEOUT and error == HEARTBEAT_TIMEOUT:
+            return True
+        if name == TASK_FAILED and error not in (TIMEOUT, HEARTBEAT_TIMEOUT):
             return True
     return False

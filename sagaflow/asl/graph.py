@@ -84,6 +84,11 @@ def _build(machine: dict[str, Any], prefix: str) -> _Graph:
     return graph
 
 
+def structure(machine: dict[str, Any]) -> _Graph:
+    """The nodes, edges and clusters every format is drawn from (the web UI lays them out)."""
+    return _build(machine, "")
+
+
 def _dot_quote(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 

@@ -16,7 +16,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from sagaflow.asl import paths, tokens
-from sagaflow.asl.errors import TIMEOUT, StatesError, runtime
+from sagaflow.asl.errors import HEARTBEAT_TIMEOUT, TIMEOUT, StatesError, runtime
 from sagaflow.workflow import (
     ActivityError,
     ActivityOptions,
@@ -32,6 +32,8 @@ LAMBDA_INVOKE = "arn:aws:states:::lambda:invoke"
 WAIT_SUFFIX = ".waitForTaskToken"
 ONE_ATTEMPT = RetryPolicy(maximum_attempts=1)
 _TIMEOUT_TYPES = frozenset({"StartToCloseTimeout", "ScheduleToCloseTimeout"})
+HEARTBEAT_TIMEOUT_TYPE = "HeartbeatTimeout"
+"""The engine's error_type for an attempt that stopped heartbeating (sagaflow.core.retry)."""
 
 
 @dataclass(frozen=True)
@@ -95,6 +97,10 @@ async def run_task(
         schedule_to_close_timeout=(
             None if schedule_to_close is None else timedelta(seconds=max(schedule_to_close, 0.001))
         ),
+        # With a task token, HeartbeatSeconds bounds the wait for SendTaskHeartbeat instead.
+        heartbeat_timeout=(
+            None if heartbeat is None or resource.wait_for_token else timedelta(seconds=heartbeat)
+        ),
     )
     try:
         result = await ex.ctx.execute_activity(activity, argument, options)
@@ -106,6 +112,12 @@ async def run_task(
         ) from exc
     except ActivityError as exc:
         ex.check_deadline()
+        if exc.cause_type == HEARTBEAT_TIMEOUT_TYPE:
+            raise StatesError(
+                HEARTBEAT_TIMEOUT,
+                f"activity {activity!r} sent no heartbeat for {heartbeat} s "
+                f"(HeartbeatSeconds): {exc.cause_message}",
+            ) from exc
         if exc.cause_type in _TIMEOUT_TYPES or exc.reason == "schedule_to_close_timeout":
             raise StatesError(
                 TIMEOUT, f"activity {activity!r} timed out: {exc.cause_message}"

@@ -18,6 +18,7 @@ from typing import Any, Protocol, TypeAlias
 
 from sagaflow.core import payload
 from sagaflow.core.errors import (
+    ActivityCancelledError,
     ActivityError,
     CancelledError,
     ContinueAsNew,
@@ -63,6 +64,14 @@ class ScheduleActivityCommand:
     start_to_close_ms: int
     schedule_to_close_ms: int
     compensation: bool
+    heartbeat_timeout_ms: int = 0
+
+
+@dataclass(frozen=True)
+class RequestCancelActivityCommand:
+    """Code called cancel() on the handle of an activity still running."""
+
+    activity_seq: int
 
 
 @dataclass(frozen=True)
@@ -136,6 +145,7 @@ class ContinueAsNewCommand:
 
 CodeCommand: TypeAlias = (
     ScheduleActivityCommand
+    | RequestCancelActivityCommand
     | StartTimerCommand
     | CancelTimerCommand
     | WaitForSignalCommand
@@ -254,8 +264,9 @@ class Driver:
         elif isinstance(body, ActivityFailed):
             handle = self._activities.pop(body.activity_seq, None)
             if handle is not None:
+                error_cls = ActivityCancelledError if body.reason == "cancelled" else ActivityError
                 handle.fail(
-                    ActivityError(
+                    error_cls(
                         activity_name=handle.activity_name,
                         activity_seq=body.activity_seq,
                         cause_type=body.error_type,
@@ -345,11 +356,32 @@ class Driver:
             start_to_close_ms=to_ms(merged.start_to_close_timeout or DEFAULT_START_TO_CLOSE),
             schedule_to_close_ms=to_ms(merged.schedule_to_close_timeout or timedelta(0)),
             compensation=compensation,
+            heartbeat_timeout_ms=to_ms(merged.heartbeat_timeout or timedelta(0)),
         )
         seq = self._emit(command)
-        handle: ActivityHandle[Any] = ActivityHandle(self._scheduler, seq, name)
+        handle: ActivityHandle[Any] = ActivityHandle(self._scheduler, seq, name, self)
         self._activities[seq] = handle
         return handle
+
+    def cancel_activity(self, handle: ActivityHandle[Any], wait_for_cancellation: bool) -> None:
+        """Record the cancellation of a running activity. Waiting, the handle settles when the
+        activity reports (ActivityCancelledError, or its result if it finished anyway);
+        abandoning, it fails at once and whatever the activity reports later is ignored."""
+        if self._activities.get(handle.activity_seq) is not handle:
+            return  # already settled, or cancelled and abandoned before
+        self._emit(RequestCancelActivityCommand(handle.activity_seq))
+        if not wait_for_cancellation:
+            del self._activities[handle.activity_seq]
+            handle.fail(
+                ActivityCancelledError(
+                    activity_name=handle.activity_name,
+                    activity_seq=handle.activity_seq,
+                    cause_type="ActivityCancelled",
+                    message="cancelled by the workflow, which did not wait for the activity",
+                    reason="cancelled",
+                    attempt=0,
+                )
+            )
 
     def gather(
         self, awaitables: tuple[Awaitable[Any], ...], *, cancel_siblings: bool = False

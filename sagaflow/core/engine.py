@@ -14,6 +14,12 @@ import heapq
 from dataclasses import dataclass, field
 from typing import assert_never
 
+from sagaflow.core.activities import (
+    cancellation,
+    cancellations_settled_by,
+    reported_activity,
+    task_for,
+)
 from sagaflow.core.admission import check_payloads, refuse_late_report, reject
 from sagaflow.core.driver import (
     CodeCommand,
@@ -26,11 +32,12 @@ from sagaflow.core.identity import derive_random_seed, derive_run_id
 from sagaflow.core.kinds import CLOSING_STATUS, COMMAND_KINDS
 from sagaflow.core.messages import (
     ActivityAttemptFailed,
+    ActivityCancelRequested,
     ActivityCompleted,
     ActivityFailed,
+    ActivityHeartbeatRecorded,
     ActivityRetried,
     ActivityScheduled,
-    ActivityTask,
     CancelRequested,
     CancelWorkflow,
     ClosedWorkflow,
@@ -57,11 +64,10 @@ from sagaflow.core.messages import (
     WorkflowTerminated,
     WorkflowTimedOut,
     WorkflowUnparked,
-    idempotency_key,
 )
 from sagaflow.core.registry import Registry, WorkflowDefinition
 from sagaflow.core.replay import recorded_event, replay
-from sagaflow.core.retry import after_failed_attempt, when_due
+from sagaflow.core.retry import after_failed_attempt, cancelled_between_attempts, when_due
 from sagaflow.core.state import (
     CONTINUED_AS_NEW,
     PARKED,
@@ -360,7 +366,7 @@ class Engine:
     def _handle_complete_activity(
         self, batch: _Batch, state: WorkflowState, command: CompleteActivity, now_ms: int
     ) -> None:
-        activity = self._reported_activity(state, command.run_id, command.activity_seq)
+        activity = reported_activity(state, command.run_id, command.activity_seq)
         if activity is not None:
             # Any attempt's completion counts: its side effect happened.
             body = ActivityCompleted(activity.seq, command.attempt, command.result)
@@ -369,7 +375,7 @@ class Engine:
     def _handle_fail_activity(
         self, batch: _Batch, state: WorkflowState, command: FailActivity, now_ms: int
     ) -> None:
-        activity = self._reported_activity(state, command.run_id, command.activity_seq)
+        activity = reported_activity(state, command.run_id, command.activity_seq)
         if activity is None or activity.retry_at_ms is not None:
             return
         if command.attempt != activity.attempt:
@@ -388,7 +394,16 @@ class Engine:
     def _handle_heartbeat_activity(
         self, batch: _Batch, state: WorkflowState, command: HeartbeatActivity, now_ms: int
     ) -> None:
-        """Heartbeats are accepted and record nothing (no heartbeat timeouts yet)."""
+        """A heartbeat of the running attempt is recorded: it moves the attempt's heartbeat
+        deadline and keeps its details for the next attempt. Heartbeats of other attempts, or
+        while the activity waits for its next attempt, are late and decide nothing."""
+        activity = reported_activity(state, command.run_id, command.activity_seq)
+        if activity is None or activity.retry_at_ms is not None:
+            return
+        if command.attempt != activity.attempt:
+            return
+        body = ActivityHeartbeatRecorded(activity.seq, command.attempt, command.details)
+        self._append(batch, state, body, now_ms)
 
     # ------------------------------------------------------------------ timers
 
@@ -401,6 +416,8 @@ class Engine:
             state = self._open.get(workflow_id)
             if state is not None and state.status in (RUNNING, PARKED):
                 self._fire_workflow(batch, state, now_ms)
+                # A heartbeat may have moved this entry's deadline: re-arm what is next.
+                batch.touched.setdefault(workflow_id, state)
         return self._finish(batch, now_ms)
 
     def _fire_workflow(self, batch: _Batch, state: WorkflowState, now_ms: int) -> None:
@@ -447,7 +464,7 @@ class Engine:
         else:
             self._append(batch, state, body, now_ms)
             if isinstance(body, ActivityRetried):
-                batch.effects.append(self._task(state, activity, now_ms))
+                batch.effects.append(task_for(state, activity, now_ms))
 
     # ------------------------------------------------------------------ parking
 
@@ -473,6 +490,7 @@ class Engine:
             self._drivers[state.workflow_id] = outcome.driver
             for command in outcome.new_commands:
                 self._record(batch, state, command, now_ms)
+            self._settle_cancelled_waits(batch, state, now_ms)
         return self._finish(batch, now_ms)
 
     # ------------------------------------------------------------------ running code
@@ -533,6 +551,19 @@ class Engine:
             return
         for command in sink.commands:
             self._record(batch, state, command, now_ms)
+        self._settle_cancelled_waits(batch, state, now_ms)
+
+    def _settle_cancelled_waits(self, batch: _Batch, state: WorkflowState, now_ms: int) -> None:
+        """An activity cancelled while it waits for its next attempt has nothing running to
+        confirm the cancellation: it fails as cancelled at once (after the activation's own
+        events, so replay meets it as the next activation)."""
+        for activity in list(state.activities.values()):
+            if state.status != RUNNING:
+                return
+            if state.activities.get(activity.seq) is not activity:
+                continue  # settled meanwhile, by the code this loop woke
+            if activity.cancel_requested and activity.retry_at_ms is not None:
+                self._activate(batch, state, cancelled_between_attempts(activity), now_ms)
 
     def _driver_for(self, state: WorkflowState) -> tuple[Driver | None, Exception | None]:
         driver = self._drivers.get(state.workflow_id)
@@ -562,7 +593,11 @@ class Engine:
         body = recorded_event(command, state.last_seq + 1)
         self._append(batch, state, body, now_ms)
         if isinstance(body, ActivityScheduled):
-            batch.effects.append(self._task(state, state.activities[body.activity_seq], now_ms))
+            batch.effects.append(task_for(state, state.activities[body.activity_seq], now_ms))
+        elif isinstance(body, ActivityCancelRequested):
+            activity = state.activities[body.activity_seq]
+            if activity.retry_at_ms is None:  # an attempt runs: tell its worker
+                batch.effects.append(cancellation(state, activity.seq, active=True))
 
     def _continue_as_new(
         self, batch: _Batch, state: WorkflowState, command: ContinueAsNewCommand, now_ms: int
@@ -605,6 +640,8 @@ class Engine:
             recorded_at_ms=now_ms,
             body=body,
         )
+        for seq in cancellations_settled_by(state, body):
+            batch.effects.append(cancellation(state, seq, active=False))
         if isinstance(body, _STEP_OUTCOMES):
             # Observers learn what the step was from the decision (its events carry the seq).
             activity = state.activities.get(body.activity_seq)
@@ -655,33 +692,13 @@ class Engine:
             heapq.heappush(self._due, (due, workflow_id))
         return None
 
-    def _task(self, state: WorkflowState, activity: ActivityState, now_ms: int) -> ActivityTask:
-        return ActivityTask(
-            workflow_id=state.workflow_id,
-            run_id=state.run_id,
-            workflow_type=state.workflow_type,
-            activity_seq=activity.seq,
-            attempt=activity.attempt,
-            activity_name=activity.name,
-            task_queue=activity.task_queue,
-            input=activity.input,
-            idempotency_key=idempotency_key(state.workflow_id, activity.seq),
-            scheduled_at_ms=now_ms,
-            start_to_close_ms=activity.start_to_close_ms,
-        )
-
-    @staticmethod
-    def _reported_activity(state: WorkflowState, run_id: str, seq: int) -> ActivityState | None:
-        if run_id != state.run_id:
-            return None
-        return state.activities.get(seq)
-
 
 _ARMS_A_DEADLINE = (
     WorkflowStarted,
     ActivityScheduled,
     ActivityAttemptFailed,
     ActivityRetried,
+    ActivityHeartbeatRecorded,
     TimerStarted,
     WorkflowUnparked,
 )

@@ -5,6 +5,7 @@
     │   ├── ApplicationError     raised by workflow or activity code
     │   │   └── CompensationError  a saga's compensations did not all succeed
     │   ├── ActivityError        an activity failed for good; raised at the workflow's await
+    │   │   └── ActivityCancelledError  the workflow cancelled it
     │   └── SignalTimeoutError   wait_for_signal(timeout=...) ran out
     ├── NonDeterminismError      replay found the code taking another path than history
     ├── WorkflowCodeError        workflow code raised something else: a bug; the workflow parks
@@ -124,6 +125,11 @@ class ActivityError(FailureError):
         }
 
 
+class ActivityCancelledError(ActivityError):
+    """The workflow cancelled the activity (ActivityHandle.cancel) and it stopped, or the
+    workflow chose not to wait for it to stop."""
+
+
 class SignalTimeoutError(FailureError):
     """`wait_for_signal(name, timeout=...)` ran out before the signal arrived."""
 
@@ -199,10 +205,22 @@ class ActivityFailure:
     details: bytes = b"null"
 
 
+class ActivityCancelled(SagaflowError):
+    """Raised inside an activity (ActivityContext.raise_if_cancelled) that obeys its
+    workflow's cancellation; the worker reports the attempt as cancelled, never retried."""
+
+    def __init__(self, idempotency_key: str) -> None:
+        super().__init__(
+            f"step {idempotency_key} was cancelled by its workflow; the activity stopped"
+        )
+
+
 def activity_failure(exc: BaseException) -> ActivityFailure:
     """The one classification of what an activity raised, for the worker and the test kit: an
     ApplicationError says itself whether it may be retried; anything else is a bug or an
     outage in the attempt, retried under the activity's policy."""
+    if isinstance(exc, ActivityCancelled):
+        return ActivityFailure("ActivityCancelled", str(exc), False)
     if isinstance(exc, ApplicationError):
         return ActivityFailure(
             exc.type, exc.message, not exc.non_retryable, payload.dumps(exc.details)

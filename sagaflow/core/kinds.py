@@ -136,6 +136,18 @@ EVENT_KINDS: Mapping[type, EventKind] = {
         _step_outcome_span,
     ),
     m.ActivityFailed: EventKind(Role.ACTIVATION, _activity_failed, _step_outcome_span),
+    m.ActivityHeartbeatRecorded: EventKind(
+        Role.BOOKKEEPING,
+        lambda b: (
+            f"activity step {b.activity_seq} attempt {b.attempt} heartbeat: {_short(b.details)}"
+        ),
+        None,  # one per throttle interval would drown the trace
+    ),
+    m.ActivityCancelRequested: EventKind(
+        Role.COMMAND,
+        lambda b: f"activity step {b.activity_seq} cancellation requested by the workflow",
+        lambda b: f"request cancel step {b.activity_seq}",
+    ),
     m.TimerStarted: EventKind(
         Role.COMMAND,
         lambda b: f"timer {b.timer_seq} started, fires at {when(b.fire_at_ms)}",

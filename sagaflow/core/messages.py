@@ -178,6 +178,8 @@ class ActivityScheduled:
     """Deadline over all attempts; 0 = none."""
     compensation: bool = False
     """True when a saga runs this activity to undo an earlier step."""
+    heartbeat_timeout_ms: int = 0
+    """An attempt that goes this long without a recorded heartbeat times out; 0 = none."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,6 +191,25 @@ class ActivityAttemptFailed:
     timed_out: bool
     retry_at_ms: int
     """When the next attempt is dispatched (a durable timer)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ActivityHeartbeatRecorded:
+    """The running attempt reported progress: its heartbeat deadline moves forward, and
+    `details` are handed to later attempts (ActivityContext.heartbeat_details) so a retry can
+    resume where this one got to. Wakes no workflow code."""
+
+    activity_seq: int
+    attempt: int
+    details: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class ActivityCancelRequested:
+    """Workflow code asked to cancel a running activity. The worker running it learns this
+    through the activity-cancels topic; the activity's next report settles it."""
+
+    activity_seq: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,7 +237,8 @@ class ActivityFailed:
     message: str
     details: bytes
     reason: str
-    """'non_retryable', 'attempts_exhausted', 'schedule_to_close_timeout' or 'cancelled'."""
+    """'non_retryable', 'attempts_exhausted', 'schedule_to_close_timeout' or 'cancelled' (the
+    workflow cancelled it: ActivityCancelRequested, then the attempt ended)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -367,6 +389,8 @@ EventBody: TypeAlias = (
     | ActivityRetried
     | ActivityCompleted
     | ActivityFailed
+    | ActivityHeartbeatRecorded
+    | ActivityCancelRequested
     | TimerStarted
     | TimerFired
     | TimerCancelled
@@ -450,6 +474,24 @@ class ActivityTask:
     """'{workflow_id}/{activity_seq}': the logical step, never the attempt."""
     scheduled_at_ms: int
     start_to_close_ms: int
+    heartbeat_timeout_ms: int = 0
+    """The worker heartbeats at least every third of this (0 = no heartbeat deadline)."""
+    heartbeat_details: bytes = b"null"
+    """The last details a previous attempt heartbeated (JSON null if none)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ActivityCancellation:
+    """Tell the worker running one step that the workflow cancelled it. An effect, produced in
+    the same transaction as ActivityCancelRequested to the compacted activity-cancels topic,
+    keyed by the step's idempotency key; `active=False` is the tombstone written once the
+    activity has closed, so the topic holds only cancellations still in flight."""
+
+    idempotency_key: str
+    workflow_id: str
+    run_id: str
+    activity_seq: int
+    active: bool = True
 
 
 def idempotency_key(workflow_id: str, activity_seq: int) -> str:
@@ -482,7 +524,7 @@ class ReplyToCaller:
     """Why not, when not ok."""
 
 
-Effect: TypeAlias = ActivityTask | CommandToWorkflow | ReplyToCaller
+Effect: TypeAlias = ActivityTask | CommandToWorkflow | ReplyToCaller | ActivityCancellation
 """Everything a decision asks of the world besides its events."""
 
 
@@ -515,6 +557,12 @@ class Decision:
     def tasks(self) -> tuple[ActivityTask, ...]:
         """The activity tasks among the effects, in order."""
         return tuple(e for e in self.effects if isinstance(e, ActivityTask))
+
+    @property
+    def cancellations(self) -> tuple[ActivityCancellation, ...]:
+        """The notices to workers among the effects (running activities cancelled, or the
+        tombstones of settled ones), in order."""
+        return tuple(e for e in self.effects if isinstance(e, ActivityCancellation))
 
     @property
     def rejection(self) -> CommandRejected | None:

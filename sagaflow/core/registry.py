@@ -21,9 +21,9 @@ from collections.abc import Callable, Coroutine, Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-from sagaflow.core.errors import RegistryError
+from sagaflow.core.errors import ActivityCancelled, RegistryError
 from sagaflow.core.messages import RetryPolicy
 
 if TYPE_CHECKING:
@@ -56,6 +56,9 @@ class ActivityOptions:
     """Deadline of one attempt; an attempt that overruns is failed and retried."""
     schedule_to_close_timeout: timedelta | None = None
     """Deadline over all attempts; past it the activity fails for good."""
+    heartbeat_timeout: timedelta | None = None
+    """An attempt that goes this long without ActivityContext.heartbeat() fails with
+    HeartbeatTimeout and is retried per the policy; unset = no heartbeat deadline."""
 
     def merged_over(self, base: ActivityOptions) -> ActivityOptions:
         """These options, with unset fields taken from `base`."""
@@ -66,13 +69,40 @@ class ActivityOptions:
             schedule_to_close_timeout=(
                 self.schedule_to_close_timeout or base.schedule_to_close_timeout
             ),
+            heartbeat_timeout=self.heartbeat_timeout or base.heartbeat_timeout,
         )
+
+
+class ActivityControl(Protocol):
+    """How a running attempt talks back to whoever runs it (the worker, the test kit)."""
+
+    def heartbeat(self, details: Any) -> None:
+        """Report progress (thread-safe; throttled by the runner)."""
+
+    def is_cancelled(self) -> bool:
+        """Whether the workflow cancelled this step."""
+
+
+class _Unattended:
+    """Nobody listens: heartbeats go nowhere and nothing cancels."""
+
+    def heartbeat(self, details: Any) -> None:
+        pass
+
+    def is_cancelled(self) -> bool:
+        return False
 
 
 @dataclass(frozen=True)
 class ActivityContext:
     """What an activity attempt knows about itself. Pass `idempotency_key` to the outside world
-    (e.g. a payment provider) so a repeated attempt cannot repeat the effect."""
+    (e.g. a payment provider) so a repeated attempt cannot repeat the effect.
+
+    A long activity calls `heartbeat(details)` as it makes progress: with a heartbeat timeout
+    that keeps the attempt alive, and a retry finds the last details in `heartbeat_details`
+    so it can resume there. When the workflow cancels the step, `is_cancelled()` turns true
+    (an async activity is also cancelled at its current await); `raise_if_cancelled()` stops
+    a sync one."""
 
     workflow_id: str
     run_id: str
@@ -83,6 +113,23 @@ class ActivityContext:
     """'{workflow_id}/{activity_seq}': the logical step, the same for every attempt."""
     resources: Mapping[str, Any] = field(default_factory=dict)
     """Opened resources by name (see Registry.resource)."""
+    heartbeat_details: Any = None
+    """What an earlier attempt of this step last heartbeated (None if nothing)."""
+    control: ActivityControl = field(default_factory=_Unattended, repr=False)
+
+    def heartbeat(self, details: Any = None) -> None:
+        """Report progress; `details` (JSON-able) reach the next attempt if this one fails."""
+        self.control.heartbeat(details)
+
+    def is_cancelled(self) -> bool:
+        """True once the workflow cancelled this step: stop, and undo what must be undone."""
+        return self.control.is_cancelled()
+
+    def raise_if_cancelled(self) -> None:
+        """Raise ActivityCancelled if the workflow cancelled this step (the attempt is then
+        reported as cancelled, never retried)."""
+        if self.control.is_cancelled():
+            raise ActivityCancelled(self.idempotency_key)
 
 
 @dataclass(frozen=True)
@@ -145,6 +192,7 @@ class Registry:
         retry_policy: RetryPolicy | None = None,
         start_to_close_timeout: timedelta | None = None,
         schedule_to_close_timeout: timedelta | None = None,
+        heartbeat_timeout: timedelta | None = None,
     ) -> Callable[[A], A]:
         """Register a sync or async `fn(ctx: ActivityContext, arg)` run on `task_queue`."""
 
@@ -156,6 +204,7 @@ class Registry:
                 retry_policy=retry_policy,
                 start_to_close_timeout=start_to_close_timeout,
                 schedule_to_close_timeout=schedule_to_close_timeout,
+                heartbeat_timeout=heartbeat_timeout,
             )
             self._activities[name] = ActivityDefinition(name, task_queue, fn, options)
             self._activity_names[id(fn)] = name

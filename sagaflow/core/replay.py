@@ -26,6 +26,7 @@ from sagaflow.core.driver import (
     FailWorkflowCommand,
     RecordMarkerCommand,
     RecordStateCommand,
+    RequestCancelActivityCommand,
     ScheduleActivityCommand,
     StartTimerCommand,
     WaitForSignalCommand,
@@ -33,6 +34,7 @@ from sagaflow.core.driver import (
 from sagaflow.core.errors import NonDeterminismError, WorkflowCodeError
 from sagaflow.core.kinds import ACTIVATIONS, COMMAND_EVENTS
 from sagaflow.core.messages import (
+    ActivityCancelRequested,
     ActivityScheduled,
     Event,
     EventBody,
@@ -57,6 +59,8 @@ def describe_command(command: CodeCommand) -> str:
         case ScheduleActivityCommand():
             kind = "compensation" if command.compensation else "activity"
             return f"scheduled {kind} {command.activity_name!r}"
+        case RequestCancelActivityCommand():
+            return f"cancelled activity seq {command.activity_seq}"
         case StartTimerCommand():
             return "started a timer"
         case CancelTimerCommand():
@@ -84,6 +88,8 @@ def describe_event(event: Event) -> str:
     if isinstance(body, ActivityScheduled):
         kind = "compensation" if body.compensation else "activity"
         return f"{kind} {body.activity_name!r} scheduled (seq {event.seq})"
+    if isinstance(body, ActivityCancelRequested):
+        return f"cancellation of activity seq {body.activity_seq} (seq {event.seq})"
     if isinstance(body, TimerCancelled):
         return f"timer {body.timer_seq} cancelled (seq {event.seq})"
     if isinstance(body, MarkerRecorded):
@@ -98,6 +104,11 @@ def command_matches(command: CodeCommand, body: EventBody) -> bool:
         case ScheduleActivityCommand():
             return (
                 isinstance(body, ActivityScheduled) and body.activity_name == command.activity_name
+            )
+        case RequestCancelActivityCommand():
+            return (
+                isinstance(body, ActivityCancelRequested)
+                and body.activity_seq == command.activity_seq
             )
         case StartTimerCommand():
             return isinstance(body, TimerStarted)
@@ -127,6 +138,7 @@ def command_matches(command: CodeCommand, body: EventBody) -> bool:
 
 def recorded_event(
     command: ScheduleActivityCommand
+    | RequestCancelActivityCommand
     | StartTimerCommand
     | CancelTimerCommand
     | WaitForSignalCommand
@@ -148,7 +160,10 @@ def recorded_event(
             start_to_close_ms=command.start_to_close_ms,
             schedule_to_close_ms=command.schedule_to_close_ms,
             compensation=command.compensation,
+            heartbeat_timeout_ms=command.heartbeat_timeout_ms,
         )
+    if isinstance(command, RequestCancelActivityCommand):
+        return ActivityCancelRequested(command.activity_seq)
     if isinstance(command, StartTimerCommand):
         return TimerStarted(seq, command.fire_at_ms)
     if isinstance(command, CancelTimerCommand):

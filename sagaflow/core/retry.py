@@ -8,6 +8,24 @@ from __future__ import annotations
 from sagaflow.core.messages import ActivityAttemptFailed, ActivityFailed, ActivityRetried
 from sagaflow.core.state import ActivityState
 
+HEARTBEAT_TIMEOUT = "HeartbeatTimeout"
+"""error_type of an attempt that stopped heartbeating."""
+ACTIVITY_CANCELLED = "ActivityCancelled"
+"""error_type of an activity the workflow cancelled (and of the attempt that obeyed)."""
+
+
+def cancelled_between_attempts(activity: ActivityState) -> ActivityFailed:
+    """The workflow cancelled an activity while it waited for its next attempt: no attempt runs,
+    so nothing needs to confirm the cancellation."""
+    return ActivityFailed(
+        activity.seq,
+        activity.attempt,
+        ACTIVITY_CANCELLED,
+        f"activity {activity.name!r} was cancelled by the workflow between attempts",
+        b"null",
+        "cancelled",
+    )
+
 
 def after_failed_attempt(
     activity: ActivityState,
@@ -19,11 +37,14 @@ def after_failed_attempt(
     timed_out: bool,
     now_ms: int,
 ) -> ActivityFailed | ActivityAttemptFailed:
-    """Retry after the policy's backoff if attempts and time are left; otherwise fail for good."""
+    """Retry after the policy's backoff if attempts and time are left; otherwise fail for good.
+    An attempt of an activity the workflow cancelled is never followed by another."""
     policy = activity.retry_policy
     reason = ""
     retry_at_ms = 0
-    if not retryable or error_type in policy.non_retryable_error_types:
+    if activity.cancel_requested:
+        reason = "cancelled"
+    elif not retryable or error_type in policy.non_retryable_error_types:
         reason = "non_retryable"
     elif policy.maximum_attempts and activity.attempt >= policy.maximum_attempts:
         reason = "attempts_exhausted"
@@ -57,7 +78,27 @@ def when_due(
             "schedule_to_close_timeout",
         )
     if activity.retry_at_ms is not None:
+        if activity.cancel_requested:
+            return cancelled_between_attempts(activity)
         return ActivityRetried(activity.seq, activity.attempt + 1)
+    heartbeat_deadline = activity.heartbeat_deadline_ms()
+    start_to_close_deadline = activity.attempt_started_at_ms + activity.start_to_close_ms
+    if (
+        heartbeat_deadline is not None
+        and heartbeat_deadline <= now_ms
+        and (activity.start_to_close_ms <= 0 or heartbeat_deadline < start_to_close_deadline)
+    ):
+        return after_failed_attempt(
+            activity,
+            HEARTBEAT_TIMEOUT,
+            f"attempt {activity.attempt} sent no heartbeat for "
+            f"{activity.heartbeat_timeout_ms} ms (the activity's heartbeat timeout); it is "
+            "presumed stuck or its worker gone",
+            b"null",
+            retryable=True,
+            timed_out=True,
+            now_ms=now_ms,
+        )
     return after_failed_attempt(
         activity,
         "StartToCloseTimeout",

@@ -11,8 +11,10 @@ from typing import Any
 from sagaflow.core.kinds import check_covers
 from sagaflow.core.messages import (
     ActivityAttemptFailed,
+    ActivityCancelRequested,
     ActivityCompleted,
     ActivityFailed,
+    ActivityHeartbeatRecorded,
     ActivityRetried,
     ActivityScheduled,
     CancelRequested,
@@ -73,6 +75,18 @@ class ActivityState:
     attempt_started_at_ms: int = 0
     retry_at_ms: int | None = None
     """Set while waiting for the backoff before the next attempt."""
+    heartbeat_timeout_ms: int = 0
+    last_heartbeat_ms: int = 0
+    """When the current attempt's last heartbeat was recorded (0: none yet)."""
+    heartbeat_details: bytes = b"null"
+    """The latest heartbeat details of any attempt, handed to the next one."""
+    cancel_requested: bool = False
+
+    def heartbeat_deadline_ms(self) -> int | None:
+        """When the running attempt times out for want of a heartbeat (None: no deadline)."""
+        if self.heartbeat_timeout_ms <= 0 or self.retry_at_ms is not None:
+            return None
+        return max(self.attempt_started_at_ms, self.last_heartbeat_ms) + self.heartbeat_timeout_ms
 
     def next_due_ms(self) -> int | None:
         candidates = []
@@ -80,6 +94,9 @@ class ActivityState:
             candidates.append(self.retry_at_ms)
         elif self.start_to_close_ms > 0:
             candidates.append(self.attempt_started_at_ms + self.start_to_close_ms)
+        heartbeat_deadline = self.heartbeat_deadline_ms()
+        if heartbeat_deadline is not None:
+            candidates.append(heartbeat_deadline)
         if self.schedule_to_close_ms > 0:
             candidates.append(self.scheduled_at_ms + self.schedule_to_close_ms)
         return min(candidates) if candidates else None
@@ -210,6 +227,7 @@ class WorkflowState:
             scheduled_at_ms=event.recorded_at_ms,
             compensation=body.compensation,
             attempt_started_at_ms=event.recorded_at_ms,
+            heartbeat_timeout_ms=body.heartbeat_timeout_ms,
         )
 
     def _apply_activity_attempt_failed(self, event: Event, body: ActivityAttemptFailed) -> None:
@@ -220,6 +238,21 @@ class WorkflowState:
         activity.attempt = body.attempt
         activity.retry_at_ms = None
         activity.attempt_started_at_ms = event.recorded_at_ms
+        activity.last_heartbeat_ms = 0
+
+    def _apply_activity_heartbeat_recorded(
+        self, event: Event, body: ActivityHeartbeatRecorded
+    ) -> None:
+        activity = self._open_activity(body.activity_seq)
+        if body.attempt != activity.attempt:
+            raise ApplyError(
+                f"heartbeat of attempt {body.attempt} while attempt {activity.attempt} runs"
+            )
+        activity.last_heartbeat_ms = event.recorded_at_ms
+        activity.heartbeat_details = body.details
+
+    def _apply_activity_cancel_requested(self, event: Event, body: ActivityCancelRequested) -> None:
+        self._open_activity(body.activity_seq).cancel_requested = True
 
     def _apply_activity_completed(self, event: Event, body: ActivityCompleted) -> None:
         self._open_activity(body.activity_seq)
@@ -306,6 +339,8 @@ _APPLIERS: dict[type, Callable[[WorkflowState, Event, Any], None]] = {
     ActivityRetried: WorkflowState._apply_activity_retried,
     ActivityCompleted: WorkflowState._apply_activity_completed,
     ActivityFailed: WorkflowState._apply_activity_failed,
+    ActivityHeartbeatRecorded: WorkflowState._apply_activity_heartbeat_recorded,
+    ActivityCancelRequested: WorkflowState._apply_activity_cancel_requested,
     TimerStarted: WorkflowState._apply_timer_started,
     TimerFired: WorkflowState._apply_timer_fired,
     TimerCancelled: WorkflowState._apply_timer_cancelled,

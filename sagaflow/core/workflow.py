@@ -14,7 +14,7 @@ time, randomness and ids from the context. Each await either finds its answer in
 from __future__ import annotations
 
 from collections.abc import Awaitable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
@@ -26,11 +26,12 @@ from sagaflow.core.errors import (
     ContinueAsNew,
     FailureError,
 )
+from sagaflow.core.registry import ActivityOptions
 from sagaflow.core.tasks import Future, Scheduler
 
 if TYPE_CHECKING:
     from sagaflow.core.driver import Driver
-    from sagaflow.core.registry import ActivityFn, ActivityOptions
+    from sagaflow.core.registry import ActivityFn
 
 T = TypeVar("T")
 TRANSITIONS = ("entered", "succeeded", "failed", "cancelled")
@@ -40,12 +41,25 @@ TRANSITIONS = ("entered", "succeeded", "failed", "cancelled")
 class ActivityHandle(Future[T]):
     """A scheduled activity; await it for its result (raises ActivityError if it failed)."""
 
-    __slots__ = ("activity_name", "activity_seq")
+    __slots__ = ("_driver", "activity_name", "activity_seq")
 
-    def __init__(self, scheduler: Scheduler, activity_seq: int, activity_name: str) -> None:
+    def __init__(
+        self, scheduler: Scheduler, activity_seq: int, activity_name: str, driver: Driver
+    ) -> None:
         super().__init__(scheduler)
         self.activity_seq = activity_seq
         self.activity_name = activity_name
+        self._driver = driver
+
+    def cancel(self, *, wait_for_cancellation: bool = True) -> None:
+        """Ask the running activity to stop: its ActivityContext's cancel signal fires (an async
+        activity is cancelled at its await; a sync one sees `is_cancelled()`).
+
+        With `wait_for_cancellation` (the default), awaiting the handle raises
+        ActivityCancelledError once the activity confirmed it stopped (or returns its result if
+        it finished first). Without, the handle raises ActivityCancelledError at once and the
+        workflow goes on; the activity is still told to stop. No effect on a settled handle."""
+        self._driver.cancel_activity(self, wait_for_cancellation)
 
 
 class WorkflowContext:
@@ -99,21 +113,29 @@ class WorkflowContext:
         activity: str | ActivityFn,
         arg: Any = None,
         options: ActivityOptions | None = None,
+        *,
+        heartbeat_timeout: float | timedelta | None = None,
     ) -> ActivityHandle[Any]:
-        """Schedule an activity now; await the handle later (e.g. through gather)."""
-        return self._driver.start_activity(activity, arg, options)
+        """Schedule an activity now; await the handle later (e.g. through gather), or cancel
+        it (ActivityHandle.cancel)."""
+        return self._driver.start_activity(activity, arg, _with(options, heartbeat_timeout))
 
     async def execute_activity(
         self,
         activity: str | ActivityFn,
         arg: Any = None,
         options: ActivityOptions | None = None,
+        *,
+        heartbeat_timeout: float | timedelta | None = None,
     ) -> Any:
         """Run an activity (by registered name or function) and return its JSON result.
 
         Retries follow the options' RetryPolicy; raises ActivityError when it fails for good.
+        `heartbeat_timeout` (seconds or a timedelta; also ActivityOptions.heartbeat_timeout):
+        an attempt that goes that long without `ActivityContext.heartbeat()` fails with
+        HeartbeatTimeout and is retried per the policy.
         """
-        return await self._driver.start_activity(activity, arg, options)
+        return await self._driver.start_activity(activity, arg, _with(options, heartbeat_timeout))
 
     def gather(
         self, *awaitables: Awaitable[Any], cancel_siblings: bool = False
@@ -173,6 +195,16 @@ class WorkflowContext:
     def saga(self) -> Saga:
         """A new saga: register a compensation after each step that succeeded."""
         return Saga(self)
+
+
+def _with(
+    options: ActivityOptions | None, heartbeat_timeout: float | timedelta | None
+) -> ActivityOptions | None:
+    if heartbeat_timeout is None:
+        return options
+    if not isinstance(heartbeat_timeout, timedelta):
+        heartbeat_timeout = timedelta(seconds=heartbeat_timeout)
+    return replace(options or ActivityOptions(), heartbeat_timeout=heartbeat_timeout)
 
 
 @dataclass(frozen=True)

@@ -48,6 +48,7 @@ SERVICE_USERS: dict[str, tuple[Grant, ...]] = {
         Grant("topic", "sagaflow.checkpoints", "literal", ("Read", "Write", "Describe")),
         Grant("topic", "sagaflow.closed-workflows", "literal", ("Read", "Write", "Describe")),
         Grant("topic", "sagaflow.asl.definitions", "literal", ("Read", "Describe")),
+        Grant("topic", "sagaflow.activity-cancels", "literal", ("Write", "Describe")),
         Grant("topic", "sagaflow.replies", "literal", ("Read", "Write", "Describe")),
         Grant("topic", "sagaflow.tasks.", "prefix", ("Write", "Describe")),
         Grant("topic", "sagaflow.dlq", "literal", ("Write", "Describe", "DescribeConfigs")),
@@ -61,6 +62,8 @@ SERVICE_USERS: dict[str, tuple[Grant, ...]] = {
         Grant("topic", "sagaflow.commands", "literal", ("Write", "Describe")),
         Grant("topic", "sagaflow.dlq", "literal", ("Write", "Describe")),
         Grant("group", "sagaflow-worker-", "prefix", ("Read", "Describe")),
+        Grant("topic", "sagaflow.activity-cancels", "literal", ("Read", "Describe")),
+        Grant("group", "sagaflow-reader", "literal", ("Describe",)),
     ),
     "sagaflow-admin": (
         Grant("topic", "sagaflow.", "prefix", ("Create", "Describe", "DescribeConfigs")),

@@ -50,6 +50,8 @@ def wanted_topics(
         TopicSpec(t.closed_workflows, n, {"cleanup.policy": "compact"}),
         # Deployed state machines, one record per version; read whole by every orchestrator.
         TopicSpec(t.asl_definitions, 1, {"cleanup.policy": "compact"}),
+        # Cancellations of running activities still in flight; read whole by every worker.
+        TopicSpec(t.activity_cancels, 1, {"cleanup.policy": "compact"}),
         # Replies to waiting callers matter only while someone waits.
         TopicSpec(t.replies, n, {"retention.ms": "3600000"}),
     ]

@@ -66,9 +66,11 @@ def group_consumer(config: Config, group_id: str, **overrides: Any) -> Consumer:
                 "partition.assignment.strategy": "cooperative-sticky",
                 # A kill -9'd member's partitions move on after the session timeout. librdkafka
                 # heartbeats from its own thread, so a busy (GIL-bound) Python loop does not
-                # miss them; three per session leave room for one lost or late heartbeat.
+                # miss them. A survivor learns that the group changed only from a heartbeat's
+                # answer, so the interval adds to every failover: six per session keep that
+                # under 0.35 s (2 s session) and leave room for five lost or late heartbeats.
                 "session.timeout.ms": config.group_session_timeout_ms,
-                "heartbeat.interval.ms": max(100, config.group_session_timeout_ms // 3),
+                "heartbeat.interval.ms": max(100, config.group_session_timeout_ms // 6),
             }
         )
     conf.update(overrides)

@@ -92,6 +92,20 @@ def fenced(exc: FatalKafkaError) -> bool:
     return err is not None and err.code() in _FENCE_CODES
 
 
+_GROUP_MOVED_CODES = frozenset(
+    {KafkaError.ILLEGAL_GENERATION, KafkaError.UNKNOWN_MEMBER_ID, KafkaError.REBALANCE_IN_PROGRESS}
+)
+
+
+def group_moved(exc: AbortRequired) -> bool:
+    """Whether an abortable error only says the consumer group moved on under the transaction's
+    offsets (a rebalance gave the group a new generation): the producer itself is healthy, so
+    aborting its transaction is enough, with no new producer."""
+    cause = exc.__cause__
+    err = _error_of(cause) if isinstance(cause, KafkaException) else None
+    return err is not None and err.code() in _GROUP_MOVED_CODES
+
+
 def describe(exc: KafkaException) -> str:
     err = _error_of(exc)
     return f"{err.name()}: {err.str()}" if err is not None else repr(exc)

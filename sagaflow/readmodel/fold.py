@@ -18,8 +18,10 @@ from sagaflow.core import kinds
 from sagaflow.core.kinds import check_covers
 from sagaflow.core.messages import (
     ActivityAttemptFailed,
+    ActivityCancelRequested,
     ActivityCompleted,
     ActivityFailed,
+    ActivityHeartbeatRecorded,
     ActivityRetried,
     ActivityScheduled,
     CancelRequested,
@@ -198,6 +200,24 @@ def _apply_activity_retried(row: WorkflowRow, event: Event) -> None:
     body = event.body
     assert isinstance(body, ActivityRetried)
     _update_step(row, body.activity_seq, done=False, attempt=body.attempt, state="scheduled")
+
+
+def _apply_activity_heartbeat_recorded(row: WorkflowRow, event: Event) -> None:
+    body = event.body
+    assert isinstance(body, ActivityHeartbeatRecorded)
+    _update_step(
+        row,
+        body.activity_seq,
+        done=False,
+        last_heartbeat_ms=event.recorded_at_ms,
+        heartbeat_details=json_payload(body.details),
+    )
+
+
+def _apply_activity_cancel_requested(row: WorkflowRow, event: Event) -> None:
+    body = event.body
+    assert isinstance(body, ActivityCancelRequested)
+    _update_step(row, body.activity_seq, done=False, cancel_requested=True)
 
 
 def _apply_activity_completed(row: WorkflowRow, event: Event) -> None:
@@ -402,6 +422,8 @@ _APPLIERS: dict[type[Any], Callable[[WorkflowRow, Event], None]] = {
     ActivityRetried: _apply_activity_retried,
     ActivityCompleted: _apply_activity_completed,
     ActivityFailed: _apply_activity_failed,
+    ActivityHeartbeatRecorded: _apply_activity_heartbeat_recorded,
+    ActivityCancelRequested: _apply_activity_cancel_requested,
     TimerStarted: _apply_timer_started,
     TimerFired: _apply_timer_fired,
     TimerCancelled: _apply_timer_cancelled,

@@ -2,15 +2,14 @@
 by `sagaflow ui`.
 
 It reads the read model (sagaflow.readmodel.queries), the event log (sagaflow.ui.logview), and
-Jaeger's query API (sagaflow.ui.trace); it acts through the client (signal, cancel) and the CLI's
-dead-letter code. Pages are rendered on the server; a small script of our own adds live refresh,
-local times and lazy trace loading. Nothing is fetched from the internet.
+Jaeger's query API (sagaflow.ui.trace); it acts through the client (signal, cancel, terminate)
+and the CLI's dead-letter code. Pages are rendered on the server; a small script of our own adds
+live refresh, local times and lazy trace loading. Nothing is fetched from the internet.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hmac
 import json
 import logging
 import time
@@ -19,7 +18,7 @@ from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import urlencode
 
 import aiohttp
 import jinja2
@@ -27,37 +26,33 @@ import psycopg
 from aiohttp import web
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from sagaflow.cli import dlq
 from sagaflow.cli.output import CliError
-from sagaflow.client import Client, DeliveryError
+from sagaflow.client import Client
 from sagaflow.config import Config
 from sagaflow.core.registry import Registry
 from sagaflow.core.status import CLOSED_STATUSES
 from sagaflow.readmodel import queries
 from sagaflow.readmodel.fold import STATUSES
-from sagaflow.ui import graph, health, logview
+from sagaflow.ui import actions, dlqpages, graph, health, logview, statemachine
+from sagaflow.ui.common import (
+    CLIENT,
+    CONFIG,
+    DEFINITIONS,
+    HTTP,
+    POOL,
+    PREFIX,
+    REGISTRY,
+    TEMPLATES,
+    BadInput,
+    Forbidden,
+    render,
+)
+from sagaflow.ui.stategraph import MARK_TEXT, state_graph_svg
 from sagaflow.ui.trace import TraceUnavailable, fetch_trace
 
 log = logging.getLogger("sagaflow.ui")
 
-CONFIG = web.AppKey("ui_config", Config)
-REGISTRY = web.AppKey("ui_registry", Registry)
-POOL = web.AppKey("ui_pool", AsyncConnectionPool)
-CLIENT = web.AppKey("ui_client", Client)
-HTTP = web.AppKey("ui_http", aiohttp.ClientSession)
-TEMPLATES = web.AppKey("ui_templates", jinja2.Environment)
-PREFIX = web.AppKey("ui_prefix", str)
-
 PAGE_SIZE = 50
-DLQ_LIMIT = 200
-
-
-class BadInput(ValueError):
-    """A query or form value the UI cannot use; the message tells the user what to fix."""
-
-
-class Forbidden(PermissionError):
-    """An action without the API token the deployment requires."""
 
 
 def _templates() -> jinja2.Environment:
@@ -105,36 +100,22 @@ def make_ui_app(
         app[REGISTRY] = registry
     app[TEMPLATES] = _templates()
     app[PREFIX] = prefix.rstrip("/")
+    app[DEFINITIONS] = statemachine.Definitions(config)
     app.cleanup_ctx.append(_resources)
     static = Path(str(resources.files("sagaflow.ui").joinpath("static")))
     app.router.add_static("/static", static, name="static")
     app.router.add_get("/", workflows_page)
     app.router.add_get("/workflows/{workflow_id}", workflow_page)
     app.router.add_get("/workflows/{workflow_id}/trace", trace_fragment)
-    app.router.add_post("/workflows/{workflow_id}/signal", signal_action)
-    app.router.add_post("/workflows/{workflow_id}/cancel", cancel_action)
+    app.router.add_post("/workflows/{workflow_id}/signal", actions.signal_action)
+    app.router.add_post("/workflows/{workflow_id}/cancel", actions.cancel_action)
+    app.router.add_post("/workflows/{workflow_id}/terminate", actions.terminate_action)
     app.router.add_get("/health", health_page)
-    app.router.add_get("/dlq", dlq_page)
-    app.router.add_get("/dlq/{partition:\\d+}/{offset:\\d+}", dlq_item_page)
-    app.router.add_post("/dlq/{partition:\\d+}/{offset:\\d+}/redrive", dlq_redrive_action)
-    app.router.add_post("/dlq/redrive-all", dlq_redrive_all_action)
+    app.router.add_get("/dlq", dlqpages.dlq_page)
+    app.router.add_get("/dlq/{partition:\\d+}/{offset:\\d+}", dlqpages.dlq_item_page)
+    app.router.add_post("/dlq/{partition:\\d+}/{offset:\\d+}/redrive", dlqpages.dlq_redrive_action)
+    app.router.add_post("/dlq/redrive-all", dlqpages.dlq_redrive_all_action)
     return app
-
-
-def _render(request: web.Request, template: str, status: int = 200, **ctx: Any) -> web.Response:
-    app = request.app
-    html = (
-        app[TEMPLATES]
-        .get_template(template)
-        .render(
-            base=app[PREFIX],
-            config=app[CONFIG],
-            token_required=bool(app[CONFIG].api_token),
-            request_path=request.path_qs,
-            **ctx,
-        )
-    )
-    return web.Response(text=html, content_type="text/html", status=status)
 
 
 @web.middleware
@@ -144,11 +125,11 @@ async def _errors_middleware(request: web.Request, handler: Any) -> web.StreamRe
         response: web.StreamResponse = await handler(request)
         return response
     except BadInput as exc:
-        return _render(request, "error.html", 400, title="Cannot do that", message=str(exc))
+        return render(request, "error.html", 400, title="Cannot do that", message=str(exc))
     except Forbidden as exc:
-        return _render(request, "error.html", 403, title="Not allowed", message=str(exc))
+        return render(request, "error.html", 403, title="Not allowed", message=str(exc))
     except (psycopg.OperationalError, PoolTimeout) as exc:
-        return _render(
+        return render(
             request,
             "error.html",
             503,
@@ -157,7 +138,7 @@ async def _errors_middleware(request: web.Request, handler: Any) -> web.StreamRe
             "SAGAFLOW_DATABASE_URL and that the database is up, then reload.",
         )
     except CliError as exc:
-        return _render(request, "error.html", 503, title="Kafka did not answer", message=str(exc))
+        return render(request, "error.html", 503, title="Kafka did not answer", message=str(exc))
 
 
 # --------------------------------------------------------------------------- workflows
@@ -215,7 +196,7 @@ async def workflows_page(request: web.Request) -> web.Response:
         if page.next_cursor
         else None
     )
-    return _render(
+    return render(
         request,
         "workflows.html",
         workflows=page.workflows,
@@ -240,7 +221,7 @@ async def workflow_page(request: web.Request) -> web.Response:
         queries.get_rejections(pool, workflow_id),
     )
     if workflow is None and not rejections:
-        return _render(
+        return render(
             request,
             "error.html",
             404,
@@ -261,6 +242,7 @@ async def workflow_page(request: web.Request) -> web.Response:
             runs[-1]["last_offset"],
             request.app.get(REGISTRY),
             running=running,
+            recorded_waits=workflow.get("signal_waits") if workflow is not None else None,
         )
     steps = logview.graph_steps(view.events)
     if workflow is not None and view.signal_waits:
@@ -273,9 +255,19 @@ async def workflow_page(request: web.Request) -> web.Response:
             {"kind": "signal", "label": f"wait for {w.name}", "state": "waiting"}
             for w in view.signal_waits
         ]
+    if workflow is not None and workflow["status"] in CLOSED_STATUSES:
+        # Closed (terminated, timed out) with steps under way: they will never finish.
+        for step in steps:
+            if step["state"] in ("running", "waiting"):
+                step["state"] = "abandoned"
     compensations = logview.compensations(view)
     config = request.app[CONFIG]
-    return _render(
+    machine = await _state_machine(request, workflow, view) if workflow else None
+    if machine is not None:
+        graph_svg = machine["svg"]
+    else:
+        graph_svg = graph.render(workflow["type"], steps, workflow) if workflow else ""
+    return render(
         request,
         "workflow.html",
         wf=workflow,
@@ -284,7 +276,9 @@ async def workflow_page(request: web.Request) -> web.Response:
         rejections=rejections,
         view=view,
         compensations=compensations,
-        graph_svg=graph.render(workflow["type"], steps, workflow) if workflow else "",
+        graph_svg=graph_svg,
+        machine=machine,
+        mark_text=MARK_TEXT,
         jaeger_link=(
             f"{config.jaeger_ui_url}/trace/{view.trace_id}"
             if config.jaeger_ui_url and view.trace_id
@@ -292,7 +286,35 @@ async def workflow_page(request: web.Request) -> web.Response:
         ),
         closed=workflow is not None and workflow["status"] in CLOSED_STATUSES,
         flash=request.query.get("sent", ""),
+        action=actions.action_result(request, view, rejections),
     )
+
+
+async def _state_machine(
+    request: web.Request, workflow: dict[str, Any], view: logview.LogView
+) -> dict[str, Any] | None:
+    """The state graph and path of a state machine execution; None for a code workflow."""
+    kind, version = workflow["type"], workflow["version"]
+    if statemachine.is_state_machine(request.app.get(REGISTRY), kind, version) is False:
+        return None
+    try:
+        definition = await asyncio.to_thread(request.app[DEFINITIONS].get, kind, version)
+    except statemachine.DefinitionsUnreadable as exc:
+        return {"svg": "", "path": None, "problem": str(exc)}
+    if definition is None:
+        return None
+    path, problem = await asyncio.to_thread(
+        statemachine.state_path,
+        definition,
+        view.events,
+        workflow["status"],
+        workflow.get("state_path"),
+    )
+    return {
+        "svg": state_graph_svg(definition, path, kind),
+        "path": path,
+        "problem": problem,
+    }
 
 
 async def trace_fragment(request: web.Request) -> web.Response:
@@ -305,7 +327,7 @@ async def trace_fragment(request: web.Request) -> web.Response:
         problem = None
     except TraceUnavailable as exc:
         spans, problem = [], str(exc)
-    return _render(
+    return render(
         request,
         "trace.html",
         spans=spans,
@@ -313,57 +335,6 @@ async def trace_fragment(request: web.Request) -> web.Response:
         problem=problem,
         trace_id=trace_id,
     )
-
-
-async def _form(request: web.Request) -> Any:
-    form = await request.post()
-    token = request.app[CONFIG].api_token
-    # The same bearer token as the API: forms cannot send a header, so it comes as a field.
-    if token and not hmac.compare_digest(str(form.get("token", "")).encode(), token.encode()):
-        raise Forbidden("the API token is missing or wrong; enter the SAGAFLOW_API_TOKEN value")
-    return form
-
-
-def _see_other(url: str) -> web.Response:
-    # Returned, not raised: a raised redirect reads as a failure to the access log around us.
-    return web.Response(status=303, headers={"Location": url})
-
-
-def _back(request: web.Request, workflow_id: str, sent: str) -> web.Response:
-    return _see_other(
-        f"{request.app[PREFIX]}/workflows/{quote(workflow_id)}?{urlencode({'sent': sent})}"
-    )
-
-
-async def signal_action(request: web.Request) -> web.Response:
-    workflow_id = request.match_info["workflow_id"]
-    form = await _form(request)
-    name = str(form.get("name", "")).strip()
-    if not name:
-        raise BadInput("a signal needs a name, e.g. approve")
-    raw = str(form.get("payload", "")).strip() or "null"
-    try:
-        value = json.loads(raw)
-    except ValueError as exc:
-        raise BadInput(f'the payload is not JSON ({exc}); e.g. {{"approved": true}}') from exc
-    command_id = f"ui-signal:{workflow_id}:{name}:{time.time_ns()}"
-    try:
-        await asyncio.to_thread(request.app[CLIENT].signal, workflow_id, name, value, command_id)
-    except DeliveryError as exc:
-        raise BadInput(str(exc)) from exc
-    return _back(request, workflow_id, f"signal {name}")
-
-
-async def cancel_action(request: web.Request) -> web.Response:
-    workflow_id = request.match_info["workflow_id"]
-    form = await _form(request)
-    reason = str(form.get("reason", "")).strip() or "cancelled from the UI"
-    command_id = f"ui-cancel:{workflow_id}:{time.time_ns()}"
-    try:
-        await asyncio.to_thread(request.app[CLIENT].cancel, workflow_id, reason, command_id)
-    except DeliveryError as exc:
-        raise BadInput(str(exc)) from exc
-    return _back(request, workflow_id, "cancel")
 
 
 # --------------------------------------------------------------------------- health
@@ -382,7 +353,7 @@ async def health_page(request: web.Request) -> web.Response:
     groups = await asyncio.to_thread(health.read_health, config, queues)
     orchestrators = groups[0]
     ready = postgres is None and not orchestrators.problem and bool(orchestrators.members)
-    return _render(
+    return render(
         request,
         "health.html",
         groups=groups,
@@ -391,88 +362,3 @@ async def health_page(request: web.Request) -> web.Response:
         orchestrators=orchestrators,
         queues_known=registry is not None,
     )
-
-
-# --------------------------------------------------------------------------- dead letters
-
-
-async def dlq_page(request: web.Request) -> web.Response:
-    config = request.app[CONFIG]
-    partitions, items = await asyncio.to_thread(dlq.list_dead_letters, config, DLQ_LIMIT, 10.0)
-    return _render(
-        request,
-        "dlq.html",
-        items=items,
-        partitions=partitions,
-        topic=config.topics.dlq,
-        flash=request.query.get("moved", ""),
-    )
-
-
-async def dlq_item_page(request: web.Request) -> web.Response:
-    config = request.app[CONFIG]
-    partition, offset = int(request.match_info["partition"]), int(request.match_info["offset"])
-    msg = await asyncio.to_thread(dlq.dead_letter_at, config, partition, offset)
-    info = dlq.describe_dead_letter(config, msg)
-    value = msg.value() or b""
-    return _render(
-        request,
-        "dlq_item.html",
-        info=info,
-        topic=config.topics.dlq,
-        hex_dump=_hex_dump(value),
-        text=value.decode("utf-8", errors="replace"),
-    )
-
-
-def _hex_dump(data: bytes, width: int = 16) -> str:
-    lines = []
-    for i in range(0, len(data), width):
-        chunk = data[i : i + width]
-        shown = "".join(chr(b) if 32 <= b < 127 else "." for b in chunk)
-        lines.append(f"{i:08x}  {chunk.hex(' '):<{width * 3}} {shown}")
-    return "\n".join(lines)
-
-
-async def dlq_redrive_action(request: web.Request) -> web.Response:
-    await _form(request)
-    config = request.app[CONFIG]
-    partition, offset = int(request.match_info["partition"]), int(request.match_info["offset"])
-
-    def redrive() -> dict[str, Any]:
-        return dlq.redrive_dead_letter(config, dlq.dead_letter_at(config, partition, offset))
-
-    try:
-        moved = await asyncio.to_thread(redrive)
-    except CliError as exc:
-        raise BadInput(str(exc)) from exc
-    to = moved["to"]
-    note = (
-        f"re-drove {partition}:{offset} to {to['topic']} partition {to['partition']} "
-        f"offset {to['offset']}"
-    )
-    return _see_other(f"{request.app[PREFIX]}/dlq?{urlencode({'moved': note})}")
-
-
-async def dlq_redrive_all_action(request: web.Request) -> web.Response:
-    await _form(request)
-    config = request.app[CONFIG]
-
-    def redrive_all() -> tuple[int, list[str]]:
-        _n, items = dlq.list_dead_letters(config, DLQ_LIMIT, 10.0)
-        done, refused = 0, []
-        for it in items:
-            try:
-                dlq.redrive_dead_letter(
-                    config, dlq.dead_letter_at(config, it["partition"], it["offset"])
-                )
-                done += 1
-            except CliError as exc:
-                refused.append(f"{it['partition']}:{it['offset']}: {exc}")
-        return done, refused
-
-    done, refused = await asyncio.to_thread(redrive_all)
-    note = f"re-drove {done} dead letter(s)" + (
-        f"; {len(refused)} refused: " + " | ".join(refused[:5]) if refused else ""
-    )
-    return _see_other(f"{request.app[PREFIX]}/dlq?{urlencode({'moved': note})}")

@@ -24,6 +24,7 @@ _FILL = {
     "running": "#fff3cd",
     "waiting": "#fff3cd",
     "cancelled": "#e2e3e5",
+    "abandoned": "#e2e3e5",
 }
 _KIND = {"activity": "▶", "compensation": "↩", "timer": "◷", "signal": "✉", "end": "■"}
 

@@ -2,9 +2,11 @@
 
 The read model says where each event sits (partition, offset), so the page reads just that range
 of the events topic instead of scanning the partition. From the records it takes the timeline
-(with the CLI's descriptions), the trace id (the first event's traceparent) and, by replaying the
-current run with the registered code, the signals the workflow waits for now: no event records a
-signal wait, so only the code knows.
+(with the CLI's descriptions) and the trace id (the first event's traceparent).
+
+The signals the workflow waits for now come from the read model, which projects the engine's
+recorded signal waits. Runs recorded before the engine recorded them have none, so for those
+only the code knows: the current run is replayed with the registered code.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from sagaflow.core.messages import (
     ActivityScheduled,
     Event,
     SignalReceived,
+    SignalWaitStarted,
     TimerCancelled,
     TimerFired,
     TimerStarted,
@@ -62,6 +65,8 @@ class LogView:
     trace_id: str | None = None
     signal_waits: list[SignalWait] = field(default_factory=list)
     signal_waits_known: bool = False
+    signal_waits_source: str = ""
+    """"read model" or "replayed" (a run recorded before signal waits were events)."""
     problem: str | None = None
     """Why part of the view is missing (the broker, the code), for the page to say."""
 
@@ -86,9 +91,11 @@ def read_workflow_log(
     registry: Registry | None,
     *,
     running: bool,
+    recorded_waits: list[dict[str, Any]] | None = None,
     timeout_s: float = 10.0,
 ) -> LogView:
-    """Blocking (call it in a thread): the events of `workflow_id` between two offsets."""
+    """Blocking (call it in a thread): the events of `workflow_id` between two offsets.
+    `recorded_waits` is the read model's signal_waits of the workflow (None: it has none)."""
     view = LogView()
     consumer = open_reader(config)
     try:
@@ -129,12 +136,42 @@ def read_workflow_log(
         view.problem = str(exc)
     finally:
         consumer.close()
-    if running and registry is not None and view.events:
-        _find_signal_waits(view, registry)
+    if running and view.events:
+        find_signal_waits(view, registry, recorded_waits)
     return view
 
 
-def _find_signal_waits(view: LogView, registry: Registry) -> None:
+def find_signal_waits(
+    view: LogView, registry: Registry | None, recorded_waits: list[dict[str, Any]] | None
+) -> None:
+    """Fill in what the running workflow of `view` waits for: the read model's record, or
+    for a run from before waits were recorded, a replay with `registry` (if there is one)."""
+    if _waits_recorded(view.events, recorded_waits):
+        assert recorded_waits is not None
+        view.signal_waits = [
+            SignalWait(w["name"], w["timer_seq"] or None, w["timeout_at_ms"] or None)
+            for w in recorded_waits
+        ]
+        view.signal_waits_known = True
+        view.signal_waits_source = "read model"
+    elif registry is not None:
+        _replay_signal_waits(view, registry)
+
+
+def _waits_recorded(events: list[Event], recorded: list[dict[str, Any]] | None) -> bool:
+    """Whether the read model's waits are the whole story: it has some, or the current run
+    recorded its waits as events (then none recorded means none). Only a run from before
+    signal waits were recorded has neither and needs a replay."""
+    if recorded is None:
+        return False
+    if recorded:
+        return True
+    starts = [i for i, e in enumerate(events) if isinstance(e.body, WorkflowStarted)]
+    run = events[starts[-1] :] if starts else events
+    return any(isinstance(e.body, SignalWaitStarted) for e in run)
+
+
+def _replay_signal_waits(view: LogView, registry: Registry) -> None:
     starts = [i for i, e in enumerate(view.events) if isinstance(e.body, WorkflowStarted)]
     if not starts:
         return
@@ -154,6 +191,7 @@ def _find_signal_waits(view: LogView, registry: Registry) -> None:
         for name, seq in outcome.driver.signal_waits()
     ]
     view.signal_waits_known = True
+    view.signal_waits_source = "replayed"
 
 
 def compensations(view: LogView) -> list[TimelineEntry]:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from sagaflow.devstack import Stack
+from sagaflow.devstack.cluster import KafkaCluster
 from sagaflow.devstack.common import StackError, pid_alive, port_in_use
 from tests.services import Service
 from tests.support import assert_eventually
@@ -195,9 +196,42 @@ def _gone(pid: int) -> bool:
     return not os.path.exists(f"/proc/{pid}")
 
 
+def broker_targets(stack: Stack) -> list[str]:
+    """What a broker kill may hit: the single broker ("kafka"), or one node of a cluster."""
+    kafka = stack.services["kafka"]
+    return [n.name for n in kafka.nodes] if isinstance(kafka, KafkaCluster) else ["kafka"]
+
+
+def kill9_cluster_node(stack: Stack, name: str, restart_timeout: float = 150.0) -> int:
+    """kill -9 one node of the local three-broker cluster (`name` as in broker_targets), wait
+    until it and its ports are gone, start it again while the others serve, and wait until the
+    whole cluster answers. Returns the pid killed."""
+    cluster = stack.services["kafka"]
+    if not isinstance(cluster, KafkaCluster):
+        raise StackError(f"{name}: the local stack runs no Kafka cluster (SAGAFLOW_KAFKA_BROKERS)")
+    node = next((n for n in cluster.nodes if n.name == name), None)
+    if node is None:
+        raise StackError(f"{name}: no such node; the cluster has {broker_targets(stack)}")
+    pid = node.pid()
+    if pid is None:
+        raise StackError(f"{name} of the local cluster is not running; start it with `make up`")
+    os.kill(pid, signal.SIGKILL)
+    _wait(lambda: _gone(pid), 30, f"{name} (pid {pid}) exiting after kill -9")
+    _wait(
+        lambda: not any(port_in_use(p) for p in node.ports),
+        30,
+        f"{name}'s ports {node.ports} freeing",
+    )
+    cluster.start_missing()
+    cluster.wait_ready(restart_timeout)
+    return pid
+
+
 def kill9_stack_service(stack: Stack, name: str, restart_timeout: float = 120.0) -> int:
     """kill -9 Kafka's or Postgres's main process, wait until it and its ports are gone, start it
     again and wait until it answers. Returns the pid killed."""
+    if name != "kafka" and name.startswith("kafka-"):
+        return kill9_cluster_node(stack, name)
     service = stack.services[name]
     pid = service.pid()
     if pid is None:

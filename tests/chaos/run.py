@@ -31,10 +31,12 @@ from confluent_kafka import KafkaException
 from sagaflow.devstack import Stack
 from tests.chaos.checker import Findings, check
 from tests.chaos.load import Saga, Starter, plan
+from tests.chaos.poison import DlqFigures, Poison, collect_copies, figures, plan_poison, run_poison
 from tests.chaos.procs import (
     Death,
     Supervised,
     Supervisor,
+    broker_targets,
     free_port,
     kill9_stack_service,
     now_iso,
@@ -65,6 +67,9 @@ class Settings:
     wait_s: float = 150.0
     """After the span: how long every saga has to close."""
     partitions: int = 6
+    poison: int = 4
+    """Undecodable records sent during the span, half to the commands topic, half to a task
+    topic: each must reach the dlq (the summary's dlq latency)."""
 
 
 @dataclass
@@ -90,6 +95,11 @@ class Report:
     duration_s: float
     prefix: str
     sagas_by_kind: dict[str, int] = field(default_factory=dict)
+    poison: list[Poison] = field(default_factory=list)
+
+    @property
+    def dlq(self) -> DlqFigures:
+        return figures(self.poison)
 
     def fired(self) -> Counter[str]:
         return Counter(f.kind for f in self.faults if f.fired_at)
@@ -106,6 +116,7 @@ class Report:
             f"rerun_finished={len(f.rerun_finished)} stuck={len(f.stuck)} "
             f"wrong_status={len(f.wrong_status)} ledger_mismatch={len(f.ledger_mismatch)} "
             f"seq_errors={len(f.seq_errors)} readmodel_mismatch={len(f.readmodel_mismatch)} "
+            f"{self.dlq.line()} "
             f"service_deaths={len(self.deaths)} "
             f"(near_dependency_fault={len(self.dependency_deaths())}) "
             f"duration={self.duration_s:.0f}s"
@@ -123,6 +134,8 @@ class Report:
             "faults": [asdict(x) for x in self.faults],
             "findings": asdict(self.findings),
             "service_deaths": [asdict(d) for d in self.deaths],
+            "dlq": self.dlq.as_dict(),
+            "poison": [asdict(p) for p in self.poison],
         }
 
     def save(self) -> Path:
@@ -132,7 +145,8 @@ class Report:
         return path
 
 
-def schedule(rng: random.Random, s: Settings) -> list[Fault]:
+def schedule(rng: random.Random, s: Settings, brokers: list[str] | None = None) -> list[Fault]:
+    """The faults of a run; `brokers`: what a broker kill may hit (one node of a cluster)."""
     kinds = [
         *["kill_orchestrator", "kill_orchestrator", "kill_worker", "kill_worker"],
         *["zombie_orchestrator", "kill_kafka", "kill_postgres"],
@@ -143,7 +157,7 @@ def schedule(rng: random.Random, s: Settings) -> list[Fault]:
         "kill_orchestrator": ["orch-a", "orch-b"],
         "zombie_orchestrator": ["orch-a", "orch-b"],
         "kill_worker": ["worker-a", "worker-b"],
-        "kill_kafka": ["kafka"],
+        "kill_kafka": brokers or ["kafka"],
         "kill_postgres": ["postgres"],
     }
     return [
@@ -156,8 +170,10 @@ def group_owners(d: Deployment) -> list[bool]:
     the group's coordinator may still be loading: that is "not yet", to be polled again."""
     try:
         return [bool(ps) for ps in d.assignments().values()]
-    except KafkaException as exc:
-        raise AssertionError(f"describing the orchestrator group: {exc}") from exc
+    except (KafkaException, TimeoutError) as exc:
+        # TimeoutError: a fresh cluster's group coordinator can take longer than the describe's
+        # 10 s to answer (its offsets topic is still being created at replication factor 3).
+        raise AssertionError(f"describing the orchestrator group: {exc!r}") from exc
 
 
 class Chaos:
@@ -263,8 +279,13 @@ class Chaos:
         started_at, t_start = now_iso(), time.monotonic()
         ids = [self.deployment.wid(f"c{i}") for i in range(self.s.sagas)]
         sagas = plan(self.rng, ids)
-        faults = schedule(self.rng, self.s)
-        progress(f"chaos seed={self.s.seed}: {len(sagas)} sagas, {len(faults)} faults")
+        faults = schedule(self.rng, self.s, broker_targets(self.stack))
+        config = self.deployment.config
+        poison = plan_poison(self.s.seed, config, self.s.poison, self.s.span_s)
+        progress(
+            f"chaos seed={self.s.seed}: {len(sagas)} sagas, {len(faults)} faults, "
+            f"{len(poison)} poison records; kafka at {self.stack.kafka_bootstrap}"
+        )
         try:
             self._services()
             starter = Starter(self.deployment.env, self._ports)
@@ -273,13 +294,19 @@ class Chaos:
             fault_thread = threading.Thread(
                 target=self._run_faults, args=(faults, t0, errors), name="chaos-faults"
             )
+            poison_thread = threading.Thread(
+                target=run_poison, args=(config, poison, t0, errors), name="chaos-poison"
+            )
             fault_thread.start()
+            poison_thread.start()
             self._start_all(starter, sagas, t0)
             fault_thread.join(self.s.span_s + 600)
+            poison_thread.join(self.s.span_s + 120)
             if errors:
                 raise errors[0]
             progress("all sagas acknowledged and all faults injected; checking")
-            findings = check(self.deployment.config, sagas, timeout_s=self.s.wait_s)
+            findings = check(config, sagas, timeout_s=self.s.wait_s)
+            collect_copies(config, poison, timeout_s=60)
         finally:
             self.supervisor.stop_all()
         return Report(
@@ -291,6 +318,7 @@ class Chaos:
             time.monotonic() - t_start,
             self.deployment.config.topics.prefix,
             dict(Counter(s.kind for s in sagas)),
+            poison,
         )
 
     def _start_all(self, starter: Starter, sagas: list[Saga], t0: float) -> None:
@@ -321,6 +349,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rounds", type=int, default=4)
     p.add_argument("--span", type=float, default=240.0)
     p.add_argument("--wait", type=float, default=300.0)
+    p.add_argument("--poison", type=int, default=8, help="undecodable records sent")
     args = p.parse_args(argv)
     # SIGTERM (a timeout, Ctrl-C from make) unwinds through the finally blocks, so the
     # services this run started are killed instead of left running.
@@ -331,6 +360,7 @@ def main(argv: list[str] | None = None) -> int:
         rounds=args.rounds,
         span_s=args.span,
         wait_s=args.wait,
+        poison=args.poison,
     )
     stack = Stack()
     stack.up(["kafka", "postgres"])
@@ -338,7 +368,12 @@ def main(argv: list[str] | None = None) -> int:
     path = report.save()
     print(report.line())
     print(f"summary: {path}")
-    clean = report.findings.clean() and not report.deaths and all(f.fired_at for f in report.faults)
+    clean = (
+        report.findings.clean()
+        and not report.deaths
+        and all(f.fired_at for f in report.faults)
+        and not report.dlq.missing
+    )
     return 0 if clean else 1
 
 

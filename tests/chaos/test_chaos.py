@@ -39,6 +39,9 @@ def test_short_chaos_run(kafka_bootstrap: str, database_url: str) -> None:
     assert not f.seq_errors, f"{f.seq_errors}{context}"
     assert not f.rerun_finished, f"finished workflows run again: {f.rerun_finished}{context}"
     assert not f.readmodel_mismatch, f"{f.readmodel_mismatch}{context}"
+    dlq = report.dlq
+    assert dlq.sent == settings.poison, f"poison records not produced: {report.poison}{context}"
+    assert not dlq.missing, f"poison records never dead-lettered: {dlq.missing}{context}"
     assert not report.deaths, (
         "services died on their own (a dependency fault must cause none): "
         + "; ".join(

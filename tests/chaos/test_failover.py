@@ -8,11 +8,13 @@ regression to the old 7 s-plus session timeout still fails while a loaded CI box
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -137,4 +139,76 @@ def test_failover_within_budget_and_no_false_failover(
     assert failover_s <= FAILOVER_BUDGET_S, (
         f"partitions resumed {failover_s:.2f}s after kill -9 (budget {FAILOVER_BUDGET_S}s): "
         f"{resumed}"
+    )
+
+
+def test_failover_after_a_kill_inside_a_transaction(
+    request: pytest.FixtureRequest,
+    kafka_bootstrap: str,
+    database_url: str,
+    tmp_path: Path,
+) -> None:
+    """The orchestrator dies with its batch's events in the log and its transaction open: the
+    survivor's rebuild would wait for the broker to abort it (transaction.timeout.ms, 10 s, plus
+    the broker's sweep) unless it fences the dead member (handover.py)."""
+    d = prepare(kafka_bootstrap, database_url, request.node.name)
+    request.addfinalizer(d.stop)
+    marker = tmp_path / "fired"
+    b = d.orchestrator("orch-b", instance="b")
+    assert_eventually(lambda: group_owners(d) == [True], timeout=60, message="b owns the group")
+    a = d.orchestrator(
+        "orch-a",
+        instance="a",
+        SAGAFLOW_FAULT="orchestrator_in_transaction",
+        SAGAFLOW_FAULT_MARKER=str(marker),
+    )
+    assert_eventually(
+        lambda: group_owners(d) == [True, True],
+        timeout=60,
+        message="both orchestrators own partitions",
+    )
+    a_id = f"sagaflow-orchestrator-{a.env['SAGAFLOW_INSTANCE_ID']}"
+    owned = {m: ps for m, ps in d.assignments().items() if m.startswith(a_id)}
+    assert len(owned) == 1, f"a's group member (client id {a_id}) not found: {d.assignments()}"
+    a_partitions = sorted(next(iter(owned.values())))
+    n = d.config.partitions
+    ids = (d.wid(f"txn-{k}") for k in itertools.count())
+    trigger = next(w for w in ids if partition_for(w.encode(), n) == a_partitions[0])
+    client = d.client()
+    client.start("checkout", order(trigger), workflow_id=trigger)
+    assert_eventually(
+        lambda: marker.is_file() and not a.alive(),
+        timeout=30,
+        message="orchestrator a killed itself inside its first transaction with events",
+    )
+    killed_at = marker.stat().st_mtime
+    probes = {p: next(w for w in ids if partition_for(w.encode(), n) == p) for p in a_partitions}
+    for wid in probes.values():
+        client.start("checkout", order(wid), workflow_id=wid)
+    decided: dict[str, float] = {}
+
+    def on_event(rec: Recorded) -> None:
+        if isinstance(rec.event.body, WorkflowStarted):
+            decided.setdefault(rec.event.workflow_id, rec.event.recorded_at_ms / 1000)
+
+    d.worker("worker-b")
+    wait_closed(d.config, [trigger, *probes.values()], 120, on_event=on_event)
+    resumed = {p: round(decided[w] - killed_at, 2) for p, w in probes.items()}
+    failover_s = max(resumed.values())
+    fenced = [
+        line for line in b.log_path.read_text(errors="replace").splitlines() if "fenced" in line
+    ]
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "failover-in-transaction.json").write_text(
+        json.dumps(
+            {"failover_s": failover_s, "per_partition_s": resumed, "fenced": fenced}, indent=2
+        )
+        + "\n"
+    )
+    print(f"kill inside a transaction: failover {failover_s:.2f}s per partition {resumed}")
+    assert b.alive(), b.tail()
+    assert fenced, f"the survivor never fenced the dead member:\n{b.tail()}"
+    assert failover_s <= FAILOVER_BUDGET_S, (
+        f"partitions resumed {failover_s:.2f}s after the kill inside a transaction "
+        f"(budget {FAILOVER_BUDGET_S}s): {resumed}\n{b.tail()}"
     )

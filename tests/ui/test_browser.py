@@ -84,6 +84,7 @@ def demo(
             "approval": d.wid(f"{run}-3"),
             "times_out": d.wid(f"{run}-4"),
             "cancelled": d.wid(f"{run}-5"),
+            "idle": d.wid(f"{run}-6"),
         }
         inputs = {
             "completes": order(ids["completes"], amount_cents=4_200),
@@ -91,6 +92,7 @@ def demo(
             "approval": order(ids["approval"], amount_cents=250_000),
             "times_out": order(ids["times_out"], amount_cents=250_000, approval_timeout_s=3),
             "cancelled": order(ids["cancelled"], amount_cents=250_000),
+            "idle": order(ids["idle"], amount_cents=250_000),
         }
         assert_eventually(
             lambda: _answers(f"http://127.0.0.1:{port}/healthz"),
@@ -234,11 +236,20 @@ def test_approve_from_the_ui_completes_the_waiting_saga(demo: Demo, page: Any) -
         f"{wid} shows its wait for the approve signal",
     )
     assert "times out at" in page.locator('li[data-wait="signal"]').inner_text()
+    # The engine records signal waits and the read model projects them: no replay needed.
+    assert page.locator('li[data-wait="signal"]').get_attribute("data-source") == "read model"
     _shot(page, "waiting-for-approval")
     page.get_by_label("Signal name").fill("approve")
     page.get_by_label("Payload (JSON)").fill('{"approved": true, "by": "ui-test"}')
     page.get_by_role("button", name="Send signal").click()
     assert "signal approve" in page.locator(".flash").inner_text()
+    # The page shows the event that records the signal once the engine has written it (it looks
+    # again by itself; no reload here).
+    recorded = page.locator('#action-result [data-outcome="recorded"]')
+    recorded.wait_for(timeout=30_000)
+    assert "SignalReceived" in recorded.inner_text()
+    seq = recorded.locator("a").get_attribute("href")
+    assert page.locator(f"tr{seq}.result").get_attribute("data-event") == "SignalReceived"
     _poll(page, url, lambda: _status(page) == "completed", f"{wid} completed after approve")
     assert page.locator('tr[data-event="SignalReceived"]').count() == 1
     assert '"approved": true' in page.locator("#wf-result").inner_text()
@@ -255,6 +266,8 @@ def test_cancel_from_the_ui_compensates(demo: Demo, page: Any) -> None:
     )
     page.get_by_label("Reason").fill("customer changed their mind")
     page.get_by_role("button", name="Cancel workflow").click()
+    page.locator('#action-result [data-outcome="recorded"]').wait_for(timeout=30_000)
+    assert "CancelRequested" in page.locator("#action-result").inner_text()
     _poll(page, url, lambda: _status(page) == "cancelled", f"{wid} cancelled")
     compensations = page.locator("ul.compensations").inner_text()
     assert "refund_payment" in compensations and "release_inventory" in compensations
@@ -307,3 +320,94 @@ def test_the_health_page_shows_the_orchestrator_and_lag(demo: Demo, page: Any) -
     workers = page.locator('tr[data-group*="worker-"]')
     assert workers.count() == 4  # inventory, payments, shipping, email
     _shot(page, "health")
+
+
+def test_usable_by_keyboard_on_a_narrow_screen_with_local_times(demo: Demo, browser: Any) -> None:
+    context = browser.new_context(viewport={"width": 360, "height": 780}, timezone_id="Asia/Tokyo")
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    try:
+        wid = demo.ids["completes"]
+        _poll(page, f"{demo.ui}/?q={wid}", lambda: _row_statuses(page) == {wid: "completed"},
+              f"{wid} listed")  # fmt: skip
+        _assert_fits(page, "the workflows list")
+        _shot(page, "narrow-workflows")
+        # Times in the browser's zone (Tokyo is UTC+9), the UTC time on hover.
+        started = page.locator(f'tr[data-workflow-id="{wid}"] time').first
+        iso = str(started.get_attribute("datetime"))
+        assert str(started.get_attribute("title")).endswith(" UTC")
+        assert started.inner_text() != iso
+        tokyo = page.evaluate(
+            "iso => new Date(iso).toLocaleString()", iso
+        )  # the same rendering the page's script does, in the context's zone
+        assert started.inner_text() == tokyo
+
+        # Keyboard only: the skip link first, then the main navigation, then the search box.
+        page.goto(f"{demo.ui}/")
+        page.keyboard.press("Tab")
+        assert page.evaluate("document.activeElement.textContent") == "Skip to content"
+        page.keyboard.press("Enter")
+        assert page.evaluate("document.activeElement.id") == "main"
+        search = page.get_by_label("Id")
+        search.focus()
+        page.keyboard.type(wid)
+        page.keyboard.press("Enter")
+        page.wait_for_url(f"**q={wid}**")
+        link = page.get_by_role("link", name=wid)
+        link.focus()
+        page.keyboard.press("Enter")
+        page.wait_for_url(f"**/workflows/{wid}")
+        assert _status(page) == "completed"
+        _assert_fits(page, "a workflow page")
+        _shot(page, "narrow-workflow")
+        # Every form control has a label a screen reader reads out.
+        unlabelled = page.evaluate(
+            """() => [...document.querySelectorAll('input:not([type=hidden]), select, textarea')]
+                 .filter(el => !(el.labels && el.labels.length) && !el.getAttribute('aria-label'))
+                 .map(el => el.name)"""
+        )
+        assert unlabelled == []
+    finally:
+        context.close()
+
+
+def _assert_fits(page: Any, what: str) -> None:
+    overflow = page.evaluate(
+        "() => document.documentElement.scrollWidth - document.documentElement.clientWidth"
+    )
+    wide = page.evaluate(
+        """() => [...document.querySelectorAll('main *')]
+             .filter(el => el.getBoundingClientRect().right > document.documentElement.clientWidth)
+             .slice(0, 8)
+             .map(el => el.tagName + '.' + el.className + ' ' + el.textContent.slice(0, 40))"""
+    )
+    assert overflow <= 1, f"{what} scrolls sideways by {overflow}px on a narrow screen: {wide}"
+
+
+def test_terminate_from_the_ui_stops_at_once_with_no_compensation(demo: Demo, page: Any) -> None:
+    wid = demo.ids["idle"]
+    url = f"{demo.ui}/workflows/{wid}"
+    _poll(page, url, lambda: page.locator('li[data-wait="signal"]').count() == 1, f"{wid} waits")
+    actions = page.locator("section.actions").inner_text().lower()
+    assert "send signal" in actions and "cancel workflow" in actions
+    # Offered only when the engine has it.
+    assert ("query" in actions) == hasattr(demo.d.client(), "query"), actions
+    page.get_by_label("Why terminate").fill("stuck: the approver left")
+    page.get_by_label("Who (recorded)").fill("ops@example.com")
+    page.get_by_role("button", name="Terminate now").click()
+    recorded = page.locator('#action-result [data-outcome="recorded"]')
+    recorded.wait_for(timeout=30_000)
+    assert "WorkflowTerminated" in recorded.inner_text()
+    _poll(page, url, lambda: _status(page) == "terminated", f"{wid} terminated")
+    assert page.locator("ul.compensations").count() == 0
+    assert page.locator("section.actions").count() == 0  # nothing to act on any more
+    terminated = page.locator('tr[data-event="WorkflowTerminated"]').inner_text()
+    assert "stuck: the approver left" in terminated and "ops@example.com" in terminated
+    # The wait's timer never fires now: the graph says so, and the end is drawn.
+    assert page.locator('svg.graph g.node.abandoned[data-kind="timer"]').count() == 1
+    assert "terminated" in page.locator('svg.graph g.node[data-kind="end"]').inner_html()
+    _assert_fits(page, "a workflow page with a long input")
+    with ThreadPoolExecutor(1) as pool:
+        ledger = pool.submit(demo.d.ledger, [wid]).result(timeout=30)
+    assert [r["kind"] for r in ledger] == ["charge"]  # charged, never refunded
+    _shot(page, "terminated")

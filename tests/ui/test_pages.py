@@ -88,6 +88,11 @@ def test_actions_need_the_api_token(kafka_bootstrap: str, database_url: str) -> 
         assert status == 403
         status, html = await _post(http, f"{ui}/dlq/redrive-all", {})
         assert status == 403
+        terminate = f"{ui}/workflows/ui-auth-1/terminate"
+        status, html = await _post(http, terminate, {"reason": "stuck"})
+        assert status == 403
+        status, html = await _post(http, terminate, {"token": TOKEN})
+        assert status == 400 and "a terminate needs a reason" in html
         # With the token the form is read: a payload that is not JSON is refused by name.
         status, html = await _post(
             http, signal, {"name": "approve", "payload": "{oops", "token": TOKEN}
@@ -96,6 +101,8 @@ def test_actions_need_the_api_token(kafka_bootstrap: str, database_url: str) -> 
         status, location = await _post(
             http, signal, {"name": "approve", "payload": '{"approved": true}', "token": TOKEN}
         )
-        assert status == 303 and location.endswith("/ui/workflows/ui-auth-1?sent=signal+approve")
+        assert status == 303 and "/ui/workflows/ui-auth-1?sent=signal+approve" in location
+        # The page it goes back to looks for the event recording this very command.
+        assert "command=ui-signal%3Aui-auth-1%3Aapprove%3A" in location and "after=0" in location
 
     _with_ui(kafka_bootstrap, database_url, check)

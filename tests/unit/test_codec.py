@@ -45,6 +45,9 @@ def test_every_v1_event_body_still_decodes() -> None:
     for cls in in_v1:
         fields = {f.name: _sample(f.type) for f in dataclasses.fields(cls)}
         fields.pop("continued_from_run_id", None)
+        fields.pop("heartbeat_timeout_ms", None)
+        if cls in (m.ActivityHeartbeatRecorded, m.ActivityCancelRequested):
+            continue  # new in v3
         if cls is m.ActivityScheduled:
             fields["retry_policy"] = dataclasses.asdict(m.RetryPolicy())
         buffer = io.BytesIO()
@@ -56,7 +59,7 @@ def test_every_v1_event_body_still_decodes() -> None:
         assert type(decoded.body) is cls
 
 
-def test_a_state_transition_round_trips_and_v2_events_decode_with_the_v5_reader() -> None:
+def test_a_state_transition_round_trips_and_v2_events_decode_with_the_v6_reader() -> None:
     body = m.StateTransitioned("Charge", "Task", "failed", "Fan[2]", b"null", "Boom", "x", "Undo")
     event = m.Event("w", 7, "r", 5, body)
     assert codec.decode_event(codec.encode_event(event)) == event
@@ -67,6 +70,24 @@ def test_a_state_transition_round_trips_and_v2_events_decode_with_the_v5_reader(
     datum["body"] = ("sagaflow.TimerFired", {"timer_seq": 3})
     fastavro.schemaless_writer(buffer, v2, datum)
     assert codec.decode_event(buffer.getvalue()).body == m.TimerFired(3)
+
+
+def test_a_v1_task_decodes_without_heartbeat_settings() -> None:
+    v1 = fastavro.parse_schema(json.loads((REPO_SCHEMAS / "task.v1.avsc").read_text()))
+    task = m.ActivityTask("w", "r", "t", 1, 2, "a", "q", b"1", "w/1", 0, 0)
+    datum = dataclasses.asdict(task)
+    del datum["heartbeat_timeout_ms"], datum["heartbeat_details"]
+    buffer = io.BytesIO()
+    buffer.write(bytes([codec.MAGIC, codec.KIND_TASK, 1]))
+    fastavro.schemaless_writer(buffer, v1, datum)
+    assert codec.decode_task(buffer.getvalue()) == task
+
+
+def test_activity_cancellations_round_trip_and_settled_ones_are_tombstones() -> None:
+    live = m.ActivityCancellation("w/3", "w", "r", 3)
+    assert codec.decode_cancellation(codec.encode_cancellation(live)) == live  # type: ignore[arg-type]
+    settled = m.ActivityCancellation("w/3", "w", "r", 3, active=False)
+    assert codec.encode_cancellation(settled) is None
 
 
 def _sample(hint: object) -> object:
@@ -83,7 +104,7 @@ def _sample(hint: object) -> object:
 
 def test_writers_use_the_newest_schema_version() -> None:
     event = m.Event("w", 1, "r", 0, m.TimerFired(1))
-    assert codec.encode_event(event)[:3] == bytes((codec.MAGIC, codec.KIND_EVENT, 5))
+    assert codec.encode_event(event)[:3] == bytes((codec.MAGIC, codec.KIND_EVENT, 6))
     command = m.CancelWorkflow("w")
     assert codec.encode_command(command)[:3] == bytes((codec.MAGIC, codec.KIND_COMMAND, 3))
 
@@ -104,14 +125,39 @@ def _record_fields(schema: object, name: str) -> set[str] | None:
     return None
 
 
+_V4 = json.loads((REPO_SCHEMAS / "event.v4.avsc").read_text())
+_V4_BODIES = tuple(
+    cls for cls in typing.get_args(m.EventBody) if _record_fields(_V4, cls.__name__) is not None
+)
+
+
+@pytest.mark.parametrize("cls", _V4_BODIES, ids=lambda cls: cls.__name__)
+def test_every_v4_event_body_still_decodes(cls: type) -> None:
+    v4 = fastavro.parse_schema(_V4)
+    written = _record_fields(_V4, cls.__name__) or set()
+    fields = {f.name: _sample(f.type) for f in dataclasses.fields(cls) if f.name in written}
+    if cls is m.ActivityScheduled:
+        fields["retry_policy"] = dataclasses.asdict(m.RetryPolicy())
+    buffer = io.BytesIO()
+    buffer.write(bytes([codec.MAGIC, codec.KIND_EVENT, 4]))
+    datum = {"workflow_id": "w", "seq": 1, "run_id": "r", "recorded_at_ms": 5}
+    datum["body"] = ("sagaflow." + cls.__name__, fields)
+    fastavro.schemaless_writer(buffer, v4, datum)
+    decoded = codec.decode_event(buffer.getvalue())
+    assert type(decoded.body) is cls
+    if cls is m.ActivityScheduled:
+        assert decoded.body.heartbeat_timeout_ms == 0  # type: ignore[union-attr]
+
+
 @pytest.mark.parametrize(
     ("schema_file", "types"),
     [
         ("command.v3.avsc", typing.get_args(m.Command)),
-        ("event.v5.avsc", (*typing.get_args(m.EventBody), m.Event, m.RetryPolicy)),
-        ("task.v1.avsc", (m.ActivityTask,)),
+        ("event.v6.avsc", (*typing.get_args(m.EventBody), m.Event, m.RetryPolicy)),
+        ("task.v2.avsc", (m.ActivityTask,)),
         ("closed.v1.avsc", (m.ClosedWorkflow,)),
         ("reply.v1.avsc", (m.ReplyToCaller,)),
+        ("cancellation.v1.avsc", (m.ActivityCancellation,)),
     ],
 )
 def test_current_schemas_cover_every_field_of_every_record(

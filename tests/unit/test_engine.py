@@ -147,8 +147,10 @@ def test_duplicate_and_stale_activity_reports_decide_nothing(engine: Engine) -> 
     assert engine.handle(stale_run, T0) == m.Decision()
     never = m.CompleteActivity("wf", task.run_id, 99, 1, b"1")
     assert engine.handle(never, T0) == m.Decision()
-    heartbeat = m.HeartbeatActivity("wf", task.run_id, task.activity_seq, 1)
-    assert engine.handle(heartbeat, T0) == m.Decision()
+    stale_heartbeat = m.HeartbeatActivity("wf", task.run_id, task.activity_seq, 7)
+    assert engine.handle(stale_heartbeat, T0) == m.Decision()
+    other_run_heartbeat = m.HeartbeatActivity("wf", "other-run", task.activity_seq, 1)
+    assert engine.handle(other_run_heartbeat, T0) == m.Decision()
     assert bodies(complete(engine, task)) == [m.ActivityCompleted, m.WorkflowCompleted]
 
 

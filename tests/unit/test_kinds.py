@@ -16,8 +16,9 @@ pytestmark = pytest.mark.unit
 EVENT_TYPES = set(typing.get_args(m.EventBody))
 COMMAND_TYPES = set(typing.get_args(m.Command))
 
-NO_SPAN_OF_ITS_OWN = {m.TimerCancelled, m.MarkerRecorded}
-"""Recorded under their run's context: a cancelled timer and a patch marker are not effects."""
+NO_SPAN_OF_ITS_OWN = {m.TimerCancelled, m.MarkerRecorded, m.ActivityHeartbeatRecorded}
+"""Recorded under their run's context: a cancelled timer and a patch marker are not effects,
+and a span per heartbeat would drown the trace."""
 
 SAMPLES: dict[type, m.EventBody] = {
     m.WorkflowStarted: m.WorkflowStarted("checkout", 1, b"{}", 7),
@@ -26,6 +27,8 @@ SAMPLES: dict[type, m.EventBody] = {
     m.ActivityRetried: m.ActivityRetried(2, 2),
     m.ActivityCompleted: m.ActivityCompleted(2, 2, b'{"ok":true}'),
     m.ActivityFailed: m.ActivityFailed(2, 3, "Boom", "no", b"null", "attempts_exhausted"),
+    m.ActivityHeartbeatRecorded: m.ActivityHeartbeatRecorded(2, 1, b'{"done":5}'),
+    m.ActivityCancelRequested: m.ActivityCancelRequested(2),
     m.TimerStarted: m.TimerStarted(3, 9_000),
     m.TimerFired: m.TimerFired(3),
     m.TimerCancelled: m.TimerCancelled(3),

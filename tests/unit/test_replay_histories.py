@@ -16,7 +16,7 @@ from sagaflow.testing import history_from_json, history_to_json
 pytestmark = pytest.mark.unit
 
 HISTORIES = Path(__file__).parents[1] / "histories"
-GOOD = sorted(p for p in HISTORIES.glob("*.json") if p.stem != "checkout_nondeterministic")
+GOOD = sorted(p for p in HISTORIES.glob("checkout_*.json") if p.stem != "checkout_nondeterministic")
 BAD = HISTORIES / "checkout_nondeterministic.json"
 
 

@@ -25,8 +25,10 @@ from sagaflow import telemetry
 from sagaflow.config import Config
 from sagaflow.core.messages import (
     ActivityAttemptFailed,
+    ActivityCancelRequested,
     ActivityCompleted,
     ActivityFailed,
+    ActivityHeartbeatRecorded,
     ActivityScheduled,
     ActivityTask,
     Command,
@@ -35,7 +37,10 @@ from sagaflow.core.messages import (
     Event,
     EventBody,
     FailActivity,
+    HeartbeatActivity,
     RetryPolicy,
+    SignalReceived,
+    SignalWorkflow,
     StartWorkflow,
     StateTransitioned,
     StepView,
@@ -578,3 +583,36 @@ def test_an_unsampled_workflow_makes_no_span_at_any_hop_but_carries_the_decision
     for record in headers:
         parent = telemetry.extract(record)
         assert parent is not None and not parent.trace_flags.sampled
+
+
+def test_an_activity_cancellation_has_a_span_and_heartbeats_have_none(saga: Saga) -> None:
+    commands = CONFIG.topics.commands
+    start = StartWorkflow(WID, "checkout", b"{}")
+    start_msg = saga.message(
+        commands, start, telemetry.command_headers(saga.client, commands)(start)
+    )
+    d = Decision(
+        (
+            saga.event(WorkflowStarted("checkout", 1, b"{}", 7), 1_000),
+            saga.event(scheduled(1, "crunch"), 1_000),
+        ),
+        (task(1, "crunch"),),
+    )
+    saga.decide(start, start_msg, d)
+    beat = HeartbeatActivity(WID, RUN, 1, 1, b"5")
+    d = Decision((saga.event(ActivityHeartbeatRecorded(1, 1, b"5"), 1_100),))
+    saga.decide(beat, saga.message(commands, beat, []), d)
+    signal = SignalWorkflow(WID, "stop", b"null")
+    d = Decision(
+        (
+            saga.event(SignalReceived("stop", b"null"), 1_200),
+            saga.event(ActivityCancelRequested(1), 1_200),
+        )
+    )
+    saga.decide(signal, saga.message(commands, signal, []), d)
+    spans = saga.spans()
+    cancel = spans["request cancel step 1"]
+    assert cancel.attributes is not None and cancel.attributes["sagaflow.activity.seq"] == 1
+    assert cancel.parent is not None
+    assert cancel.parent.span_id == spans["signal stop"].context.span_id
+    assert not [name for name in spans if "heartbeat" in name]

@@ -11,7 +11,8 @@
   live worker → leave it (short lease: wait it out and claim again). Acquired → run.
 - **run**: activities concurrently, at most SAGAFLOW_WORKER_CONCURRENCY at once; synchronous
   ones in the worker's own thread pool, so they never starve the consumer threads. One
-  heartbeat extends every held lease in one statement.
+  heartbeat extends every held lease in one statement. An activity's own heartbeats (throttled)
+  and its workflow's cancellations travel through sagaflow_worker.control.
 - **record**: every outcome ready at that moment in one statement, each under its token; a
   step whose token was taken over publishes nothing.
 - **publish**: produce CompleteActivity/FailActivity (and dead letters); librdkafka batches the
@@ -26,7 +27,6 @@ flight, so batches grow with load and an idle worker answers at once.
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
 import threading
 import time
@@ -44,7 +44,7 @@ from psycopg_pool import PoolTimeout
 from sagaflow import codec, faults
 from sagaflow.config import Config
 from sagaflow.core.errors import activity_failure
-from sagaflow.core.messages import ActivityTask, CompleteActivity, FailActivity
+from sagaflow.core.messages import ActivityTask, CompleteActivity, FailActivity, HeartbeatActivity
 from sagaflow.core.registry import ActivityContext, Registry
 from sagaflow.kafka import triage
 from sagaflow.kafka.clients import command_producer, group_consumer
@@ -52,6 +52,7 @@ from sagaflow.kafka.dlq import dead_letter
 from sagaflow.kafka.produce import describe_error, produce
 from sagaflow.kafka.records import headers_of, position
 from sagaflow.service import in_thread
+from sagaflow_worker.control import AttemptControl, CancelWatch, run_attempt
 from sagaflow_worker.hooks import ConsumedTask, TaskTrace, WorkerHooks
 from sagaflow_worker.idempotency import (
     Acquired,
@@ -167,6 +168,7 @@ class Worker:
         self._held: dict[str, int] = {}  # idempotency key -> token, while the activity runs
         self._fatal: triage.FatalKafkaError | None = None
         self._running: set[asyncio.Task[None]] = set()
+        self.cancels = CancelWatch(config)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -186,6 +188,7 @@ class Worker:
         ]
         pump = threading.Thread(target=self._pump, args=(stop,), daemon=True, name="producer")
         pump.start()
+        self.cancels.start()
         done: list[asyncio.Future[None]] = []
         for name in self.status.queues:
             q = _Queue(name, self.config.topics.tasks(name), self.config.worker_group_prefix + name)
@@ -198,6 +201,7 @@ class Worker:
             stop.set()
             for stage in stages:
                 stage.cancel()
+            await asyncio.to_thread(self.cancels.stop)
             await asyncio.to_thread(self._producer.flush, 10)
             self._executor.shutdown(wait=False, cancel_futures=True)
         if self._fatal is not None:
@@ -397,30 +401,47 @@ class Worker:
                 f"app ({self.config.app}); deploy a worker that has it",
                 True,
             )
+        try:
+            arg = codec.loads_payload(task.input)
+            details = codec.loads_payload(task.heartbeat_details)
+        except codec.DecodeError as exc:
+            return activity_failure(exc)
+        control = AttemptControl(task, self._loop, self._send_heartbeat)
+        key = task.idempotency_key
+        self.cancels.listen(key, control.cancel)
         ctx = ActivityContext(
             workflow_id=task.workflow_id,
             run_id=task.run_id,
             activity_seq=task.activity_seq,
             attempt=task.attempt,
             activity_name=task.activity_name,
-            idempotency_key=task.idempotency_key,
+            idempotency_key=key,
             resources=self.resources,
+            heartbeat_details=details,
+            control=control,
         )
         timeout = task.start_to_close_ms / 1000 if task.start_to_close_ms > 0 else None
         try:
-            arg = codec.loads_payload(task.input)
-            if inspect.iscoroutinefunction(definition.fn):
-                result = await asyncio.wait_for(definition.fn(ctx, arg), timeout)
-            else:
-                call = self._loop.run_in_executor(self._executor, definition.fn, ctx, arg)
-                result = await asyncio.wait_for(call, timeout)
-            return Succeeded(codec.dumps_payload(result))
-        except TimeoutError:
-            return Failed(
-                "StartToCloseTimeout", f"attempt ran longer than {task.start_to_close_ms} ms", True
+            return await run_attempt(definition, ctx, control, self._executor, timeout, arg)
+        finally:
+            control.close()
+            self.cancels.forget(key)
+
+    def _send_heartbeat(self, command: HeartbeatActivity) -> None:
+        """Best effort: a heartbeat lost to a broker hiccup is made good by the next one."""
+        try:
+            produce(
+                self._producer,
+                self.config.topics.commands,
+                codec.encode_command(command),
+                command.workflow_id.encode(),
             )
-        except Exception as exc:  # noqa: BLE001 - user code: any error is the attempt's failure
-            return activity_failure(exc)
+        except triage.FatalKafkaError as exc:
+            self._fatal = exc
+        except triage.AbortRequired as exc:
+            log.warning(
+                "heartbeat of %s/%s not sent: %s", command.workflow_id, command.activity_seq, exc
+            )
 
     async def _lease_keeper(self) -> None:
         """Extend every held lease in one statement, so a live attempt is never taken over."""

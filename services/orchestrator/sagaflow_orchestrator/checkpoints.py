@@ -16,9 +16,8 @@ from typing import Any
 import fastavro
 
 from sagaflow.config import Config
-from sagaflow.kafka.clients import reader
 from sagaflow.kafka.logread import LogReadError, ends_when_reachable, read_partitions
-from sagaflow_orchestrator.rebuild import RebuildError
+from sagaflow_orchestrator.rebuild import RebuildError, range_reader
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +59,7 @@ def read_all(config: Config, timeout_s: float = 30.0) -> dict[bytes, Checkpoint]
     """The newest checkpoint per key (the topic is compacted and small). Raises RebuildError
     (fatal: without checkpoints no partition can be rebuilt) naming what to do."""
     topic = config.topics.checkpoints
-    consumer = reader(config)
+    consumer = range_reader(config)
     out: dict[bytes, Checkpoint] = {}
     try:
         try:

@@ -76,7 +76,7 @@ class Hooks:
         """
 
     def aborted(self) -> None:
-        """The batch's transaction was aborted; the owned partitions are rebuilt next."""
+        """The batch's transaction was aborted; the partitions it touched are rebuilt next."""
 
     def batch(self, decided: Sequence[Decided]) -> Sequence[DecisionHeaders] | None:
         """The batch's decisions are about to be produced, in one transaction: headers for each

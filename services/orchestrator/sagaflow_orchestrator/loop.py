@@ -4,10 +4,10 @@ Per batch: decode each command (undecodable -> dlq), let the partition's engine 
 due timers, then in ONE transaction append the events to events-p, produce the effects
 (activity tasks, commands to other workflows, replies to waiting callers), write a checkpoint
 now and then, and commit the consumed command offsets (KIP-447: the consumer's group metadata
-fences a zombie that lost the partition). An abortable error aborts
-the transaction, drops the batch's state by rebuilding the owned partitions from the log, and
-rewinds the consumer to the committed offsets. A fatal error leaves the loop with an exception
-so the process exits non-zero and is restarted.
+fences a zombie that lost the partition). An abortable error aborts the transaction, drops the
+batch's state by rebuilding the partitions the batch touched from the log, and rewinds their
+consumer positions to the committed offsets. A fatal error leaves the loop with an exception so
+the process exits non-zero and is restarted.
 
 No transaction is ever open while the consumer runs its rebalance callbacks: the loop commits
 before it polls again, so on revocation there is nothing in flight to finish.
@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any, assert_never
 
@@ -34,6 +34,7 @@ from confluent_kafka import (
 from sagaflow import codec
 from sagaflow.config import Config
 from sagaflow.core.messages import (
+    ActivityCancellation,
     ActivityTask,
     ClosedWorkflow,
     CommandToWorkflow,
@@ -43,15 +44,17 @@ from sagaflow.core.messages import (
     ReplyToCaller,
 )
 from sagaflow.core.registry import Registry
+from sagaflow.faults import fault_point
 from sagaflow.kafka import triage
-from sagaflow.kafka.clients import group_consumer, reader, transactional_producer
+from sagaflow.kafka.clients import group_consumer, transactional_producer
 from sagaflow.kafka.dlq import dead_letter
 from sagaflow.kafka.partition import partition_for
 from sagaflow.kafka.produce import produce
 from sagaflow.kafka.records import headers_of, position
 from sagaflow_orchestrator import checkpoints
+from sagaflow_orchestrator.handover import Handover
 from sagaflow_orchestrator.hooks import ConsumedCommand, Decided, Fired, Hooks
-from sagaflow_orchestrator.rebuild import OwnedPartition, rebuild_partition
+from sagaflow_orchestrator.rebuild import OwnedPartition, range_reader, rebuild_partition
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +80,9 @@ class _Outgoing:
     partition, the workflow id, the record), produced there keyed by the id."""
     offsets: dict[int, int] = field(default_factory=dict)
     commands: int = 0
+    touched: set[int] = field(default_factory=set)
+    """Partitions whose engine or consumer position this batch moved: all that an abort must
+    rebuild and rewind (the others' state is still what the log has committed)."""
 
     def empty(self) -> bool:
         return not (self.decided or self.dead or self.offsets or self.rerouted)
@@ -116,6 +122,7 @@ class Orchestrator:
         self._pending_resume: set[int] = set()
         self._command_partitions: int | None = None
         self._retired: list[Producer] = []
+        self._handover = Handover(config, self.transactional_id)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -123,7 +130,11 @@ class Orchestrator:
         """Run until `stop` is set. Raises FatalKafkaError (or RebuildError) on fatal trouble."""
         topics = self.config.topics
         self._producer = self._new_producer()
-        self._consumer = group_consumer(self.config, self.config.orchestrator_group)
+        # The group's client id is the transactional id: a new owner of a dead member's
+        # partitions finds out whom to fence by it (handover.py).
+        self._consumer = group_consumer(
+            self.config, self.config.orchestrator_group, **{"client.id": self.transactional_id}
+        )
         self._consumer.subscribe(
             [topics.commands],
             on_assign=self._on_assign,
@@ -192,10 +203,15 @@ class Orchestrator:
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         new = sorted(tp.partition for tp in partitions)
         if not new:
+            self._handover.note_members()
             return
         self.status.rebuilding = frozenset(new)
         self.status.ready = False
         now_ms = int(self.clock() * 1000)
+        # A member that died inside a transaction holds these partitions' committed offsets
+        # back until the broker aborts it (10-20 s); fencing it aborts it now.
+        self._handover.release(new)
+        self._handover.note_members()
         for p, owned in self._rebuild(new).items():
             self._owned[p] = owned
             self.hooks.rebuilt(p, owned.rebuilt_events, owned.rebuild_seconds)
@@ -212,7 +228,7 @@ class Orchestrator:
         """Rebuild `partitions` from their checkpoints, through one reader."""
         lows = checkpoints.read_all(self.config)
         rebuilt: dict[int, OwnedPartition] = {}
-        consumer = reader(self.config)
+        consumer = range_reader(self.config)
         try:
             for p in partitions:
                 low = lows.get(checkpoints.key(self.config.topics.events, p))
@@ -229,6 +245,7 @@ class Orchestrator:
         return rebuilt
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._handover.note_members()
         for tp in partitions:
             self._owned.pop(tp.partition, None)
             self._pending_resume.discard(tp.partition)
@@ -258,11 +275,13 @@ class Orchestrator:
         for p in sorted(self._pending_resume):
             owned = self._owned.get(p)
             if owned is not None:
+                out.touched.add(p)
                 self._emit(p, owned.engine.resume_parked(now_ms), out, Fired("resumed", now_ms))
         self._pending_resume.clear()
         for p, owned in sorted(self._owned.items()):
             nd = owned.engine.next_due_ms()
             if nd is not None and nd <= now_ms:
+                out.touched.add(p)
                 self._emit(p, owned.engine.fire_due(now_ms), out, Fired("due", now_ms))
         checkpoint_due = (
             self.clock() - self._last_checkpoint
@@ -282,6 +301,7 @@ class Orchestrator:
         if owned is None:
             return  # fetched just before a revocation; the new owner will read it
         out.offsets[p] = offset + 1
+        out.touched.add(p)
         out.commands += 1
         try:
             command = codec.decode_command(msg.value() or b"")
@@ -389,7 +409,12 @@ class Orchestrator:
             if with_checkpoint:
                 self._produce_checkpoints(producer)
             if out.offsets:
-                offsets = [TopicPartition(topics.commands, p, o) for p, o in out.offsets.items()]
+                # The metadata names the committer: a later owner of the partition fences it by
+                # that id if it dies inside a transaction (handover.py).
+                offsets = [
+                    TopicPartition(topics.commands, p, o, metadata=self.transactional_id)
+                    for p, o in out.offsets.items()
+                ]
                 meta = consumer.consumer_group_metadata()
                 triage.call(
                     lambda: producer.send_offsets_to_transaction(offsets, meta, 30),
@@ -397,17 +422,29 @@ class Orchestrator:
                 )
             # flush serves the delivery reports that carry the events' offsets
             producer.flush(30)
+            if out.events:
+                # Events in the log, offsets sent, nothing committed: a death here leaves an
+                # open transaction for the next owner to get past (handover.py).
+                fault_point("orchestrator_in_transaction")
             triage.call(lambda: producer.commit_transaction(30), "commit_transaction")
         except triage.AbortRequired as exc:
+            # Only the partitions this batch touched are rebuilt: a group change aborts the
+            # batch in flight (ILLEGAL_GENERATION on its offsets) just when the partitions of a
+            # lost member wait for this process, and the others' state is still the log's.
+            touched = sorted(out.touched & set(self._owned))
+            if triage.group_moved(exc):
+                # The producer is healthy: aborting its transaction takes a round trip, where a
+                # new producer waits for the coordinator to abort the old one's (0.5-1 s).
+                log.warning("%s; rewinding partitions %s", exc, touched)
+                self._abort_and_rewind(partitions=touched)
+                return
             # A new producer with the same transactional id aborts the failed transaction at
             # the coordinator: more robust than abort_transaction on a producer whose state the
             # error may have damaged (after a broker restart, an out-of-order sequence left
             # librdkafka waiting for an epoch bump that never came, blocking every later call).
-            log.warning(
-                "%s; renewing the producer and rewinding partitions %s", exc, sorted(self._owned)
-            )
+            log.warning("%s; renewing the producer and rewinding partitions %s", exc, touched)
             self._renew_producer()
-            self._abort_and_rewind(abort=False)
+            self._abort_and_rewind(abort=False, partitions=touched)
             return
         elapsed = time.perf_counter() - started
         for p, event, offset in appended:
@@ -420,7 +457,7 @@ class Orchestrator:
         self.status.last_commit_ms = int(self.clock() * 1000)
         self.hooks.committed(out.commands, out.events, out.tasks, len(out.dead), elapsed)
 
-    def _effect_record(self, effect: Effect) -> tuple[str, str, bytes]:
+    def _effect_record(self, effect: Effect) -> tuple[str, str, bytes | None]:
         """Where an effect goes: (topic, key, value). Keys route by the default partitioner,
         like every producer's, so a command lands on its target workflow's partition."""
         topics = self.config.topics
@@ -436,6 +473,13 @@ class Orchestrator:
                 return topics.commands, command.workflow_id, codec.encode_command(command)
             case ReplyToCaller():
                 return topics.replies, effect.reply_to, codec.encode_reply(effect)
+            case ActivityCancellation():
+                # A tombstone (None) once the activity settled: compaction then drops the key.
+                return (
+                    topics.activity_cancels,
+                    effect.idempotency_key,
+                    codec.encode_cancellation(effect),
+                )
             case _:
                 assert_never(effect)
 
@@ -443,7 +487,7 @@ class Orchestrator:
         self,
         producer: Producer,
         topic: str,
-        value: bytes,
+        value: bytes | None,
         key: str,
         partition: int | None,
         headers: list[tuple[str, bytes]],
@@ -477,21 +521,28 @@ class Orchestrator:
                 checkpoints.key(self.config.topics.events, p),
             )
 
-    def _abort_and_rewind(self, *, abort: bool = True) -> None:
-        """Abort the batch's transaction, rebuild the owned partitions from the log and seek back
-        to the committed offsets. While Kafka is away (a broker restart: NOT_COORDINATOR,
-        transport errors) this waits with backoff, unready, instead of ending the process."""
+    def _abort_and_rewind(
+        self, *, abort: bool = True, partitions: Collection[int] | None = None
+    ) -> None:
+        """Abort the batch's transaction, rebuild `partitions` (None: every owned one) from the
+        log and seek them back to the committed offsets. While Kafka is away (a broker restart:
+        NOT_COORDINATOR, transport errors) this waits with backoff, unready, instead of ending
+        the process."""
         producer = self._producer_or_die()
         self.status.aborts += 1
         self.hooks.aborted()  # nothing of the batch happened
-        aborted = not abort
+        if abort:
+            try:
+                triage.call(lambda: producer.abort_transaction(30), "abort_transaction")
+            except triage.AbortRequired as exc:
+                # The producer cannot even abort (the broker may be restarting): a new one with
+                # the same transactional id aborts the transaction at the coordinator instead.
+                log.warning("%s; renewing the producer", exc)
+                self._renew_producer()
         backoff = 0.2
         while True:
             try:
-                if not aborted:
-                    triage.call(lambda: producer.abort_transaction(30), "abort_transaction")
-                    aborted = True
-                self._rewind()
+                self._rewind(partitions)
                 self.status.ready = not self.status.rebuilding
                 return
             except triage.AbortRequired as exc:
@@ -505,14 +556,17 @@ class Orchestrator:
                 time.sleep(backoff)  # backoff while Kafka is away
                 backoff = min(backoff * 2, 5.0)
 
-    def _rewind(self) -> None:
+    def _rewind(self, partitions: Collection[int] | None) -> None:
         consumer = self._consumer_or_die()
-        owned = sorted(self._owned)
+        wanted = self._owned if partitions is None else partitions
+        owned = sorted(p for p in wanted if p in self._owned)
         if not owned:
             return
         tps = [TopicPartition(self.config.topics.commands, p) for p in owned]
         committed = triage.call(lambda: consumer.committed(tps, timeout=30), "committed")
-        self._owned.update(self._rebuild(owned))
+        for p, rebuilt in self._rebuild(owned).items():
+            self._owned[p] = rebuilt
+            self.hooks.rebuilt(p, rebuilt.rebuilt_events, rebuilt.rebuild_seconds)
         for tp in committed:
             self._pending_resume.add(tp.partition)
             offset = tp.offset if tp.offset >= 0 else OFFSET_BEGINNING

@@ -47,8 +47,10 @@ from sagaflow.core import kinds
 from sagaflow.core.messages import (
     CLOSING_EVENTS,
     ActivityAttemptFailed,
+    ActivityCancelRequested,
     ActivityCompleted,
     ActivityFailed,
+    ActivityHeartbeatRecorded,
     ActivityRetried,
     ActivityScheduled,
     ActivityTask,
@@ -441,6 +443,17 @@ class Observer(Hooks):
                 linked=sender,
             )
             return _context(span), True
+        if isinstance(body, ActivityCancelRequested):
+            # The notice to the worker is produced in this transaction.
+            span = self._span(
+                _name(body),
+                event,
+                run,
+                cause or run.context,
+                SpanKind.PRODUCER,
+                {"sagaflow.activity.seq": body.activity_seq},
+            )
+            return _context(span), False
         if isinstance(body, SignalWaitStarted):
             attrs: Attributes = {"sagaflow.signal.name": body.name}
             if body.timeout_at_ms:
@@ -520,7 +533,7 @@ class Observer(Hooks):
                 self._batch.continued[wid] = run.context
             del self._runs[wid]
             return _context(span), False
-        if isinstance(body, MarkerRecorded):
+        if isinstance(body, MarkerRecorded | ActivityHeartbeatRecorded):
             return None, False  # no span of its own: recorded under the run's context
         assert_never(body)
 

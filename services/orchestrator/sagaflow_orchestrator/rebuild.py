@@ -39,6 +39,21 @@ class RebuildError(FatalError):
     """The events log could not be read to its end in time; the process should restart."""
 
 
+RANGE_FETCH_WAIT_MS = 10
+"""How long the broker may hold a fetch that finds nothing new, for the orchestrator's range
+reads. A range read learns it has reached a partition's end only from an empty fetch (the last
+records are transaction markers, never handed out), and librdkafka's default lets the broker
+hold that fetch 500 ms: most of a survivor's failover went to these waits (2.7 s against 0.2 s
+for three partitions rebuilt on this machine). A range read is short-lived, so the extra empty
+fetches cost nothing."""
+
+
+def range_reader(config: Config) -> Consumer:
+    """A reader for the orchestrator's range reads (rebuild, checkpoints) that reaches each
+    partition's end without waiting on the broker's idle fetch."""
+    return reader(config, **{"fetch.wait.max.ms": RANGE_FETCH_WAIT_MS})
+
+
 @dataclass
 class OwnedPartition:
     """One commands partition this orchestrator owns, with the state rebuilt for it."""
@@ -103,7 +118,7 @@ def rebuild_partition(
 
     own_reader = consumer is None
     if consumer is None:
-        consumer = reader(config)
+        consumer = range_reader(config)
     try:
         with _cyclic_gc_paused():
             closed_topic, events_topic = config.topics.closed_workflows, config.topics.events
