@@ -36,8 +36,8 @@ history predates it replay (and finish) as they ran, without the records."""
 CANCEL_SIBLINGS = "asl.cancel-sibling-branches"
 """Patch id: when a branch of a Parallel state (or an item of a Map state) fails, the others
 are stopped, as AWS does: their timers cancelled, their waits abandoned, no new activities
-scheduled (a running activity is left to finish, its result unobserved). Executions whose
-history predates it let the others run on, as they did."""
+scheduled, and their running activities asked to stop (ActivityHandle.cancel, not waited for).
+Executions whose history predates it let the others run on, as they did."""
 PATCHES = (RECORD_STATES, CANCEL_SIBLINGS)
 """Every behaviour change since the first interpreter, each a `ctx.patched` id."""
 RECORDED_OUTPUT_LIMIT = 32 * 1024

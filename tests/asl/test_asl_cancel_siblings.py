@@ -149,3 +149,23 @@ def test_on_the_events_a_stopped_branch_cancels_its_timers_and_abandons_its_toke
     # branch calls echo (so the assertions above would fail there).
     old = _run(definition, (RECORD_STATES,))
     assert "echo" in [e.body.activity_name for e in old if isinstance(e.body, m.ActivityScheduled)]
+
+
+def test_a_stopped_branch_asks_its_running_activity_to_stop() -> None:
+    task = {"Type": "Task", "Resource": "activity:echo", "Parameters": {"late": "running"}}
+    echo = {"StartAt": "E", "States": {"E": {**task, "End": True}}}
+    # The failing branch's task runs first (tasks run in the order scheduled), while the echo
+    # task of the other branch is still running.
+    definition = caught({"Type": "Parallel", "Branches": [FAILING, echo]})
+    history = _run(definition, PATCHES)
+    scheduled = [e.body for e in history if isinstance(e.body, m.ActivityScheduled)]
+    (echo_seq,) = [b.activity_seq for b in scheduled if b.activity_name == "echo"]
+    requested = [e.body.activity_seq for e in history
+                 if isinstance(e.body, m.ActivityCancelRequested)]  # fmt: skip
+    assert requested == [echo_seq]
+    stopped = [(e.body.state, e.body.transition) for e in history
+               if isinstance(e.body, m.StateTransitioned) and e.body.scope == "S[1]"]  # fmt: skip
+    assert stopped == [("E", "entered"), ("E", "cancelled")]
+    # Before the change the running activity was left alone.
+    old = _run(definition, (RECORD_STATES,))
+    assert not [e for e in old if isinstance(e.body, m.ActivityCancelRequested)]
