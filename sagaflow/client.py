@@ -8,6 +8,7 @@ is ever seen.
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -17,19 +18,24 @@ from confluent_kafka import KafkaError, Message, Producer
 from sagaflow import codec
 from sagaflow.config import Config
 from sagaflow.core import payload as core_payload
+from sagaflow.core.errors import SagaflowError
 from sagaflow.core.identity import start_command_id
 from sagaflow.core.messages import (
     CLOSING_EVENTS,
     CancelWorkflow,
     Command,
     Event,
+    QueryWorkflow,
+    ReplyToCaller,
     SignalWorkflow,
     StartWorkflow,
     TerminateWorkflow,
+    UpdateWorkflow,
 )
 from sagaflow.kafka import triage
 from sagaflow.kafka.clients import command_producer, reader
 from sagaflow.kafka.logread import end_offsets, partitions_of, read_partitions
+from sagaflow.kafka.partition import partition_for
 from sagaflow.kafka.produce import describe_error, produce
 from sagaflow.kafka.records import headers_of, position
 
@@ -42,6 +48,26 @@ class DeliveryError(RuntimeError):
 
 payload = core_payload.dumps
 """A payload's bytes, as every other part of sagaflow encodes it (sagaflow.core.payload)."""
+
+
+class ReplyTimeoutError(SagaflowError, TimeoutError):
+    """No answer to a query or update arrived in time. Nothing is known about the outcome of an
+    update: ask again with the same update id (it is deduplicated) to learn it."""
+
+
+class ReplyError(SagaflowError):
+    """A query or update was answered with a failure or a rejection (see `reply`)."""
+
+    def __init__(self, reply: ReplyToCaller) -> None:
+        super().__init__(f"{reply.error_type}: {reply.message}")
+        self.reply = reply
+
+
+def reply_value(reply: ReplyToCaller) -> Any:
+    """The answer's value; ReplyError if the query or update failed or was rejected."""
+    if not reply.ok:
+        raise ReplyError(reply)
+    return core_payload.loads(reply.result)
 
 
 class Client:
@@ -171,6 +197,65 @@ class Client:
 
     def cancel(self, workflow_id: str, reason: str = "", command_id: str = "") -> None:
         self.send(CancelWorkflow(workflow_id, reason, command_id))
+
+    def query(
+        self, workflow_id: str, name: str, args: Any = None, *, timeout_s: float = 10.0
+    ) -> ReplyToCaller:
+        """Ask the orchestrator that owns the workflow; wait up to timeout_s for the answer
+        (ReplyTimeoutError). `reply_value(reply)` gives the value or raises."""
+        request_id = uuid.uuid4().hex
+        command = QueryWorkflow(workflow_id, name, payload(args), request_id, request_id)
+        return self.ask(command, timeout_s)
+
+    def update(
+        self,
+        workflow_id: str,
+        name: str,
+        args: Any = None,
+        *,
+        update_id: str = "",
+        timeout_s: float = 30.0,
+    ) -> ReplyToCaller:
+        """Send an update and wait for its result. Pass the same `update_id` to repeat an update
+        safely: a repeat is answered with the first one's result."""
+        request_id = uuid.uuid4().hex
+        command = UpdateWorkflow(
+            workflow_id, name, payload(args), update_id or request_id, request_id, request_id
+        )
+        return self.ask(command, timeout_s)
+
+    def ask(self, command: QueryWorkflow | UpdateWorkflow, timeout_s: float) -> ReplyToCaller:
+        """Send `command` and wait for the reply keyed by its request id. The replies
+        partition's end is taken before sending, so the answer cannot be missed."""
+        deadline = time.monotonic() + timeout_s
+        topic = self.config.topics.replies
+        key = command.request_id.encode()
+        consumer = reader(self.config)
+        try:
+            partition = partition_for(key, len(partitions_of(consumer, topic)))
+            start = end_offsets(consumer, topic, [partition])[partition]
+            self.send(command, max(1.0, deadline - time.monotonic()))
+            for msg in read_partitions(
+                consumer,
+                topic,
+                {partition: start},
+                deadline_s=max(0.0, deadline - time.monotonic()),
+                follow=True,
+                stop=lambda m: m.key() == key,
+            ):
+                if msg.key() == key:
+                    return codec.decode_reply(msg.value() or b"")
+        finally:
+            consumer.close()
+        if isinstance(command, QueryWorkflow):
+            kind, again = "query", "(queries are safe to repeat)"
+        else:
+            kind, again = "update", f"with update id {command.update_id!r} to learn its outcome"
+        raise ReplyTimeoutError(
+            f"no answer to {kind} {command.name!r} of workflow {command.workflow_id!r} within "
+            f"{timeout_s:g}s; is an orchestrator running and owning its partition? Ask again "
+            f"{again}"
+        )
 
     def terminate(self, workflow_id: str, reason: str, by: str = "", command_id: str = "") -> None:
         """Stop the workflow now: no compensation runs (cancel asks the code instead)."""

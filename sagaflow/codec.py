@@ -20,8 +20,9 @@ v3 -> v4 added WorkflowTerminated, WorkflowTimedOut and WorkflowStarted's
 execution_deadline_ms/run_timeout_ms; event v4 -> v5 added ActivityScheduled.heartbeat_timeout_ms
 (default 0), ActivityHeartbeatRecorded and ActivityCancelRequested; task v1 -> v2 added
 heartbeat_timeout_ms (default 0) and heartbeat_details (default JSON null); cancellation v1 (the
-activity-cancels topic) is new; event v5 -> v6 added StateTransitioned (a state machine's
-state entered or left).
+activity-cancels topic) is new; command v3 -> v4 added QueryWorkflow and UpdateWorkflow; event
+v5 -> v6 added UpdateAccepted and UpdateCompleted; event v6 -> v7 added StateTransitioned (a
+state machine's state entered or left).
 """
 
 from __future__ import annotations
@@ -72,8 +73,8 @@ _KIND_NAMES = {
     KIND_CANCELLATION: "cancellation",
 }
 CURRENT_VERSIONS = {
-    KIND_COMMAND: 3,
-    KIND_EVENT: 6,
+    KIND_COMMAND: 4,
+    KIND_EVENT: 7,
     KIND_TASK: 2,
     KIND_CLOSED: 1,
     KIND_REPLY: 1,

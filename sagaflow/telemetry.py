@@ -39,7 +39,14 @@ from opentelemetry.sdk.trace.sampling import (
 from opentelemetry.trace import Link, NonRecordingSpan, SpanContext, SpanKind, Tracer
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from sagaflow.core.messages import CancelWorkflow, Command, SignalWorkflow, StartWorkflow
+from sagaflow.core.messages import (
+    CancelWorkflow,
+    Command,
+    QueryWorkflow,
+    SignalWorkflow,
+    StartWorkflow,
+    UpdateWorkflow,
+)
 
 if TYPE_CHECKING:
     # Only the alias: the client pulls in the codec and Kafka, which span-making code in the
@@ -241,6 +248,11 @@ def command_headers(telemetry: Telemetry, topic: str) -> HeaderFactory:
             name, extra = f"sagaflow signal {command.name}", {"sagaflow.signal.name": command.name}
         elif isinstance(command, CancelWorkflow):
             name, extra = "sagaflow cancel", {}
+        elif isinstance(command, QueryWorkflow):
+            name, extra = f"sagaflow query {command.name}", {"sagaflow.query.name": command.name}
+        elif isinstance(command, UpdateWorkflow):
+            name = f"sagaflow update {command.name}"
+            extra = {"sagaflow.update.name": command.name, "sagaflow.update.id": command.update_id}
         else:
             # Workers' commands carry their execution span (sagaflow_worker.observe).
             return inject(trace.get_current_span().get_span_context())

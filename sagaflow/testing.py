@@ -161,9 +161,8 @@ class WorkflowEnvironment:
     def run_task(self, task: m.ActivityTask) -> m.Decision:
         """Run one activity attempt in-process and report its outcome to the engine."""
         self.executed.append(task)
-        function = self.stubs.get(task.activity_name)
-        if function is None:
-            function = self.registry.get_activity(task.activity_name).fn
+        stub = self.stubs.get(task.activity_name)
+        definition = self.registry.get_activity(task.activity_name) if stub is None else None
         ctx = ActivityContext(
             workflow_id=task.workflow_id,
             run_id=task.run_id,
@@ -176,7 +175,11 @@ class WorkflowEnvironment:
             control=_KitControl(self, task),
         )
         try:
-            outcome = function(ctx, json.loads(task.input))
+            if definition is not None:
+                outcome = definition.fn(ctx, definition.read_input(task.input))
+            else:
+                assert stub is not None
+                outcome = stub(ctx, payload.loads(task.input))
             if inspect.isawaitable(outcome):
                 outcome = self._loop.run_until_complete(_awaited(outcome))
         except Exception as err:  # noqa: BLE001 - reported as the worker reports it

@@ -43,7 +43,7 @@ from sagaflow.core.registry import (
     Registry,
     WorkflowDefinition,
 )
-from sagaflow.core.workflow import ActivityHandle, Saga, WorkflowContext
+from sagaflow.core.workflow import ActivityHandle, Saga, WorkflowContext, WorkflowView
 
 __all__ = [
     "ActivityCancelled",
@@ -67,4 +67,5 @@ __all__ = [
     "WorkflowCodeError",
     "WorkflowContext",
     "WorkflowDefinition",
+    "WorkflowView",
 ]

@@ -14,7 +14,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from sagaflow.cli import asl, commands, dlq, replay, views
+from sagaflow.cli import ask, asl, commands, dlq, replay, views
 from sagaflow.cli.output import (
     EXIT_FAILED,
     EXIT_TIMEOUT,
@@ -163,6 +163,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("id", help="workflow id")
     p.add_argument("name", help="signal name")
     p.add_argument("--payload", help="JSON payload, or @file.json (default: null)")
+
+    p = command("query", ask.cmd_query, "ask a workflow's query handler and print the answer")
+    p.add_argument("id", help="workflow id")
+    p.add_argument("name", help="query name")
+    p.add_argument("args", nargs="?", help="JSON arguments, or @file.json (default: null)")
+    p.add_argument(
+        "--timeout", type=_positive_float, default=10.0, help="seconds to wait (default 10)"
+    )
+
+    p = command("update", ask.cmd_update, "send an update and wait for its result")
+    p.add_argument("id", help="workflow id")
+    p.add_argument("name", help="update name")
+    p.add_argument("args", help="JSON arguments, or @file.json")
+    p.add_argument(
+        "--update-id", help="repeat an earlier update safely (default: a new id)", default=None
+    )
+    p.add_argument(
+        "--timeout", type=_positive_float, default=30.0, help="seconds to wait (default 30)"
+    )
 
     p = command("cancel", commands.cmd_cancel, "ask a workflow to cancel (it compensates)")
     p.add_argument("id", help="workflow id")

@@ -1,10 +1,11 @@
 """The driver: runs one workflow run's coroutine, one activation (history event) at a time.
 
 Each event that can wake the workflow (started, activity completed or failed, timer fired,
-signal received, cancel requested) is an activation. `Driver.deliver` resolves what the event
-resolves, runs the code until every task is blocked again, and reports the commands the code
-issued to a Sink. The live sink turns them into new events; the replay sink matches them against
-recorded events (sagaflow.core.replay). The driver never sees Kafka, a clock or the OS.
+signal received, cancel requested, update accepted) is an activation. `Driver.deliver` resolves
+what the event resolves, runs the code until every task is blocked again, and reports the
+commands the code issued to a Sink. The live sink turns them into new events; the replay sink
+matches them against recorded events (sagaflow.core.replay). The driver never sees Kafka, a
+clock or the OS.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import json
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol, TypeAlias
 
 from sagaflow.core import payload
@@ -37,8 +38,10 @@ from sagaflow.core.messages import (
     RetryPolicy,
     SignalReceived,
     TimerFired,
+    UpdateAccepted,
     WorkflowStarted,
 )
+from sagaflow.core.payload import InputError
 from sagaflow.core.registry import (
     DEFAULT_RETRY_POLICY,
     DEFAULT_START_TO_CLOSE,
@@ -48,7 +51,7 @@ from sagaflow.core.registry import (
     WorkflowDefinition,
 )
 from sagaflow.core.tasks import Future, Scheduler, Task
-from sagaflow.core.workflow import ActivityHandle, WorkflowContext
+from sagaflow.core.workflow import ActivityHandle, WorkflowContext, WorkflowView
 
 # --------------------------------------------------------------------------- commands
 
@@ -143,6 +146,16 @@ class ContinueAsNewCommand:
     input: bytes
 
 
+@dataclass(frozen=True)
+class CompleteUpdateCommand:
+    """An update handler returned (error_type "") or raised a FailureError."""
+
+    update_id: str
+    result: bytes
+    error_type: str = ""
+    message: str = ""
+
+
 CodeCommand: TypeAlias = (
     ScheduleActivityCommand
     | RequestCancelActivityCommand
@@ -155,6 +168,7 @@ CodeCommand: TypeAlias = (
     | FailWorkflowCommand
     | CancelWorkflowCommand
     | ContinueAsNewCommand
+    | CompleteUpdateCommand
 )
 
 
@@ -200,6 +214,36 @@ class _SignalWait:
     timer_seq: int | None = None
 
 
+class QueryMutationError(RuntimeError):
+    """A query handler or an update validator tried to act on the workflow."""
+
+
+class _RefusingSink:
+    def emit(self, command: CodeCommand) -> int:
+        raise QueryMutationError(
+            f"a query handler or update validator tried to act ({type(command).__name__}); "
+            "they only read: use an update to change a workflow"
+        )
+
+    def decide_patch(self, change_id: str) -> bool:
+        raise QueryMutationError("patched() cannot be decided by a query handler or validator")
+
+
+class ReadOnly:
+    """Context manager: while held, the driver refuses every command."""
+
+    def __init__(self, driver: Driver) -> None:
+        self._driver = driver
+        self._saved: Sink | None = None
+
+    def __enter__(self) -> None:
+        self._saved = self._driver._sink
+        self._driver._sink = _RefusingSink()
+
+    def __exit__(self, *exc: object) -> None:
+        self._driver._sink = self._saved
+
+
 # --------------------------------------------------------------------------- the driver
 
 
@@ -232,6 +276,9 @@ class Driver:
         self._signal_buffer: dict[str, deque[bytes]] = {}
         self._signal_waiters: dict[str, deque[_SignalWait]] = {}
         self._patches: dict[str, bool] = {}
+        self._updates: list[Task] = []
+        self.state: dict[str, Any] = {}
+        """ctx.state: what queries read and updates change."""
 
     # ------------------------------------------------------------------ activations
 
@@ -248,6 +295,7 @@ class Driver:
         try:
             self._resolve(event)
             self._scheduler.run_until_blocked()
+            self._check_updates()
             self._finish_if_done()
         finally:
             self._sink = None
@@ -255,12 +303,16 @@ class Driver:
     def _resolve(self, event: Event) -> None:
         body = event.body
         if isinstance(body, WorkflowStarted):
-            argument = json.loads(body.input)
-            self._root = self._scheduler.spawn(self.definition.fn(self.ctx, argument))
+            self._root = self._scheduler.spawn(self._run(body.input))
         elif isinstance(body, ActivityCompleted):
             handle = self._activities.pop(body.activity_seq, None)
             if handle is not None:
-                handle.resolve(json.loads(body.result))
+                try:
+                    handle.resolve(payload.decode(body.result, handle.result_type, "result"))
+                except InputError as exc:
+                    # The activity returned what its own annotation refuses: a bug the
+                    # workflow's await reports (the workflow parks until fixed code runs).
+                    handle.fail(exc)
         elif isinstance(body, ActivityFailed):
             handle = self._activities.pop(body.activity_seq, None)
             if handle is not None:
@@ -286,6 +338,74 @@ class Driver:
             self.cancel_requested = True
             if self._root is not None:
                 self._scheduler.cancel(self._root, CancelledError(body.reason))
+        elif isinstance(body, UpdateAccepted):
+            self._updates.append(self._scheduler.spawn(self._run_update(body)))
+
+    async def _run_update(self, accepted: UpdateAccepted) -> None:
+        """An update handler as a task of the workflow; its end is recorded as UpdateCompleted
+        (a FailureError is the update's failure; anything else is a bug and parks the run)."""
+        found = self.registry.find_update(self.definition.name, accepted.name)
+        if found is None:
+            self._emit(
+                CompleteUpdateCommand(
+                    accepted.update_id,
+                    b"null",
+                    "UnknownUpdate",
+                    f"workflow {self.definition.name!r} has no update {accepted.name!r} any more",
+                )
+            )
+            return
+        try:
+            value = await found.fn(self.ctx, json.loads(accepted.args))
+        except FailureError as err:
+            self._emit(CompleteUpdateCommand(accepted.update_id, b"null", err.error_type, str(err)))
+            return
+        try:
+            result = encode_json(value)
+        except (TypeError, ValueError) as exc:
+            raise WorkflowCodeError(self.workflow_id, exc) from exc
+        self._emit(CompleteUpdateCommand(accepted.update_id, result))
+
+    def _check_updates(self) -> None:
+        """An update handler that raised a bug parks the workflow, as its main code would."""
+        for task in self._updates:
+            error = task.result.error
+            if error is not None:
+                if isinstance(error, WorkflowCodeError | NonDeterminismError):
+                    raise error
+                raise WorkflowCodeError(self.workflow_id, error) from error
+        self._updates = [t for t in self._updates if not t.result.done]
+
+    def view(self, status: str) -> WorkflowView:
+        """A copy of the workflow as queries and validators see it (ValueError when ctx.state
+        is not JSON-able)."""
+        try:
+            state = json.loads(encode_json(self.state))
+        except (TypeError, ValueError) as exc:
+            raise ValueError(
+                f"ctx.state of workflow {self.workflow_id!r} is not JSON-able ({exc}); keep "
+                "only JSON values in it"
+            ) from exc
+        return WorkflowView(
+            workflow_id=self.workflow_id,
+            run_id=self.run_id,
+            workflow_type=self.definition.name,
+            version=self.definition.version,
+            status=status,
+            state=state,
+            now=datetime.fromtimestamp(self.now_ms / 1000, tz=UTC),
+        )
+
+    def read_only(self) -> ReadOnly:
+        """A guard for running a query handler or a validator: any command the code tries to
+        issue while it is held raises QueryMutationError instead."""
+        return ReadOnly(self)
+
+    async def _run(self, data: bytes) -> Any:
+        """The workflow function, given its input as the type its parameter is annotated
+        with (the engine checked it fits at start)."""
+        argument = payload.decode(data, payload.parameter_type(self.definition.fn))
+        return await self.definition.fn(self.ctx, argument)
 
     def _finish_if_done(self) -> None:
         root = self._root
@@ -326,10 +446,20 @@ class Driver:
     # ------------------------------------------------------------------ used by WorkflowContext
 
     def random(self) -> float:
+        self._refuse_when_read_only("ctx.random()")
         return self._rng.random()
 
     def uuid4(self) -> str:
+        self._refuse_when_read_only("ctx.uuid4()")
         return self._rng.uuid4()
+
+    def _refuse_when_read_only(self, what: str) -> None:
+        # Drawing from the run's generator in a query would shift every later draw of the run.
+        if isinstance(self._sink, _RefusingSink):
+            raise QueryMutationError(
+                f"a query handler or update validator called {what}, which would change the "
+                "workflow; they only read"
+            )
 
     def start_activity(
         self,
@@ -360,6 +490,9 @@ class Driver:
         )
         seq = self._emit(command)
         handle: ActivityHandle[Any] = ActivityHandle(self._scheduler, seq, name, self)
+        # Its result is read as the registered function's return annotation, when this
+        # registry has the function (a worker-only activity's result stays plain JSON).
+        handle.result_type = payload.return_type(registered.fn) if registered else Any
         self._activities[seq] = handle
         return handle
 

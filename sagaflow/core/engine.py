@@ -14,6 +14,7 @@ import heapq
 from dataclasses import dataclass, field
 from typing import assert_never
 
+from sagaflow.core import interactions
 from sagaflow.core.activities import (
     cancellation,
     cancellations_settled_by,
@@ -50,6 +51,8 @@ from sagaflow.core.messages import (
     EventBody,
     FailActivity,
     HeartbeatActivity,
+    QueryWorkflow,
+    ReplyToCaller,
     ReportChildClosed,
     SignalReceived,
     SignalWorkflow,
@@ -58,6 +61,8 @@ from sagaflow.core.messages import (
     TerminateWorkflow,
     TimerFired,
     TimerStarted,
+    UpdateAccepted,
+    UpdateWorkflow,
     WorkflowContinuedAsNew,
     WorkflowParked,
     WorkflowStarted,
@@ -65,6 +70,7 @@ from sagaflow.core.messages import (
     WorkflowTimedOut,
     WorkflowUnparked,
 )
+from sagaflow.core.payload import InputError
 from sagaflow.core.registry import Registry, WorkflowDefinition
 from sagaflow.core.replay import recorded_event, replay
 from sagaflow.core.retry import after_failed_attempt, cancelled_between_attempts, when_due
@@ -120,6 +126,9 @@ class Engine:
         """Every closed workflow id this partition has seen (loaded by `remember` on rebuild,
         however long ago it closed)."""
         self._drivers: dict[str, Driver] = {}
+        self._waiting: dict[tuple[str, str], list[str]] = {}
+        """(workflow id, update id) -> callers that repeated an update still running; kept in
+        memory only (a caller that loses its answer to a restart asks again)."""
         self._due: list[tuple[int, str]] = []
         """Heap of (due_ms, workflow_id); entries may be stale and are checked when popped."""
 
@@ -140,6 +149,9 @@ class Engine:
     def drivers_held(self) -> int:
         """Live workflow coroutines kept between commands (idle workflows hold none)."""
         return len(self._drivers)
+
+    def holds_driver(self, workflow_id: str) -> bool:
+        return workflow_id in self._drivers
 
     def open_workflow_ids(self) -> frozenset[str]:
         return frozenset(self._open)
@@ -245,6 +257,8 @@ class Engine:
         """Decide and apply one command. Never raises for bad commands (a rejection event with
         seq 0) nor for bugs in workflow code (WorkflowParked). Duplicates decide nothing."""
         rejected = check_payloads(command, self._max_payload_bytes, now_ms)
+        if isinstance(command, QueryWorkflow | UpdateWorkflow):
+            return self._interact(command, rejected, now_ms)
         if rejected is not None:
             return rejected
         if isinstance(command, StartWorkflow):
@@ -298,6 +312,75 @@ class Engine:
                 assert_never(command)
         return self._finish(batch, now_ms)
 
+    # ------------------------------------------------------------------ queries and updates
+
+    def needs_history(self, command: Command) -> ClosedWorkflow | None:
+        """The closed workflow a query or update is addressed to: the shell answers it from the
+        recorded history (`interactions.answer_closed`), which the engine does not keep."""
+        if isinstance(command, QueryWorkflow | UpdateWorkflow):
+            return self._closed.get(command.workflow_id)
+        return None
+
+    def _interact(
+        self, command: QueryWorkflow | UpdateWorkflow, rejected: Decision | None, now_ms: int
+    ) -> Decision:
+        """Queries and updates answer with a reply; a refusal is a reply too, never an event."""
+        refusal = rejected.rejection if rejected is not None else None
+        if refusal is not None:
+            return _answer(interactions.rejected(command, refusal.reason, refusal.message))
+        workflow_id = command.workflow_id
+        state = self._open.get(workflow_id)
+        if state is None:
+            closed = self._closed.get(workflow_id)
+            reason, message = (
+                ("workflow_closed", f"workflow {workflow_id!r} is already {closed.status}")
+                if closed is not None
+                else ("workflow_not_found", f"no workflow {workflow_id!r} here")
+            )
+            return _answer(interactions.rejected(command, reason, message))
+        if state.status == QUARANTINED:
+            message = f"workflow {workflow_id!r} is quarantined ({state.quarantine_reason})"
+            return _answer(interactions.rejected(command, "workflow_quarantined", message))
+        if isinstance(command, UpdateWorkflow):
+            return self._handle_update(command, state, now_ms)
+        held = workflow_id in self._drivers
+        driver, problem = self._driver_for(state)
+        if driver is None:
+            return _answer(interactions.rejected(command, "workflow_error", str(problem)))
+        if not held:
+            # Answered by replay: an idle workflow keeps costing no coroutine afterwards.
+            self._drivers.pop(workflow_id, None)
+        return _answer(interactions.answer_query(self._registry, command, driver, state.status))
+
+    def _handle_update(
+        self, command: UpdateWorkflow, state: WorkflowState, now_ms: int
+    ) -> Decision:
+        workflow_id = state.workflow_id
+        record = state.updates.get(command.update_id)
+        if record is not None:
+            if record.completed is not None:
+                return _answer(interactions.completed_reply(command.request_id, record.completed))
+            self._waiting.setdefault((workflow_id, command.update_id), []).append(
+                command.request_id
+            )
+            return Decision()
+        if state.status != RUNNING:
+            message = f"workflow {workflow_id!r} is {state.status} ({state.parked_message})"
+            return _answer(interactions.rejected(command, "workflow_parked", message))
+        held = workflow_id in self._drivers
+        driver, problem = self._driver_for(state)
+        if driver is None:
+            return _answer(interactions.rejected(command, "workflow_error", str(problem)))
+        refusal = interactions.validate_update(self._registry, command, driver, state.status)
+        if refusal is not None:
+            if not held:
+                self._drivers.pop(workflow_id, None)
+            return _answer(refusal)
+        batch = _Batch()
+        body = UpdateAccepted(command.update_id, command.name, command.args, command.request_id)
+        self._activate(batch, state, body, now_ms)
+        return self._finish(batch, now_ms)
+
     def _handle_start_workflow(self, command: StartWorkflow, now_ms: int) -> Decision:
         workflow_id = command.workflow_id
         known = self._open.get(workflow_id) or self._closed.get(workflow_id)
@@ -324,6 +407,16 @@ class Engine:
             definition = self._registry.get_workflow(command.workflow_type, command.version)
         except RegistryError as err:
             return reject(command, now_ms, "unknown_version", str(err))
+        try:
+            definition.check_input(command.input)
+        except InputError as err:
+            return reject(
+                command,
+                now_ms,
+                "invalid_input",
+                f"{err}; fix the input to match workflow {definition.name!r} "
+                f"version {definition.version}",
+            )
         state = self._open[workflow_id] = WorkflowState(workflow_id)
         batch = _Batch()
         execution_deadline = (
@@ -661,6 +754,7 @@ class Engine:
         return event
 
     def _finish(self, batch: _Batch, now_ms: int) -> Decision:
+        batch.effects += interactions.replies_after(batch.events, batch.touched, self._waiting)
         for state in batch.touched.values():
             closed = self._settle(state)
             if closed is not None:
@@ -702,6 +796,10 @@ _ARMS_A_DEADLINE = (
     TimerStarted,
     WorkflowUnparked,
 )
+
+
+def _answer(reply: ReplyToCaller) -> Decision:
+    return Decision(effects=(reply,))
 
 
 def _park_reason(problem: Exception) -> tuple[str, str]:

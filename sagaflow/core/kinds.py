@@ -35,7 +35,8 @@ class Role(StrEnum):
     COMMAND = "command"
     """Records a command of the workflow code: replay matches the code's command against it."""
     BOOKKEEPING = "bookkeeping"
-    """Neither: recorded by the engine itself (retries, parking, rejections, waits)."""
+    """Neither: recorded by the engine itself (retries, parking, rejections, terminate,
+    timeouts); replay skips it."""
 
 
 @dataclass(frozen=True)
@@ -171,6 +172,20 @@ EVENT_KINDS: Mapping[type, EventKind] = {
     m.MarkerRecorded: EventKind(Role.COMMAND, lambda b: f"patch {b.change_id} recorded", None),
     # The span is opened when the state is left (the observer skips "entered").
     m.StateTransitioned: EventKind(Role.COMMAND, _state, lambda b: f"state {b.state}"),
+    m.UpdateAccepted: EventKind(
+        Role.ACTIVATION,
+        lambda b: f"update {b.name} ({b.update_id}) accepted: {_short(b.args)}",
+        lambda b: f"update {b.name}",
+    ),
+    m.UpdateCompleted: EventKind(
+        Role.COMMAND,
+        lambda b: (
+            f"update {b.update_id} failed: {b.error_type}: {b.message}"
+            if b.error_type
+            else f"update {b.update_id} completed: {_short(b.result)}"
+        ),
+        lambda b: "update completed",
+    ),
     m.WorkflowCompleted: EventKind(
         Role.COMMAND,
         lambda b: f"COMPLETED result={_short(b.result)}",
@@ -288,6 +303,10 @@ COMMAND_KINDS: Mapping[type, CommandKind] = {
     ),
     m.ReportChildClosed: CommandKind(
         ("result",), lambda c: f"child {c.child_workflow_id} {c.status}"
+    ),
+    m.QueryWorkflow: CommandKind(("args",), lambda c: f"query {c.name} args={_short(c.args)}"),
+    m.UpdateWorkflow: CommandKind(
+        ("args",), lambda c: f"update {c.name} ({c.update_id}) args={_short(c.args)}"
     ),
 }
 

@@ -120,6 +120,35 @@ class ReportChildClosed:
     command_id: str = ""
 
 
+@dataclass(frozen=True, slots=True)
+class QueryWorkflow:
+    """Read a workflow's state through one of its registered query handlers. Answered by the
+    orchestrator that owns the workflow with a ReplyToCaller (reply_to = request_id); never
+    recorded."""
+
+    workflow_id: str
+    name: str
+    args: bytes
+    """JSON payload handed to the query handler."""
+    request_id: str
+    """Chosen by the caller: the reply is keyed by it and carries it as its command_id."""
+    command_id: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class UpdateWorkflow:
+    """A signal that returns a result: validated first (a rejection records nothing), then
+    recorded (UpdateAccepted ... UpdateCompleted) and answered with a ReplyToCaller."""
+
+    workflow_id: str
+    name: str
+    args: bytes
+    update_id: str
+    """Deduplicates: a repeated update id is answered with the first one's recorded result."""
+    request_id: str
+    command_id: str = ""
+
+
 Command: TypeAlias = (
     StartWorkflow
     | SignalWorkflow
@@ -129,6 +158,8 @@ Command: TypeAlias = (
     | FailActivity
     | HeartbeatActivity
     | ReportChildClosed
+    | QueryWorkflow
+    | UpdateWorkflow
 )
 
 WorkflowCommand: TypeAlias = (
@@ -285,6 +316,27 @@ class CancelRequested:
 
 
 @dataclass(frozen=True, slots=True)
+class UpdateAccepted:
+    """An update passed its validator; its handler runs as workflow code from here."""
+
+    update_id: str
+    name: str
+    args: bytes
+    request_id: str
+    """The caller waiting for the result (answered when UpdateCompleted is recorded)."""
+
+
+@dataclass(frozen=True, slots=True)
+class UpdateCompleted:
+    """The update handler returned (error_type "") or raised a FailureError."""
+
+    update_id: str
+    result: bytes
+    error_type: str = ""
+    message: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class MarkerRecorded:
     """A `patched(change_id)` decision, so replay takes the same branch forever."""
 
@@ -399,6 +451,8 @@ EventBody: TypeAlias = (
     | CancelRequested
     | MarkerRecorded
     | StateTransitioned
+    | UpdateAccepted
+    | UpdateCompleted
     | WorkflowCompleted
     | WorkflowFailed
     | WorkflowCancelled

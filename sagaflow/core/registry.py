@@ -12,6 +12,15 @@ Users create one Registry object (no global) and decorate their functions with i
 
     @registry.resource("shop")
     def shop(config: Any) -> AbstractAsyncContextManager[Shop]: ...
+
+Queries and updates are declared for a workflow type (every version of it) and read or change
+what the workflow keeps in `ctx.state`:
+
+    @registry.query(workflow="cart", name="items")
+    def items(view: WorkflowView, args: None) -> list: return view.state["items"]
+
+    @registry.update(workflow="cart", name="add", validator=check_item)
+    async def add(ctx: WorkflowContext, item: dict) -> int: ...
 """
 
 from __future__ import annotations
@@ -23,11 +32,12 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-from sagaflow.core.errors import ActivityCancelled, RegistryError
+from sagaflow.core import payload
+from sagaflow.core.errors import ActivityCancelled, ApplicationError, RegistryError
 from sagaflow.core.messages import RetryPolicy
 
 if TYPE_CHECKING:
-    from sagaflow.core.workflow import WorkflowContext
+    from sagaflow.core.workflow import WorkflowContext, WorkflowView
 
 WorkflowFn = Callable[["WorkflowContext", Any], Coroutine[Any, Any, Any]]
 ActivityFn = Callable[["ActivityContext", Any], Any]
@@ -35,7 +45,16 @@ ActivityFn = Callable[["ActivityContext", Any], Any]
 ResourceFactory = Callable[[Any], AbstractAsyncContextManager[Any]]
 """Takes the sagaflow Config; the worker enters it at start and exits it at shutdown."""
 
+QueryFn = Callable[["WorkflowView", Any], Any]
+"""A plain (not async) function reading the workflow: (view, args) -> JSON-able answer."""
+ValidatorFn = Callable[["WorkflowView", Any], None]
+"""Raises (any exception) to reject an update before anything is recorded."""
+UpdateFn = Callable[["WorkflowContext", Any], Coroutine[Any, Any, Any]]
+"""Workflow code: `async def (ctx, args)`, may change ctx.state and await activities."""
+
 W = TypeVar("W", bound=WorkflowFn)
+Q = TypeVar("Q", bound=QueryFn)
+U = TypeVar("U", bound=UpdateFn)
 A = TypeVar("A", bound=ActivityFn)
 R = TypeVar("R", bound=ResourceFactory)
 
@@ -140,6 +159,12 @@ class WorkflowDefinition:
     version: int
     fn: WorkflowFn
 
+    def check_input(self, data: bytes) -> None:
+        """InputError naming the field unless the start input fits the annotation of the
+        function's input parameter (a dataclass, pydantic model, TypedDict...; see
+        sagaflow.core.payload). Unannotated, any JSON fits."""
+        payload.decode(data, payload.parameter_type(self.fn), "input")
+
 
 @dataclass(frozen=True)
 class ActivityDefinition:
@@ -150,11 +175,46 @@ class ActivityDefinition:
     fn: ActivityFn
     options: ActivityOptions
 
+    def read_input(self, data: bytes) -> Any:
+        """A task's argument as the type the function's parameter is annotated with (plain JSON
+        if unannotated). One that does not fit fails the activity for good: no retry of the
+        same argument can make it fit (ApplicationError 'InvalidActivityInput')."""
+        try:
+            return payload.decode(data, payload.parameter_type(self.fn), "arg")
+        except payload.InputError as exc:
+            raise ApplicationError(
+                f"activity {self.name!r}: {exc}; the workflow must pass an argument of the "
+                "activity's parameter type",
+                type="InvalidActivityInput",
+                non_retryable=True,
+            ) from exc
+
+
+@dataclass(frozen=True)
+class QueryDefinition:
+    """A query handler of a workflow type."""
+
+    workflow: str
+    name: str
+    fn: QueryFn
+
+
+@dataclass(frozen=True)
+class UpdateDefinition:
+    """An update handler of a workflow type, with its optional validator."""
+
+    workflow: str
+    name: str
+    fn: UpdateFn
+    validator: ValidatorFn | None
+
 
 class Registry:
     """The user's workflows, activities and resources. Create one per application."""
 
     def __init__(self) -> None:
+        self._queries: dict[tuple[str, str], QueryDefinition] = {}
+        self._updates: dict[tuple[str, str], UpdateDefinition] = {}
         self._workflows: dict[str, dict[int, WorkflowDefinition]] = {}
         self._activities: dict[str, ActivityDefinition] = {}
         self._activity_names: dict[int, str] = {}
@@ -212,6 +272,48 @@ class Registry:
 
         return register
 
+    def query(self, *, workflow: str, name: str) -> Callable[[Q], Q]:
+        """Register `fn(view: WorkflowView, args) -> answer` as query `name` of every version of
+        workflow type `workflow`. It reads a copy of the workflow's `ctx.state` and can change
+        nothing: no events, no commands."""
+
+        def register(fn: Q) -> Q:
+            if inspect.iscoroutinefunction(fn):
+                raise RegistryError(
+                    f"query {name!r} of workflow {workflow!r} must be a plain function, not "
+                    "`async def`: a query answers from state at once and awaits nothing"
+                )
+            if (workflow, name) in self._queries:
+                raise RegistryError(f"query {name!r} of workflow {workflow!r} is registered twice")
+            self._queries[workflow, name] = QueryDefinition(workflow, name, fn)
+            return fn
+
+        return register
+
+    def update(
+        self, *, workflow: str, name: str, validator: ValidatorFn | None = None
+    ) -> Callable[[U], U]:
+        """Register `async def fn(ctx, args) -> result` as update `name` of workflow type
+        `workflow`. `validator(view, args)` runs first and raises to reject the update, in
+        which case nothing is recorded."""
+
+        def register(fn: U) -> U:
+            if not inspect.iscoroutinefunction(fn):
+                raise RegistryError(
+                    f"update {name!r} of workflow {workflow!r} must be an `async def` function "
+                    "(it runs as workflow code)"
+                )
+            if validator is not None and inspect.iscoroutinefunction(validator):
+                raise RegistryError(
+                    f"the validator of update {name!r} must be a plain function, not `async def`"
+                )
+            if (workflow, name) in self._updates:
+                raise RegistryError(f"update {name!r} of workflow {workflow!r} is registered twice")
+            self._updates[workflow, name] = UpdateDefinition(workflow, name, fn, validator)
+            return fn
+
+        return register
+
     def resource(self, name: str) -> Callable[[R], R]:
         """Register a factory `(config) -> async context manager` opened by the worker."""
 
@@ -255,6 +357,18 @@ class Registry:
 
     def find_activity(self, name: str) -> ActivityDefinition | None:
         return self._activities.get(name)
+
+    def find_query(self, workflow: str, name: str) -> QueryDefinition | None:
+        return self._queries.get((workflow, name))
+
+    def find_update(self, workflow: str, name: str) -> UpdateDefinition | None:
+        return self._updates.get((workflow, name))
+
+    def query_names(self, workflow: str) -> list[str]:
+        return sorted(n for w, n in self._queries if w == workflow)
+
+    def update_names(self, workflow: str) -> list[str]:
+        return sorted(n for w, n in self._updates if w == workflow)
 
     def activity_name(self, name_or_fn: str | ActivityFn) -> str:
         """The registered name of an activity given by name or by its function."""

@@ -20,6 +20,7 @@ from sagaflow.core.driver import (
     CancelTimerCommand,
     CancelWorkflowCommand,
     CodeCommand,
+    CompleteUpdateCommand,
     CompleteWorkflowCommand,
     ContinueAsNewCommand,
     Driver,
@@ -43,6 +44,7 @@ from sagaflow.core.messages import (
     StateTransitioned,
     TimerCancelled,
     TimerStarted,
+    UpdateCompleted,
     WorkflowCancelled,
     WorkflowCompleted,
     WorkflowContinuedAsNew,
@@ -79,6 +81,8 @@ def describe_command(command: CodeCommand) -> str:
             return "ended the workflow as cancelled"
         case ContinueAsNewCommand():
             return "continued as new"
+        case CompleteUpdateCommand():
+            return f"completed update {command.update_id!r}"
         case _:
             assert_never(command)
 
@@ -96,6 +100,8 @@ def describe_event(event: Event) -> str:
         return f"patch {body.change_id!r} (seq {event.seq})"
     if isinstance(body, StateTransitioned):
         return f"state {body.state!r} {body.transition} (seq {event.seq})"
+    if isinstance(body, UpdateCompleted):
+        return f"update {body.update_id!r} completed (seq {event.seq})"
     return f"{type(body).__name__} (seq {event.seq})"
 
 
@@ -132,6 +138,8 @@ def command_matches(command: CodeCommand, body: EventBody) -> bool:
             return isinstance(body, WorkflowCancelled)
         case ContinueAsNewCommand():
             return isinstance(body, WorkflowContinuedAsNew)
+        case CompleteUpdateCommand():
+            return isinstance(body, UpdateCompleted) and body.update_id == command.update_id
         case _:
             assert_never(command)
 
@@ -146,7 +154,8 @@ def recorded_event(
     | RecordStateCommand
     | CompleteWorkflowCommand
     | FailWorkflowCommand
-    | CancelWorkflowCommand,
+    | CancelWorkflowCommand
+    | CompleteUpdateCommand,
     seq: int,
 ) -> EventBody:
     """The event that records a command of the code (continue-as-new starts a run instead)."""
@@ -180,6 +189,10 @@ def recorded_event(
         return WorkflowFailed(command.error_type, command.message, command.details)
     if isinstance(command, CancelWorkflowCommand):
         return WorkflowCancelled(command.reason)
+    if isinstance(command, CompleteUpdateCommand):
+        return UpdateCompleted(
+            command.update_id, command.result, command.error_type, command.message
+        )
     assert_never(command)
 
 

@@ -29,6 +29,8 @@ from sagaflow.core.messages import (
     TimerCancelled,
     TimerFired,
     TimerStarted,
+    UpdateAccepted,
+    UpdateCompleted,
     WorkflowCancelled,
     WorkflowCompleted,
     WorkflowContinuedAsNew,
@@ -103,6 +105,15 @@ class ActivityState:
 
 
 @dataclass(slots=True)
+class UpdateRecord:
+    """An update of this run: accepted, and completed once its UpdateCompleted is recorded."""
+
+    name: str
+    request_id: str
+    completed: UpdateCompleted | None = None
+
+
+@dataclass(slots=True)
 class WorkflowState:
     """One workflow id's current run, rebuilt from its events."""
 
@@ -120,6 +131,8 @@ class WorkflowState:
     """Open timers: seq -> fire_at_ms."""
     cancel_requested: bool = False
     signal_command_ids: set[str] = field(default_factory=set)
+    updates: dict[str, UpdateRecord] = field(default_factory=dict)
+    """Updates of this run by update id: what deduplicates a repeated update id."""
     """command_ids of signals received in this run, so a redelivered signal adds nothing."""
     execution_deadline_ms: int = 0
     """When the workflow id times out; 0 = never (kept across runs)."""
@@ -205,6 +218,7 @@ class WorkflowState:
         self.timers = {}
         self.cancel_requested = False
         self.signal_command_ids = set()
+        self.updates = {}
         self.parked_kind = self.parked_message = ""
         self.execution_deadline_ms = body.execution_deadline_ms
         self.run_timeout_ms = body.run_timeout_ms
@@ -286,6 +300,17 @@ class WorkflowState:
     def _apply_cancel_requested(self, event: Event, body: CancelRequested) -> None:
         self.cancel_requested = True
 
+    def _apply_update_accepted(self, event: Event, body: UpdateAccepted) -> None:
+        if body.update_id in self.updates:
+            raise ApplyError(f"update {body.update_id!r} accepted twice (seq {event.seq})")
+        self.updates[body.update_id] = UpdateRecord(body.name, body.request_id)
+
+    def _apply_update_completed(self, event: Event, body: UpdateCompleted) -> None:
+        record = self.updates.get(body.update_id)
+        if record is None or record.completed is not None:
+            raise ApplyError(f"update {body.update_id!r} completed but not pending")
+        record.completed = body
+
     def _apply_marker_recorded(self, event: Event, body: MarkerRecorded) -> None:
         pass
 
@@ -349,6 +374,8 @@ _APPLIERS: dict[type, Callable[[WorkflowState, Event, Any], None]] = {
     CancelRequested: WorkflowState._apply_cancel_requested,
     MarkerRecorded: WorkflowState._apply_marker_recorded,
     StateTransitioned: WorkflowState._apply_state_transitioned,
+    UpdateAccepted: WorkflowState._apply_update_accepted,
+    UpdateCompleted: WorkflowState._apply_update_completed,
     WorkflowCompleted: WorkflowState._apply_workflow_completed,
     WorkflowFailed: WorkflowState._apply_workflow_failed,
     WorkflowCancelled: WorkflowState._apply_workflow_cancelled,

@@ -13,7 +13,7 @@ time, randomness and ids from the context. Each await either finds its answer in
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
@@ -41,7 +41,7 @@ TRANSITIONS = ("entered", "succeeded", "failed", "cancelled")
 class ActivityHandle(Future[T]):
     """A scheduled activity; await it for its result (raises ActivityError if it failed)."""
 
-    __slots__ = ("_driver", "activity_name", "activity_seq")
+    __slots__ = ("_driver", "activity_name", "activity_seq", "result_type")
 
     def __init__(
         self, scheduler: Scheduler, activity_seq: int, activity_name: str, driver: Driver
@@ -49,6 +49,8 @@ class ActivityHandle(Future[T]):
         super().__init__(scheduler)
         self.activity_seq = activity_seq
         self.activity_name = activity_name
+        self.result_type: Any = Any
+        """What the result is read as (sagaflow.core.payload.decode)."""
         self._driver = driver
 
     def cancel(self, *, wait_for_cancellation: bool = True) -> None:
@@ -60,6 +62,23 @@ class ActivityHandle(Future[T]):
         it finished first). Without, the handle raises ActivityCancelledError at once and the
         workflow goes on; the activity is still told to stop. No effect on a settled handle."""
         self._driver.cancel_activity(self, wait_for_cancellation)
+
+
+@dataclass(frozen=True)
+class WorkflowView:
+    """What a query handler or an update validator sees: a copy of the workflow's state, taken
+    when it is asked. Changing it changes nothing; it offers no way to act."""
+
+    workflow_id: str
+    run_id: str
+    workflow_type: str
+    version: int
+    status: str
+    """'running', 'parked', 'completed', 'failed', 'cancelled', ..."""
+    state: Mapping[str, Any]
+    """A copy of `ctx.state` as the workflow left it after its last event."""
+    now: datetime
+    """The recorded time of the workflow's last event."""
 
 
 class WorkflowContext:
@@ -86,6 +105,12 @@ class WorkflowContext:
     def version(self) -> int:
         """The version of the workflow type this run started on (and finishes on)."""
         return self._driver.definition.version
+
+    @property
+    def state(self) -> dict[str, Any]:
+        """What queries read (as a copy) and updates may change: keep it JSON-able. It is
+        rebuilt by replay like every other value of the workflow, never stored on its own."""
+        return self._driver.state
 
     @property
     def cancel_requested(self) -> bool:
@@ -128,7 +153,9 @@ class WorkflowContext:
         *,
         heartbeat_timeout: float | timedelta | None = None,
     ) -> Any:
-        """Run an activity (by registered name or function) and return its JSON result.
+        """Run an activity (by registered name or function) and return its result: plain JSON,
+        or the type the activity function's return is annotated with (a dataclass, a pydantic
+        model...) when this registry has the function.
 
         Retries follow the options' RetryPolicy; raises ActivityError when it fails for good.
         `heartbeat_timeout` (seconds or a timedelta; also ActivityOptions.heartbeat_timeout):

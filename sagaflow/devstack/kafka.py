@@ -130,6 +130,10 @@ def broker_settings(
         "auto.create.topics.enable": "false",
         "transaction.max.timeout.ms": "3600000",
         "delete.topic.enable": "true",
+        # After a kill -9 (the chaos and fault tests) the broker recovers every partition's
+        # active segment before it serves; a test session leaves hundreds of topics behind, and
+        # one recovery thread took minutes on a busy machine.
+        "num.recovery.threads.per.data.dir": "4",
     }
 
 

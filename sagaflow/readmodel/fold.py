@@ -35,6 +35,8 @@ from sagaflow.core.messages import (
     TimerCancelled,
     TimerFired,
     TimerStarted,
+    UpdateAccepted,
+    UpdateCompleted,
     WorkflowCancelled,
     WorkflowCompleted,
     WorkflowContinuedAsNew,
@@ -99,6 +101,7 @@ class WorkflowRow:
     pending_timers: list[dict[str, Any]] = field(default_factory=list)
     received_signals: list[dict[str, Any]] = field(default_factory=list)
     signal_waits: list[dict[str, Any]] = field(default_factory=list)
+    updates: list[dict[str, Any]] = field(default_factory=list)
     """Signals the code waits for now, oldest first: [{name, seq, since_ms, timer_seq,
     timeout_at_ms, description}] (timeout 0: waits for ever; description: "waiting for signal
     NAME until T")."""
@@ -153,6 +156,7 @@ def _apply_workflow_started(row: WorkflowRow, event: Event) -> None:
     row.pending_timers = []
     row.received_signals = []
     row.signal_waits = []
+    row.updates = []
     row.cancel_requested = False
 
 
@@ -299,6 +303,34 @@ def _apply_signal_received(row: WorkflowRow, event: Event) -> None:
             break
 
 
+def _apply_update_accepted(row: WorkflowRow, event: Event) -> None:
+    body = event.body
+    assert isinstance(body, UpdateAccepted)
+    row.updates.append(
+        {
+            "update_id": body.update_id,
+            "name": body.name,
+            "seq": event.seq,
+            "args": json_payload(body.args),
+            "status": "running",
+            "recorded_at_ms": event.recorded_at_ms,
+        }
+    )
+
+
+def _apply_update_completed(row: WorkflowRow, event: Event) -> None:
+    body = event.body
+    assert isinstance(body, UpdateCompleted)
+    for update in row.updates:
+        if update["update_id"] == body.update_id:
+            if body.error_type:
+                update["status"] = "failed"
+                update["error"] = {"type": body.error_type, "message": body.message}
+            else:
+                update["status"] = "completed"
+                update["result"] = json_payload(body.result)
+
+
 def _apply_cancel_requested(row: WorkflowRow, event: Event) -> None:
     row.cancel_requested = True
     # Cancelling throws into every await of the run, so every wait is abandoned; code that
@@ -428,6 +460,8 @@ _APPLIERS: dict[type[Any], Callable[[WorkflowRow, Event], None]] = {
     TimerFired: _apply_timer_fired,
     TimerCancelled: _apply_timer_cancelled,
     SignalReceived: _apply_signal_received,
+    UpdateAccepted: _apply_update_accepted,
+    UpdateCompleted: _apply_update_completed,
     SignalWaitStarted: _apply_signal_wait_started,
     CancelRequested: _apply_cancel_requested,
     StateTransitioned: _apply_state_transitioned,

@@ -29,6 +29,7 @@ _DETAIL = (
     "pending_timers",
     "received_signals",
     "signal_waits",
+    "updates",
     "cancel_requested",
     "parked",
     "state_path",

@@ -34,6 +34,7 @@ _ROW_COLUMNS = (
     "pending_timers",
     "received_signals",
     "signal_waits",
+    "updates",
     "cancel_requested",
     "parked",
     "state_path",
@@ -48,6 +49,7 @@ _JSON_COLUMNS = frozenset(
         "pending_timers",
         "received_signals",
         "signal_waits",
+        "updates",
         "parked",
         "state_path",
     }

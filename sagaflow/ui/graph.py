@@ -26,7 +26,14 @@ _FILL = {
     "cancelled": "#e2e3e5",
     "abandoned": "#e2e3e5",
 }
-_KIND = {"activity": "▶", "compensation": "↩", "timer": "◷", "signal": "✉", "end": "■"}
+_KIND = {
+    "activity": "▶",
+    "compensation": "↩",
+    "timer": "◷",
+    "signal": "✉",
+    "update": "✎",
+    "end": "■",
+}
 
 
 def render(workflow_type: str, steps: list[dict[str, Any]], workflow: dict[str, Any]) -> str:

@@ -32,6 +32,8 @@ from sagaflow.core.messages import (
     TimerCancelled,
     TimerFired,
     TimerStarted,
+    UpdateAccepted,
+    UpdateCompleted,
     WorkflowStarted,
 )
 from sagaflow.core.registry import Registry
@@ -208,6 +210,7 @@ def graph_steps(events: list[Event]) -> list[dict[str, Any]]:
     steps: list[dict[str, Any]] = []
     by_activity: dict[int, dict[str, Any]] = {}
     by_timer: dict[int, dict[str, Any]] = {}
+    by_update: dict[str, dict[str, Any]] = {}
     for e in events:
         b = e.body
         if isinstance(b, ActivityScheduled):
@@ -232,4 +235,10 @@ def graph_steps(events: list[Event]) -> list[dict[str, Any]]:
             )
         elif isinstance(b, SignalReceived):
             steps.append({"kind": "signal", "label": f"signal {b.name}", "state": "completed"})
+        elif isinstance(b, UpdateAccepted):
+            node = {"kind": "update", "label": f"update {b.name}", "state": "running"}
+            by_update[b.update_id] = node
+            steps.append(node)
+        elif isinstance(b, UpdateCompleted) and b.update_id in by_update:
+            by_update[b.update_id]["state"] = "failed" if b.error_type else "completed"
     return steps

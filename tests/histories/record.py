@@ -118,6 +118,34 @@ def main() -> None:
     e.start("checkout", ORDER, workflow_id="order-7")
     e.run()
     record("checkout_nondeterministic", e, "order-7")
+    record_cart()
+
+
+def record_cart() -> None:
+    """A cart through the engine: a rejected update (nothing recorded), two accepted ones, a
+    repeated update id (nothing recorded), a query (nothing recorded), then checkout."""
+    from sagaflow.core import messages as m
+    from sagaflow.core.engine import Engine
+    from sagaflow.core.payload import dumps
+    from sagaflow.examples.cart import registry as carts
+
+    engine = Engine(carts)
+    at = 1_767_225_600_000
+    events = list(
+        engine.handle(m.StartWorkflow("cart-1", "cart", dumps({"owner": "ann"})), at).events
+    )
+    for uid, item in (
+        ("u0", {"sku": "tea", "quantity": 0}),
+        ("u1", {"sku": "tea", "quantity": 2}),
+        ("u2", {"sku": "jam", "quantity": 1}),
+        ("u1", {"sku": "x", "quantity": 9}),
+    ):
+        at += 1_000
+        update = m.UpdateWorkflow("cart-1", "add_item", dumps(item), uid, f"r-{uid}-{at}")
+        events += engine.handle(update, at).events
+    events += engine.handle(m.QueryWorkflow("cart-1", "items", b"null", "q"), at).events
+    events += engine.handle(m.SignalWorkflow("cart-1", "checkout", b"null"), at + 1_000).events
+    (HERE / "cart_updated.json").write_text(history_to_json(events))
 
 
 if __name__ == "__main__":

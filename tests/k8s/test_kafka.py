@@ -75,11 +75,19 @@ def test_orchestrator_acls(objects: list[Obj]) -> None:
     config, wanted = _wanted(objects)
     t = config.topics
     acls = _acls(objects, "sagaflow-orchestrator")
-    for topic in (t.commands, t.events, t.checkpoints, t.closed_workflows):
+    for topic in (t.commands, t.events, t.checkpoints, t.closed_workflows, t.replies):
         assert _allows(acls, "topic", topic, "Read"), topic
     tasks = [n for n in wanted if n.startswith(t.tasks(""))]
     # commands too: a command on the wrong partition is re-routed to the right one
-    for topic in [t.commands, t.events, t.checkpoints, t.closed_workflows, t.dlq, *tasks]:
+    for topic in [
+        t.commands,
+        t.events,
+        t.checkpoints,
+        t.closed_workflows,
+        t.replies,
+        t.dlq,
+        *tasks,
+    ]:
         assert _allows(acls, "topic", topic, "Write"), topic
     assert _allows(acls, "group", config.orchestrator_group, "Read")
     assert _allows(acls, "group", config.projector_group, "Read")

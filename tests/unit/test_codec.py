@@ -59,7 +59,7 @@ def test_every_v1_event_body_still_decodes() -> None:
         assert type(decoded.body) is cls
 
 
-def test_a_state_transition_round_trips_and_v2_events_decode_with_the_v6_reader() -> None:
+def test_a_state_transition_round_trips_and_v2_events_decode_with_the_v7_reader() -> None:
     body = m.StateTransitioned("Charge", "Task", "failed", "Fan[2]", b"null", "Boom", "x", "Undo")
     event = m.Event("w", 7, "r", 5, body)
     assert codec.decode_event(codec.encode_event(event)) == event
@@ -104,9 +104,19 @@ def _sample(hint: object) -> object:
 
 def test_writers_use_the_newest_schema_version() -> None:
     event = m.Event("w", 1, "r", 0, m.TimerFired(1))
-    assert codec.encode_event(event)[:3] == bytes((codec.MAGIC, codec.KIND_EVENT, 6))
+    assert codec.encode_event(event)[:3] == bytes((codec.MAGIC, codec.KIND_EVENT, 7))
     command = m.CancelWorkflow("w")
-    assert codec.encode_command(command)[:3] == bytes((codec.MAGIC, codec.KIND_COMMAND, 3))
+    assert codec.encode_command(command)[:3] == bytes((codec.MAGIC, codec.KIND_COMMAND, 4))
+
+
+def test_queries_updates_and_their_events_round_trip() -> None:
+    query = m.QueryWorkflow("w", "items", b"[1]", "r2")
+    assert codec.decode_command(codec.encode_command(query)) == query
+    update = m.UpdateWorkflow("w", "add", b"{}", "u1", "r3", "r3")
+    assert codec.decode_command(codec.encode_command(update)) == update
+    for body in (m.UpdateAccepted("u1", "add", b"{}", "r1"), m.UpdateCompleted("u1", b"2")):
+        event = m.Event("w", 3, "run", 5, body)
+        assert codec.decode_event(codec.encode_event(event)) == event
 
 
 def _record_fields(schema: object, name: str) -> set[str] | None:
@@ -152,8 +162,8 @@ def test_every_v4_event_body_still_decodes(cls: type) -> None:
 @pytest.mark.parametrize(
     ("schema_file", "types"),
     [
-        ("command.v3.avsc", typing.get_args(m.Command)),
-        ("event.v6.avsc", (*typing.get_args(m.EventBody), m.Event, m.RetryPolicy)),
+        ("command.v4.avsc", typing.get_args(m.Command)),
+        ("event.v7.avsc", (*typing.get_args(m.EventBody), m.Event, m.RetryPolicy)),
         ("task.v2.avsc", (m.ActivityTask,)),
         ("closed.v1.avsc", (m.ClosedWorkflow,)),
         ("reply.v1.avsc", (m.ReplyToCaller,)),

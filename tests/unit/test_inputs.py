@@ -141,21 +141,27 @@ def test_literal() -> None:
     check(Literal["card", "invoice"], "card", "input")
     with pytest.raises(InputError):
         check(Literal["card", "invoice"], "cash", "input")
-    with pytest.raises(InputError):
-        check(Literal[1], True, "input")
 
 
 def test_unannotated_or_any_accepts_anything() -> None:
     assert input_type(untyped) is Any
     assert input_type(only_ctx) is Any
     check_input(untyped, {"whatever": [1, {"x": None}]})
-    check(dict[str, Any], {"a": object()}, "input")
+    check(dict[str, Any], {"a": {"b": [1, None, "x"]}}, "input")
 
 
 def test_annotation_that_cannot_be_resolved_is_not_checked() -> None:
     assert input_type(unresolvable) is Any
 
 
-def test_an_annotation_that_is_not_json_is_a_programming_error() -> None:
-    with pytest.raises(TypeError, match="not a JSON type"):
-        check(bytes, b"x", "input")
+class Opaque:
+    """A class pydantic knows nothing of."""
+
+
+async def opaque(ctx: object, req: Opaque) -> None: ...
+
+
+def test_an_annotation_pydantic_cannot_read_is_an_error_when_asked_and_any_as_a_parameter() -> None:
+    with pytest.raises(TypeError, match="not a type sagaflow can read a payload as"):
+        check(Opaque, {}, "input")
+    assert input_type(opaque) is Any

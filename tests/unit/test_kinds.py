@@ -39,6 +39,8 @@ SAMPLES: dict[type, m.EventBody] = {
     m.StateTransitioned: m.StateTransitioned(
         "Charge", "Task", "succeeded", "", b"{}", "", "", "Ship"
     ),
+    m.UpdateAccepted: m.UpdateAccepted("u1", "add_item", b"{}", "req-1"),
+    m.UpdateCompleted: m.UpdateCompleted("u1", b"1"),
     m.WorkflowCompleted: m.WorkflowCompleted(b"1"),
     m.WorkflowFailed: m.WorkflowFailed("Boom", "no", b"null"),
     m.WorkflowCancelled: m.WorkflowCancelled("changed mind"),

@@ -9,9 +9,12 @@ import pytest
 from sagaflow.core import messages as m
 from sagaflow.core.engine import Engine
 from sagaflow.core.errors import NonDeterminismError
+from sagaflow.core.registry import Registry
 from sagaflow.core.replay import replay
+from sagaflow.examples import cart
 from sagaflow.examples.checkout import registry
 from sagaflow.testing import history_from_json, history_to_json
+from sagaflow.workflow import WorkflowContext
 
 pytestmark = pytest.mark.unit
 
@@ -24,6 +27,12 @@ def load(path: Path) -> list[m.Event]:
     return history_from_json(path.read_text())
 
 
+def registry_of(history: list[m.Event]) -> Registry:
+    started = history[0].body
+    assert isinstance(started, m.WorkflowStarted)
+    return cart.registry if started.workflow_type == "cart" else registry
+
+
 def test_there_are_recorded_histories() -> None:
     assert len(GOOD) >= 6
 
@@ -31,7 +40,7 @@ def test_there_are_recorded_histories() -> None:
 @pytest.mark.parametrize("path", GOOD, ids=lambda p: p.stem)
 def test_recorded_history_replays_cleanly(path: Path) -> None:
     history = load(path)
-    outcome = replay(registry, history)
+    outcome = replay(registry_of(history), history)
     assert outcome.error is None
     assert outcome.driver is not None
     # A terminated run stops where its code was: no code ran for the terminate.
@@ -92,3 +101,28 @@ def test_restored_workflow_continues_from_history_without_rerunning_activities()
     assert [t.activity_name for t in decision.tasks] == ["create_shipment"]
     scheduled = [e.body for e in decision.events if isinstance(e.body, m.ActivityScheduled)]
     assert [s.activity_name for s in scheduled] == ["create_shipment"]
+
+
+def test_a_cart_replays_its_updates_and_answers_queries_from_the_final_state() -> None:
+    outcome = replay(cart.registry, load(HISTORIES / "cart_updated.json"))
+    assert outcome.driver is not None and outcome.driver.finished
+    assert outcome.driver.state["items"] == [
+        {"sku": "tea", "quantity": 2},
+        {"sku": "jam", "quantity": 1},
+    ]
+
+
+def test_an_update_handler_that_now_acts_differently_is_a_nondeterminism() -> None:
+    changed = Registry()
+    changed.workflow(name="cart", version=1)(cart.cart)
+    changed.query(workflow="cart", name="items")(cart.items)
+
+    @changed.update(workflow="cart", name="add_item")
+    async def add_item_with_a_timer(ctx: WorkflowContext, item: dict[str, object]) -> int:
+        await ctx.sleep(1)  # new code: the recorded run completed the update at once
+        ctx.state["items"].append(item)
+        return len(ctx.state["items"])
+
+    with pytest.raises(NonDeterminismError) as info:
+        replay(changed, load(HISTORIES / "cart_updated.json"))
+    assert "update 'u1' completed" in info.value.history_recorded

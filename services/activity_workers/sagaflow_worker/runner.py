@@ -43,7 +43,7 @@ from psycopg_pool import PoolTimeout
 
 from sagaflow import codec, faults
 from sagaflow.config import Config
-from sagaflow.core.errors import activity_failure
+from sagaflow.core.errors import ApplicationError, activity_failure
 from sagaflow.core.messages import ActivityTask, CompleteActivity, FailActivity, HeartbeatActivity
 from sagaflow.core.registry import ActivityContext, Registry
 from sagaflow.kafka import triage
@@ -402,9 +402,11 @@ class Worker:
                 True,
             )
         try:
-            arg = codec.loads_payload(task.input)
+            # The argument as the activity's parameter annotation (ApplicationError, not
+            # retryable, when it cannot fit; ValueError when it is not JSON at all).
+            arg = definition.read_input(task.input)
             details = codec.loads_payload(task.heartbeat_details)
-        except codec.DecodeError as exc:
+        except (ValueError, ApplicationError) as exc:
             return activity_failure(exc)
         control = AttemptControl(task, self._loop, self._send_heartbeat)
         key = task.idempotency_key

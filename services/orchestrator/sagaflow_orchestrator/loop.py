@@ -41,7 +41,9 @@ from sagaflow.core.messages import (
     Decision,
     Effect,
     Event,
+    QueryWorkflow,
     ReplyToCaller,
+    UpdateWorkflow,
 )
 from sagaflow.core.registry import Registry
 from sagaflow.faults import fault_point
@@ -51,7 +53,7 @@ from sagaflow.kafka.dlq import dead_letter
 from sagaflow.kafka.partition import partition_for
 from sagaflow.kafka.produce import produce
 from sagaflow.kafka.records import headers_of, position
-from sagaflow_orchestrator import checkpoints
+from sagaflow_orchestrator import answers, checkpoints
 from sagaflow_orchestrator.handover import Handover
 from sagaflow_orchestrator.hooks import ConsumedCommand, Decided, Fired, Hooks
 from sagaflow_orchestrator.rebuild import OwnedPartition, range_reader, rebuild_partition
@@ -83,6 +85,9 @@ class _Outgoing:
     touched: set[int] = field(default_factory=set)
     """Partitions whose engine or consumer position this batch moved: all that an abort must
     rebuild and rewind (the others' state is still what the log has committed)."""
+    closed_asks: list[answers.Ask] = field(default_factory=list)
+    """Queries and updates to closed workflows: answered from the log once this batch has
+    committed (sagaflow_orchestrator.answers)."""
 
     def empty(self) -> bool:
         return not (self.decided or self.dead or self.offsets or self.rerouted)
@@ -288,7 +293,11 @@ class Orchestrator:
         ) * 1000 >= self.config.checkpoint_interval_ms
         if out.empty() and not (checkpoint_due and self._owned):
             return
-        self._commit(out, with_checkpoint=checkpoint_due)
+        committed = self._commit(out, with_checkpoint=checkpoint_due)
+        if committed and out.closed_asks:
+            producer = self._producer_or_die()
+            if not answers.answer_all(self.config, self.registry, producer, out.closed_asks):
+                self._renew_producer()
 
     def _take(self, msg: Message, out: _Outgoing, now_ms: int) -> None:
         err = msg.error()
@@ -315,6 +324,10 @@ class Orchestrator:
             # workflow's reports (keyed by the id) would all land elsewhere. Send it where it
             # belongs, in this batch's transaction, instead of deciding it.
             out.rerouted.append((owner, command.workflow_id, msg))
+            return
+        closed = owned.engine.needs_history(command)
+        if closed is not None and isinstance(command, QueryWorkflow | UpdateWorkflow):
+            out.closed_asks.append((p, closed, command))
             return
         started = time.perf_counter()
         decision = owned.engine.handle(command, now_ms)
@@ -359,7 +372,8 @@ class Orchestrator:
 
     # ------------------------------------------------------------------ the transaction
 
-    def _commit(self, out: _Outgoing, *, with_checkpoint: bool) -> None:
+    def _commit(self, out: _Outgoing, *, with_checkpoint: bool) -> bool:
+        """Produce the batch in one transaction; False when it was aborted (and rewound)."""
         producer = self._producer_or_die()
         consumer = self._consumer_or_die()
         topics = self.config.topics
@@ -437,7 +451,7 @@ class Orchestrator:
                 # new producer waits for the coordinator to abort the old one's (0.5-1 s).
                 log.warning("%s; rewinding partitions %s", exc, touched)
                 self._abort_and_rewind(partitions=touched)
-                return
+                return False
             # A new producer with the same transactional id aborts the failed transaction at
             # the coordinator: more robust than abort_transaction on a producer whose state the
             # error may have damaged (after a broker restart, an out-of-order sequence left
@@ -445,7 +459,7 @@ class Orchestrator:
             log.warning("%s; renewing the producer and rewinding partitions %s", exc, touched)
             self._renew_producer()
             self._abort_and_rewind(abort=False, partitions=touched)
-            return
+            return False
         elapsed = time.perf_counter() - started
         for p, event, offset in appended:
             owned = self._owned.get(p)
@@ -456,6 +470,7 @@ class Orchestrator:
         self.status.commits += 1
         self.status.last_commit_ms = int(self.clock() * 1000)
         self.hooks.committed(out.commands, out.events, out.tasks, len(out.dead), elapsed)
+        return True
 
     def _effect_record(self, effect: Effect) -> tuple[str, str, bytes | None]:
         """Where an effect goes: (topic, key, value). Keys route by the default partitioner,

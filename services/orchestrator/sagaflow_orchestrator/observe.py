@@ -63,6 +63,8 @@ from sagaflow.core.messages import (
     EventBody,
     FailActivity,
     MarkerRecorded,
+    QueryWorkflow,
+    ReplyToCaller,
     SignalReceived,
     SignalWaitStarted,
     StateTransitioned,
@@ -70,6 +72,9 @@ from sagaflow.core.messages import (
     TimerCancelled,
     TimerFired,
     TimerStarted,
+    UpdateAccepted,
+    UpdateCompleted,
+    UpdateWorkflow,
     WorkflowContinuedAsNew,
     WorkflowFailed,
     WorkflowParked,
@@ -250,9 +255,48 @@ class Observer(Hooks):
             event_headers.append(inject(recorded_by or fallback))
             if self._metrics is not None:
                 self._batch.counts["appended", type(event.body).__name__, ""] += 1
+        if isinstance(command, QueryWorkflow | UpdateWorkflow) and not d.decision.events:
+            for effect in d.decision.effects:
+                if isinstance(effect, ReplyToCaller):
+                    self._answer_span(command, effect, sender, received)
         return DecisionHeaders(
             tuple(event_headers), tuple(self._effect_headers(e) for e in d.decision.effects)
         )
+
+    def _answer_span(
+        self,
+        command: QueryWorkflow | UpdateWorkflow,
+        reply: ReplyToCaller,
+        sender: SpanContext | None,
+        received: Attributes,
+    ) -> None:
+        """One span for an answer that recorded nothing (a query, a rejected or repeated
+        update), under the run's start span when the run is known, else the sender's."""
+        if self._telemetry is None:
+            return
+        run = self._runs.get(command.workflow_id)
+        if run is not None and run.unsampled is not None:
+            return
+        kind = "query" if isinstance(command, QueryWorkflow) else "update"
+        attrs: Attributes = {
+            **received,
+            "sagaflow.workflow.id": command.workflow_id,
+            f"sagaflow.{kind}.name": command.name,
+            "sagaflow.reply.ok": reply.ok,
+        }
+        if run is not None:
+            attrs["sagaflow.workflow.type"] = run.workflow_type
+        parent_context = run.context if run is not None and run.context else sender
+        span = self._telemetry.tracer.start_span(
+            f"{kind} {command.name}",
+            parent(parent_context),
+            SpanKind.CONSUMER,
+            attributes=attrs,
+            links=links(sender if parent_context is not sender else None),
+        )
+        if not reply.ok:
+            _error(span, reply.error_type, reply.message)
+        self._batch.spans.append(span)
 
     def _effect_headers(self, effect: Effect) -> KafkaHeaders:
         """A task carries its dispatch span (the worker's parent). Commands to other workflows
@@ -532,6 +576,33 @@ class Observer(Hooks):
             if isinstance(body, WorkflowContinuedAsNew):
                 self._batch.continued[wid] = run.context
             del self._runs[wid]
+            return _context(span), False
+        if isinstance(body, UpdateAccepted):
+            span = self._span(
+                _name(body),
+                event,
+                run,
+                run.context,
+                SpanKind.CONSUMER,
+                {
+                    **received,
+                    "sagaflow.update.name": body.name,
+                    "sagaflow.update.id": body.update_id,
+                },
+                linked=sender,
+            )
+            return _context(span), True
+        if isinstance(body, UpdateCompleted):
+            span = self._span(
+                _name(body),
+                event,
+                run,
+                cause or run.context,
+                SpanKind.INTERNAL,
+                {"sagaflow.update.id": body.update_id},
+            )
+            if body.error_type:
+                _error(span, body.error_type, body.message)
             return _context(span), False
         if isinstance(body, MarkerRecorded | ActivityHeartbeatRecorded):
             return None, False  # no span of its own: recorded under the run's context

@@ -22,7 +22,7 @@ from sagaflow.readmodel import Projector
 from sagaflow.readmodel.queries import ping
 from sagaflow.telemetry import Telemetry
 from sagaflow.ui import make_ui_app
-from sagaflow_orchestrator import api
+from sagaflow_orchestrator import api, asks
 from sagaflow_orchestrator.loop import Orchestrator
 
 ORCHESTRATOR = web.AppKey("orchestrator", Orchestrator)
@@ -156,5 +156,6 @@ def make_app(
     app.router.add_get("/metrics", metrics_handler(metrics or Metrics()))
     app.router.add_get("/openapi.json", openapi)
     api.add_routes(app)
+    asks.add_routes(app)
     app.add_subapp("/ui", make_ui_app(config, orchestrator.registry))
     return app
