@@ -23,7 +23,8 @@ heartbeat_timeout_ms (default 0) and heartbeat_details (default JSON null); canc
 activity-cancels topic) is new; command v3 -> v4 added QueryWorkflow and UpdateWorkflow; event
 v5 -> v6 added UpdateAccepted and UpdateCompleted; command v4 -> v5 added StartWorkflow's parent
 reference and event v6 -> v7 WorkflowStarted's, with ChildWorkflowStarted,
-ChildWorkflowCompleted and ChildWorkflowFailed (child workflows).
+ChildWorkflowCompleted and ChildWorkflowFailed (child workflows); event v7 -> v8 added
+StateTransitioned (a state machine's state entered or left).
 """
 
 from __future__ import annotations
@@ -75,7 +76,7 @@ _KIND_NAMES = {
 }
 CURRENT_VERSIONS = {
     KIND_COMMAND: 5,
-    KIND_EVENT: 7,
+    KIND_EVENT: 8,
     KIND_TASK: 2,
     KIND_CLOSED: 1,
     KIND_REPLY: 1,

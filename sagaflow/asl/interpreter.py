@@ -25,9 +25,24 @@ from sagaflow.asl.errors import (
 )
 from sagaflow.asl.tasks import prepare as prepare_task
 from sagaflow.asl.tasks import run_task
-from sagaflow.workflow import Registry, SignalTimeoutError, WorkflowContext
+from sagaflow.codec import dumps_payload
+from sagaflow.workflow import CancelledError, Registry, SignalTimeoutError, WorkflowContext
 
 Machine = dict[str, Any]
+
+RECORD_STATES = "asl.record-state-transitions"
+"""Patch id: executions started since state transitions are recorded record them; those whose
+history predates it replay (and finish) as they ran, without the records."""
+CANCEL_SIBLINGS = "asl.cancel-sibling-branches"
+"""Patch id: when a branch of a Parallel state (or an item of a Map state) fails, the others
+are stopped, as AWS does: their timers cancelled, their waits abandoned, no new activities
+scheduled, and their running activities asked to stop (ActivityHandle.cancel, not waited for).
+Executions whose history predates it let the others run on, as they did."""
+PATCHES = (RECORD_STATES, CANCEL_SIBLINGS)
+"""Every behaviour change since the first interpreter, each a `ctx.patched` id."""
+RECORDED_OUTPUT_LIMIT = 32 * 1024
+"""A state's output bigger than this (encoded) is recorded as its size only: the record is for
+views, and the state's data still flows on whole."""
 
 
 class Execution:
@@ -52,6 +67,38 @@ class Execution:
             None if timeout is None else int(started.timestamp() * 1000) + int(timeout) * 1000
         )
         self.rng = intrinsics.Random(ctx.random, ctx.uuid4)
+        self.records_states = False
+        """Whether this execution records its state transitions (decided once, at its start)."""
+        self.cancels_siblings = False
+        """Whether a failing branch stops its siblings (decided once, at its start)."""
+
+    def record(
+        self,
+        name: str,
+        state: dict[str, Any],
+        transition: str,
+        scope: str,
+        *,
+        output: Any = None,
+        error: StatesError | None = None,
+        next_state: str | None = None,
+    ) -> None:
+        """Record a state transition (an event of its own) when this execution records them."""
+        if not self.records_states:
+            return
+        size = 0 if output is None else len(dumps_payload(output))
+        if size > RECORDED_OUTPUT_LIMIT:
+            output = {"sagaflow.output_bytes": size}
+        self.ctx.record_state(
+            name,
+            state["Type"],
+            transition,
+            scope=scope,
+            output=output,
+            error=error.error if error is not None else "",
+            cause=error.cause if error is not None else "",
+            next_state=next_state or "",
+        )
 
     # ------------------------------------------------------------------ time and deadline
 
@@ -97,9 +144,14 @@ def _iso(moment: Any) -> str:
 
 
 async def run_machine(
-    ex: Execution, machine: Machine, data: Any, extra: dict[str, Any] | None = None
+    ex: Execution,
+    machine: Machine,
+    data: Any,
+    extra: dict[str, Any] | None = None,
+    scope: str = "",
 ) -> Any:
-    """Run states from StartAt until a terminal state; return its output."""
+    """Run states from StartAt until a terminal state; return its output. `scope` names the
+    branch this machine is (see StateTransitioned.scope)."""
     name: str = machine["StartAt"]
     while True:
         ex.check_deadline()
@@ -109,15 +161,28 @@ async def run_machine(
             **(extra or {}),
             "State": {"Name": name, "EnteredTime": _iso(ex.ctx.now()), "RetryCount": 0},
         }
-        data, next_name = await _run_state(ex, state, data, context)
+        ex.record(name, state, "entered", scope)
+        try:
+            data, next_name, caught = await _run_state(ex, state, data, context, scope)
+        except StatesError as err:
+            ex.record(name, state, "failed", scope, error=err)
+            raise
+        except CancelledError:
+            ex.record(name, state, "cancelled", scope)
+            raise
+        if caught is not None:
+            ex.record(name, state, "failed", scope, error=caught, next_state=next_name)
+        else:
+            ex.record(name, state, "succeeded", scope, output=data, next_state=next_name)
         if next_name is None:
             return data
         name = next_name
 
 
 async def _run_state(
-    ex: Execution, state: dict[str, Any], raw: Any, context: dict[str, Any]
-) -> tuple[Any, str | None]:
+    ex: Execution, state: dict[str, Any], raw: Any, context: dict[str, Any], scope: str
+) -> tuple[Any, str | None, StatesError | None]:
+    """The state's output, the state to run next, and the error a Catch caught (if one did)."""
     kind = state["Type"]
     following = None if state.get("End") else state.get("Next")
     if kind == "Choice":
@@ -134,12 +199,13 @@ async def _run_state(
                     f"no choice rule matched and there is no Default (state "
                     f"{context['State']['Name']!r}); add a Default or a catch-all rule",
                 )
-        return _output(state, effective, context), following
+        return _output(state, effective, context), following, None
     if kind in ("Succeed", "Wait"):
         effective = paths.select(state.get("InputPath", "$"), raw, context, field="InputPath")
         if kind == "Wait":
             await _wait(ex, state, effective, context)
-        return _output(state, effective, context), (None if kind == "Succeed" else following)
+        next_name = None if kind == "Succeed" else following
+        return _output(state, effective, context), next_name, None
     if kind == "Fail":
         error = _fail_field(ex, state, "Error", raw, context)
         cause = _fail_field(ex, state, "Cause", raw, context)
@@ -153,9 +219,9 @@ async def _run_state(
             ex, state, effective, selected, context
         )
     elif kind == "Parallel":
-        attempt = lambda effective, _: _parallel(ex, state, effective)  # noqa: E731
+        attempt = lambda effective, _: _parallel(ex, state, effective, context, scope)  # noqa: E731
     elif kind == "Map":
-        attempt = lambda effective, _: _map(ex, state, effective, context)  # noqa: E731
+        attempt = lambda effective, _: _map(ex, state, effective, context, scope)  # noqa: E731
     else:
         raise runtime(f"unknown state type {kind!r}")
     try:
@@ -170,12 +236,12 @@ async def _run_state(
                     raw, catcher.get("ResultPath"), error_output,
                     default="ResultPath" not in catcher,
                 )  # fmt: skip
-                return combined, catcher["Next"]
+                return combined, catcher["Next"], err
         raise
     combined = paths.apply_result(
         raw, state.get("ResultPath"), result, default="ResultPath" not in state
     )
-    return _output(state, combined, context), following
+    return _output(state, combined, context), following, None
 
 
 def _output(state: dict[str, Any], value: Any, context: Any) -> Any:
@@ -265,9 +331,19 @@ async def _wait(ex: Execution, state: dict[str, Any], effective: Any, context: A
     await ex.sleep(max(0.0, (moment - ex.ctx.now()).total_seconds()))
 
 
-async def _parallel(ex: Execution, state: dict[str, Any], effective: Any) -> Any:
-    branches = [run_machine(ex, branch, copy.deepcopy(effective)) for branch in state["Branches"]]
-    return await ex.ctx.gather(*branches)
+def _branch_scope(scope: str, context: dict[str, Any], index: int) -> str:
+    here = f"{context['State']['Name']}[{index}]"
+    return f"{scope}/{here}" if scope else here
+
+
+async def _parallel(
+    ex: Execution, state: dict[str, Any], effective: Any, context: dict[str, Any], scope: str
+) -> Any:
+    branches = [
+        run_machine(ex, branch, copy.deepcopy(effective), None, _branch_scope(scope, context, i))
+        for i, branch in enumerate(state["Branches"])
+    ]
+    return await ex.ctx.gather(*branches, cancel_siblings=ex.cancels_siblings)
 
 
 def _int_field(state: dict[str, Any], field: str, data: Any, context: Any) -> Any:
@@ -281,7 +357,9 @@ def _int_field(state: dict[str, Any], field: str, data: Any, context: Any) -> An
     return None
 
 
-async def _map(ex: Execution, state: dict[str, Any], effective: Any, context: Any) -> Any:
+async def _map(
+    ex: Execution, state: dict[str, Any], effective: Any, context: dict[str, Any], scope: str
+) -> Any:
     items = paths.select(state.get("ItemsPath", "$"), effective, context, field="ItemsPath")
     if not isinstance(items, list):
         raise runtime(
@@ -308,7 +386,9 @@ async def _map(ex: Execution, state: dict[str, Any], effective: Any, context: An
                 items[index] if selector is None else ex.render(selector, effective, item_context)
             )
             try:
-                results[index] = await run_machine(ex, processor, value, extra)
+                results[index] = await run_machine(
+                    ex, processor, value, extra, _branch_scope(scope, context, index)
+                )
             except StatesError as err:
                 if not tolerant or err.execution_timed_out:
                     raise
@@ -326,17 +406,21 @@ async def _map(ex: Execution, state: dict[str, Any], effective: Any, context: An
                         f"{err.error}: {err.cause}",
                     ) from err
 
-    await ex.ctx.gather(*(worker() for _ in range(min(limit, len(items)))))
+    workers = (worker() for _ in range(min(limit, len(items))))
+    await ex.ctx.gather(*workers, cancel_siblings=ex.cancels_siblings)
     return results
 
 
 def state_machine_workflow(
-    name: str, definition: Machine
+    name: str, definition: Machine, *, patches: tuple[str, ...] = PATCHES
 ) -> Callable[[WorkflowContext, Any], Coroutine[Any, Any, Any]]:
-    """The workflow function interpreting `definition` (already validated)."""
+    """The workflow function interpreting `definition` (already validated). `patches` leaves
+    out changes, to run as an older interpreter did (tests record old histories with it)."""
 
     async def interpret(ctx: WorkflowContext, input: Any) -> Any:
         ex = Execution(ctx, name, definition, input)
+        ex.records_states = RECORD_STATES in patches and ctx.patched(RECORD_STATES)
+        ex.cancels_siblings = CANCEL_SIBLINGS in patches and ctx.patched(CANCEL_SIBLINGS)
         try:
             return await run_machine(ex, definition, input)
         except SignalTimeoutError as exc:  # a wait outlived the execution deadline
@@ -346,6 +430,15 @@ def state_machine_workflow(
     return interpret
 
 
-def register(registry: Registry, name: str, definition: Machine, version: int = 1) -> None:
+def register(
+    registry: Registry,
+    name: str,
+    definition: Machine,
+    version: int = 1,
+    *,
+    patches: tuple[str, ...] = PATCHES,
+) -> None:
     """Register `definition` as version `version` of workflow type `name`."""
-    registry.workflow(name=name, version=version)(state_machine_workflow(name, definition))
+    registry.workflow(name=name, version=version)(
+        state_machine_workflow(name, definition, patches=patches)
+    )

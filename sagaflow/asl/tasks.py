@@ -20,6 +20,7 @@ from sagaflow.asl.errors import HEARTBEAT_TIMEOUT, TIMEOUT, StatesError, runtime
 from sagaflow.workflow import (
     ActivityError,
     ActivityOptions,
+    CancelledError,
     RegistryError,
     RetryPolicy,
     SignalTimeoutError,
@@ -103,7 +104,15 @@ async def run_task(
         ),
     )
     try:
-        result = await ex.ctx.execute_activity(activity, argument, options)
+        handle = ex.ctx.start_activity(activity, argument, options)
+        try:
+            result = await handle
+        except CancelledError:
+            # The branch is being stopped (a sibling failed, or the execution was cancelled):
+            # the running activity is told to stop too, and nothing waits for it.
+            if ex.cancels_siblings:
+                handle.cancel(wait_for_cancellation=False)
+            raise
     except RegistryError as exc:
         raise StatesError(
             "Sagaflow.ActivityNotRegistered",

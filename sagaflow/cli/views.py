@@ -170,6 +170,14 @@ def _show_text(workflow_id: str, wf: Row | None, rejections: list[Row]) -> str:
         ]
         if wf["current_step"] is not None:
             lines.append(f"step      {_compact(wf['current_step'])}")
+        path = wf.get("state_path")
+        if path:
+            lines.append(
+                f"state     {path.get('current') or '-'}"
+                f"  (visited {', '.join(path.get('visited', []))}"
+                + (f"; failed in {path['failed']}" if path.get("failed") else "")
+                + ")"
+            )
         if wf["result"] is not None:
             lines.append(f"result    {_compact(wf['result'])}")
         if wf["error"] is not None:

@@ -136,6 +136,20 @@ class RecordMarkerCommand:
 
 
 @dataclass(frozen=True)
+class RecordStateCommand:
+    """Code called record_state: it entered or left one of its named states."""
+
+    state: str
+    state_type: str
+    transition: str
+    scope: str
+    output: bytes
+    error: str
+    cause: str
+    next_state: str
+
+
+@dataclass(frozen=True)
 class CompleteWorkflowCommand:
     result: bytes
 
@@ -177,6 +191,7 @@ CodeCommand: TypeAlias = (
     | WaitForSignalCommand
     | StartChildCommand
     | RecordMarkerCommand
+    | RecordStateCommand
     | CompleteWorkflowCommand
     | FailWorkflowCommand
     | CancelWorkflowCommand
@@ -211,6 +226,8 @@ class LiveSink:
 
 
 encode_json = payload.dumps
+SIBLING_FAILED = "another branch of the gather failed"
+"""The reason of the CancelledError a gather with cancel_siblings throws into the others."""
 
 
 def to_ms(duration: float | timedelta) -> int:
@@ -562,8 +579,33 @@ class Driver:
                 )
             )
 
-    def gather(self, awaitables: tuple[Awaitable[Any], ...]) -> Future[list[Any]]:
-        return self._scheduler.gather(awaitables)
+    def gather(
+        self, awaitables: tuple[Awaitable[Any], ...], *, cancel_siblings: bool = False
+    ) -> Future[list[Any]]:
+        return self._scheduler.gather(
+            awaitables, cancel_siblings=CancelledError(SIBLING_FAILED) if cancel_siblings else None
+        )
+
+    def record_state(
+        self,
+        state: str,
+        state_type: str,
+        transition: str,
+        scope: str,
+        output: Any,
+        error: str,
+        cause: str,
+        next_state: str,
+    ) -> None:
+        try:
+            encoded = encode_json(output)
+        except (TypeError, ValueError) as exc:
+            raise WorkflowCodeError(self.workflow_id, exc) from exc
+        self._emit(
+            RecordStateCommand(
+                state, state_type, transition, scope, encoded, error, cause, next_state
+            )
+        )
 
     def sleep(self, duration: float | timedelta) -> Future[None]:
         future: Future[None] = self._scheduler.create_future()

@@ -92,6 +92,16 @@ def _wait(b: m.SignalWaitStarted) -> str:
     return f"waiting for signal {b.name} until {when(b.timeout_at_ms)} (timer {b.timer_seq})"
 
 
+def _state(b: m.StateTransitioned) -> str:
+    where = f" in {b.scope}" if b.scope else ""
+    head = f"state {b.state} ({b.state_type}){where} {b.transition}"
+    if b.transition == "succeeded":
+        head += f" output={_short(b.output)}"
+    elif b.transition == "failed":
+        head += f": {b.error}: {b.cause}" + (" (caught)" if b.next_state else "")
+    return head + (f" -> {b.next_state}" if b.next_state else "")
+
+
 def _step_outcome_span(
     b: m.ActivityCompleted | m.ActivityFailed | m.ActivityAttemptFailed,
 ) -> str:
@@ -160,6 +170,8 @@ EVENT_KINDS: Mapping[type, EventKind] = {
         lambda b: "cancel requested",
     ),
     m.MarkerRecorded: EventKind(Role.COMMAND, lambda b: f"patch {b.change_id} recorded", None),
+    # The span is opened when the state is left (the observer skips "entered").
+    m.StateTransitioned: EventKind(Role.COMMAND, _state, lambda b: f"state {b.state}"),
     m.UpdateAccepted: EventKind(
         Role.ACTIVATION,
         lambda b: f"update {b.name} ({b.update_id}) accepted: {_short(b.args)}",

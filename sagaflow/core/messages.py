@@ -410,6 +410,29 @@ class MarkerRecorded:
 
 
 @dataclass(frozen=True, slots=True)
+class StateTransitioned:
+    """Workflow code entered or left one of its named states (`ctx.record_state`): a state
+    machine's state. A decision of the code, so replay matches it; it changes no engine state,
+    only what views show (the read model's state path)."""
+
+    state: str
+    state_type: str
+    """What kind of state it is (for a state machine: 'Task', 'Choice', 'Parallel', ...)."""
+    transition: str
+    """'entered', 'succeeded', 'failed' or 'cancelled' (a sibling failed, or the run was)."""
+    scope: str = ""
+    """Where the state ran: "" at the top, else its enclosing branch, e.g. "Fan[2]" (item 2 of
+    Map state Fan) or "Both[0]/Fan[1]"."""
+    output: bytes = b"null"
+    """JSON: the state's output when it succeeded."""
+    error: str = ""
+    cause: str = ""
+    next_state: str = ""
+    """The state run next ("" when its branch or the run ended); a failed state with a next
+    state had its error caught."""
+
+
+@dataclass(frozen=True, slots=True)
 class WorkflowCompleted:
     result: bytes
 
@@ -493,6 +516,7 @@ EventBody: TypeAlias = (
     | SignalWaitStarted
     | CancelRequested
     | MarkerRecorded
+    | StateTransitioned
     | UpdateAccepted
     | UpdateCompleted
     | WorkflowCompleted

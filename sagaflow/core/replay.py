@@ -26,6 +26,7 @@ from sagaflow.core.driver import (
     Driver,
     FailWorkflowCommand,
     RecordMarkerCommand,
+    RecordStateCommand,
     RequestCancelActivityCommand,
     ScheduleActivityCommand,
     StartChildCommand,
@@ -43,6 +44,7 @@ from sagaflow.core.messages import (
     EventBody,
     MarkerRecorded,
     SignalWaitStarted,
+    StateTransitioned,
     TimerCancelled,
     TimerStarted,
     UpdateCompleted,
@@ -74,6 +76,8 @@ def describe_command(command: CodeCommand) -> str:
             return f"started child workflow {command.workflow_type!r}"
         case RecordMarkerCommand():
             return f"recorded patch {command.change_id!r}"
+        case RecordStateCommand():
+            return f"recorded state {command.state!r} {command.transition}"
         case CompleteWorkflowCommand():
             return "completed the workflow"
         case FailWorkflowCommand():
@@ -99,6 +103,8 @@ def describe_event(event: Event) -> str:
         return f"timer {body.timer_seq} cancelled (seq {event.seq})"
     if isinstance(body, MarkerRecorded):
         return f"patch {body.change_id!r} (seq {event.seq})"
+    if isinstance(body, StateTransitioned):
+        return f"state {body.state!r} {body.transition} (seq {event.seq})"
     if isinstance(body, UpdateCompleted):
         return f"update {body.update_id!r} completed (seq {event.seq})"
     if isinstance(body, ChildWorkflowStarted):
@@ -140,6 +146,8 @@ def command_matches(command: CodeCommand, body: EventBody) -> bool:
             )
         case RecordMarkerCommand():
             return isinstance(body, MarkerRecorded) and body.change_id == command.change_id
+        case RecordStateCommand():
+            return isinstance(body, StateTransitioned) and body == _state_transitioned(command)
         case CompleteWorkflowCommand():
             return isinstance(body, WorkflowCompleted)
         case FailWorkflowCommand():
@@ -162,6 +170,7 @@ def recorded_event(
     | WaitForSignalCommand
     | StartChildCommand
     | RecordMarkerCommand
+    | RecordStateCommand
     | CompleteWorkflowCommand
     | FailWorkflowCommand
     | CancelWorkflowCommand
@@ -201,6 +210,8 @@ def recorded_event(
         )
     if isinstance(command, RecordMarkerCommand):
         return MarkerRecorded(command.change_id)
+    if isinstance(command, RecordStateCommand):
+        return _state_transitioned(command)
     if isinstance(command, CompleteWorkflowCommand):
         return WorkflowCompleted(command.result)
     if isinstance(command, FailWorkflowCommand):
@@ -212,6 +223,19 @@ def recorded_event(
             command.update_id, command.result, command.error_type, command.message
         )
     assert_never(command)
+
+
+def _state_transitioned(command: RecordStateCommand) -> StateTransitioned:
+    return StateTransitioned(
+        state=command.state,
+        state_type=command.state_type,
+        transition=command.transition,
+        scope=command.scope,
+        output=command.output,
+        error=command.error,
+        cause=command.cause,
+        next_state=command.next_state,
+    )
 
 
 class ReplaySink:

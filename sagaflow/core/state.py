@@ -28,6 +28,7 @@ from sagaflow.core.messages import (
     RetryPolicy,
     SignalReceived,
     SignalWaitStarted,
+    StateTransitioned,
     TimerCancelled,
     TimerFired,
     TimerStarted,
@@ -365,6 +366,9 @@ class WorkflowState:
     def _apply_marker_recorded(self, event: Event, body: MarkerRecorded) -> None:
         pass
 
+    def _apply_state_transitioned(self, event: Event, body: StateTransitioned) -> None:
+        pass  # what views show; the engine's own bookkeeping does not change
+
     def _apply_workflow_completed(self, event: Event, body: WorkflowCompleted) -> None:
         self._close(COMPLETED)
 
@@ -421,6 +425,7 @@ _APPLIERS: dict[type, Callable[[WorkflowState, Event, Any], None]] = {
     SignalWaitStarted: WorkflowState._apply_signal_wait_started,
     CancelRequested: WorkflowState._apply_cancel_requested,
     MarkerRecorded: WorkflowState._apply_marker_recorded,
+    StateTransitioned: WorkflowState._apply_state_transitioned,
     UpdateAccepted: WorkflowState._apply_update_accepted,
     UpdateCompleted: WorkflowState._apply_update_completed,
     WorkflowCompleted: WorkflowState._apply_workflow_completed,

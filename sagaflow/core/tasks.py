@@ -157,14 +157,36 @@ class Scheduler:
         task.throw = error
         self._ready.append(task)
 
-    def gather(self, awaitables: tuple[Awaitable[Any], ...]) -> Future[list[Any]]:
-        """A Future of the list of results, failing with the first failure."""
+    def gather(
+        self,
+        awaitables: tuple[Awaitable[Any], ...],
+        *,
+        cancel_siblings: BaseException | None = None,
+    ) -> Future[list[Any]]:
+        """A Future of the list of results, failing with the first failure.
+
+        With `cancel_siblings`, the first failure throws that error into every other child
+        still running, and the Future fails (with the first failure) once all have finished.
+        """
         children = tuple(self.spawn(_as_coroutine(a)) for a in awaitables)
         result = GatherFuture(self, children)
+        first_failure: list[BaseException] = []
 
         def child_done(_: Future[Any]) -> None:
             if result.done:
                 return
+            if cancel_siblings is not None:
+                if not first_failure:
+                    failed = [c.result.error for c in children if c.result.error is not None]
+                    if failed:
+                        first_failure.append(failed[0])
+                        for child in children:
+                            if not child.result.done:
+                                self._cancel_child(child, cancel_siblings)
+                if first_failure:
+                    if all(child.result.done for child in children):
+                        result.fail(first_failure[0])
+                    return
             for child in children:
                 if child.result.error is not None:
                     result.fail(child.result.error)
@@ -177,6 +199,15 @@ class Scheduler:
         for child in children:
             child.result.add_callback(child_done)
         return result
+
+    def _cancel_child(self, task: Task, error: BaseException) -> None:
+        if task.waiting_on is None:
+            # Ready to run (not yet started, or woken in this same step): it gets the error at
+            # the await it resumes from.
+            if task.throw is None:
+                task.throw = error
+            return
+        self.cancel(task, error)
 
 
 class GatherFuture(Future[list[Any]]):

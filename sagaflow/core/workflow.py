@@ -35,6 +35,8 @@ if TYPE_CHECKING:
     from sagaflow.core.registry import ActivityFn
 
 T = TypeVar("T")
+TRANSITIONS = ("entered", "succeeded", "failed", "cancelled")
+"""What `record_state` can record about a state."""
 
 
 class ActivityHandle(Future[T]):
@@ -179,10 +181,36 @@ class WorkflowContext:
         """
         return await self._driver.start_activity(activity, arg, _with(options, heartbeat_timeout))
 
-    def gather(self, *awaitables: Awaitable[Any]) -> Future[list[Any]]:
+    def gather(
+        self, *awaitables: Awaitable[Any], cancel_siblings: bool = False
+    ) -> Future[list[Any]]:
         """Await several activities/coroutines together; results in argument order. The first
-        failure is raised (the others keep running)."""
-        return self._driver.gather(awaitables)
+        failure is raised; the others keep running, unless `cancel_siblings`: then the others
+        get CancelledError at their await (their timers are cancelled, their signal waits
+        abandoned, their running activities left unobserved), and the first failure is raised
+        once all of them have finished."""
+        return self._driver.gather(awaitables, cancel_siblings=cancel_siblings)
+
+    def record_state(
+        self,
+        state: str,
+        state_type: str,
+        transition: str,
+        *,
+        scope: str = "",
+        output: Any = None,
+        error: str = "",
+        cause: str = "",
+        next_state: str = "",
+    ) -> None:
+        """Record that the code entered or left one of its named states ('entered',
+        'succeeded', 'failed' or 'cancelled'), as an event of its own (StateTransitioned) that
+        views show; the record is a decision of the code, so replay checks it is made again."""
+        if transition not in TRANSITIONS:
+            raise ValueError(f"transition must be one of {TRANSITIONS}, got {transition!r}")
+        self._driver.record_state(
+            state, state_type, transition, scope, output, error, cause, next_state
+        )
 
     # ------------------------------------------------------------------ child workflows
 

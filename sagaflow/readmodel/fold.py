@@ -34,6 +34,7 @@ from sagaflow.core.messages import (
     MarkerRecorded,
     SignalReceived,
     SignalWaitStarted,
+    StateTransitioned,
     TimerCancelled,
     TimerFired,
     TimerStarted,
@@ -114,6 +115,9 @@ class WorkflowRow:
     pending_children: list[dict[str, Any]] = field(default_factory=list)
     """Children of the current run still running, oldest first: [{workflow_id, type, seq,
     parent_close_policy, since_ms}]."""
+    state_path: dict[str, Any] | None = None
+    """A state machine's path so far (see `_apply_state_transitioned`); None for a workflow
+    that records no states."""
 
 
 def _new_row(event: Event) -> WorkflowRow:
@@ -162,7 +166,7 @@ def _apply_workflow_started(row: WorkflowRow, event: Event) -> None:
         }
     row.input = json_payload(body.input)
     # A new run (continue-as-new) starts with a clean slate; signals are per run too.
-    row.result = row.error = row.current_step = row.parked = None
+    row.result = row.error = row.current_step = row.parked = row.state_path = None
     row.pending_activities = {}
     row.pending_timers = []
     row.received_signals = []
@@ -349,6 +353,41 @@ def _apply_cancel_requested(row: WorkflowRow, event: Event) -> None:
     row.signal_waits = []
 
 
+def _apply_state_transitioned(row: WorkflowRow, event: Event) -> None:
+    """The state path: `visited` (state names in the order first entered), `active` (states
+    entered and not yet left, [{state, scope}], newest last), `current` (the newest active
+    state's name) and `failed` (the state whose uncaught error is failing the run: the innermost
+    one, kept until a state around it succeeds or catches)."""
+    body = event.body
+    assert isinstance(body, StateTransitioned)
+    path = row.state_path or {
+        "visited": [],
+        "active": [],
+        "current": None,
+        "failed": None,
+        "failed_scope": None,
+    }
+    here = {"state": body.state, "scope": body.scope}
+    if body.transition == "entered":
+        if body.state not in path["visited"]:
+            path["visited"].append(body.state)
+        path["active"].append(here)
+    else:
+        if here in path["active"]:
+            # the newest matching entry: a Map runs the same state once per item
+            del path["active"][len(path["active"]) - 1 - path["active"][::-1].index(here)]
+        failed_scope = path["failed_scope"]
+        if body.transition == "failed" and not body.next_state:
+            if path["failed"] is None:
+                path["failed"], path["failed_scope"] = body.state, body.scope
+        elif body.transition != "cancelled" and failed_scope is not None:
+            around = not body.scope or failed_scope == body.scope
+            if around or failed_scope.startswith(body.scope + "/"):
+                path["failed"] = path["failed_scope"] = None
+    path["current"] = path["active"][-1]["state"] if path["active"] else None
+    row.state_path = path
+
+
 def _apply_workflow_parked(row: WorkflowRow, event: Event) -> None:
     body = event.body
     assert isinstance(body, WorkflowParked)
@@ -369,6 +408,8 @@ def _close(row: WorkflowRow, status: str) -> None:
     row.parked = None
     # Its parent close policy has been applied: the children left are no longer its to wait on.
     row.pending_children = []
+    if row.state_path is not None:
+        row.state_path = {**row.state_path, "active": [], "current": None}
 
 
 def _apply_workflow_completed(row: WorkflowRow, event: Event) -> None:
@@ -460,6 +501,7 @@ _APPLIERS: dict[type[Any], Callable[[WorkflowRow, Event], None]] = {
     UpdateCompleted: _apply_update_completed,
     SignalWaitStarted: _apply_signal_wait_started,
     CancelRequested: _apply_cancel_requested,
+    StateTransitioned: _apply_state_transitioned,
     WorkflowParked: _apply_workflow_parked,
     WorkflowUnparked: _apply_workflow_unparked,
     WorkflowCompleted: _apply_workflow_completed,

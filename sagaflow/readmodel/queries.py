@@ -34,6 +34,7 @@ _DETAIL = (
     "parked",
     "parent",
     "pending_children",
+    "state_path",
     "last_seq",
 )
 
@@ -74,6 +75,25 @@ async def get_workflow(target: Target, workflow_id: str) -> dict[str, Any] | Non
         )
         row = await cur.fetchone()
         return None if row is None else _jsonable(row)
+
+
+async def state_path(target: Target, workflow_id: str) -> dict[str, Any] | None:
+    """Where a state machine execution has been, for marking its graph:
+    `{"visited": [name, ...], "current": name | None, "failed": name | None,
+    "active": [{"state": name, "scope": branch}, ...]}`; `visited` in the order first entered,
+    `current` the newest state entered and not yet left (None once the run closed), `failed` the
+    innermost state whose uncaught error is failing the run. None when the workflow is unknown
+    or records no states (a code-first workflow, or an execution started before state
+    transitions were recorded)."""
+    async with connection(target) as conn, conn.cursor() as cur:
+        await cur.execute(
+            "SELECT state_path FROM sagaflow_workflows WHERE workflow_id = %s", (workflow_id,)
+        )
+        row = await cur.fetchone()
+    if row is None or not row[0]:
+        return None
+    path = row[0]
+    return {key: path[key] for key in ("visited", "current", "failed", "active")}
 
 
 async def get_rejections(target: Target, workflow_id: str) -> list[dict[str, Any]]:

@@ -39,6 +39,7 @@ _ROW_COLUMNS = (
     "parked",
     "parent",
     "pending_children",
+    "state_path",
 )
 _JSON_COLUMNS = frozenset(
     {
@@ -54,6 +55,7 @@ _JSON_COLUMNS = frozenset(
         "parked",
         "parent",
         "pending_children",
+        "state_path",
     }
 )
 

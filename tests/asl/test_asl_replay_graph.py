@@ -11,10 +11,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sagaflow.asl import graph
-from sagaflow.asl.interpreter import register
+from sagaflow.asl.interpreter import CANCEL_SIBLINGS, PATCHES, RECORD_STATES, register
 from sagaflow.asl.model import load
+from sagaflow.core import messages as m
 from sagaflow.core.replay import replay
 from sagaflow.testing import WorkflowEnvironment, history_from_json, history_to_json
+from sagaflow.workflow import Registry
 from tests.asl import activities
 
 pytestmark = pytest.mark.unit
@@ -44,20 +46,45 @@ RICH = load(json.dumps({
 register(activities.registry, "rich", RICH)
 
 
+def older_interpreter(patches: tuple[str, ...]) -> Registry:
+    """The test activities with RICH run by an interpreter with only `patches` applied: what an
+    older release recorded."""
+    older = Registry()
+    for activity in activities.registry.activities.values():
+        older.activity(name=activity.name, task_queue=activity.task_queue)(activity.fn)
+    register(older, "rich", RICH, patches=patches)
+    return older
+
+
+RECORDERS = {len(PATCHES): activities.registry} | {
+    n: older_interpreter(PATCHES[:n]) for n in range(len(PATCHES))
+}
+"""Registries that record histories as each interpreter did, by how many patches it has."""
+
+
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     xs=st.lists(st.integers(min_value=0, max_value=50), max_size=5),
     fail=st.booleans(),
     workflow_id=st.text("abcdef0123456789-", min_size=1, max_size=12),
+    patches=st.sampled_from(sorted(RECORDERS)),
 )
 def test_replaying_a_recorded_history_reproduces_it(
-    xs: list[int], fail: bool, workflow_id: str
+    xs: list[int], fail: bool, workflow_id: str, patches: int
 ) -> None:
-    with WorkflowEnvironment(activities.registry) as env:
+    """Whichever interpreter recorded a history (today's, or one before a patch), today's
+    replays it to the same end."""
+    with WorkflowEnvironment(RECORDERS[patches]) as env:
         env.start("rich", {"xs": xs, "fail": fail}, workflow_id=workflow_id)
         env.run()
         assert env.status(workflow_id) == "completed"
         history = history_from_json(history_to_json(env.history(workflow_id)))
+    applied = PATCHES[:patches]
+    states = [e.body for e in history if isinstance(e.body, m.StateTransitioned)]
+    assert bool(states) == (RECORD_STATES in applied)
+    # Branch F fails (retries included) before branch W's 5 s wait is over: W is stopped.
+    cancelled = [s.state for s in states if s.transition == "cancelled"]
+    assert cancelled == (["W"] if fail and CANCEL_SIBLINGS in applied else [])
     outcome = replay(activities.registry, history)
     assert outcome.error is None
     assert outcome.driver is not None and outcome.driver.finished

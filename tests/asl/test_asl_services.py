@@ -5,6 +5,7 @@ deployed while executions run becomes version 2 and the running ones finish on v
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 import time
@@ -19,6 +20,7 @@ from sagaflow.asl.examples import CHECKOUT_FILE
 from sagaflow.cli.main import main
 from sagaflow.client import follow
 from sagaflow.core import messages as m
+from sagaflow.readmodel import queries
 from tests.sagas import Deployment, order
 from tests.support import assert_eventually
 
@@ -172,6 +174,23 @@ def test_checkout_state_machine_on_the_services(
                                                                      timed_out, v2):  # fmt: skip
             versions[wid] = rec.event.body.version
     assert versions == {approved: 1, refused: 1, timed_out: 1, v2: 2}
+
+    # Every state transition is an event; the read model projects them into the state path,
+    # which the API's workflow and the read model's query show.
+    def refused_path() -> Any:
+        return asyncio.run(queries.state_path(d.config.database_url, refused))
+
+    path = assert_eventually(
+        lambda: (p := refused_path()) is not None and p["current"] is None and p, timeout=30,
+        message="the refused execution's state path is projected",
+    )  # fmt: skip
+    assert path["visited"] == ["Defaults", "Reserve", "Charge", "NeedsApproval", "Approval",
+                               "Approved", "Refused", "RefundPayment", "ReleaseInventory",
+                               "Failed"]  # fmt: skip
+    assert (path["failed"], path["active"]) == ("Failed", [])
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/workflows/{ok}", timeout=10) as r:
+        shown = json.loads(r.read())
+    assert shown["state_path"]["visited"][-1] == "Done" and shown["state_path"]["failed"] is None
 
 
 def test_a_follower_started_before_any_deploy_learns_each_new_version(

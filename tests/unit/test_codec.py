@@ -59,6 +59,19 @@ def test_every_v1_event_body_still_decodes() -> None:
         assert type(decoded.body) is cls
 
 
+def test_a_state_transition_round_trips_and_v2_events_decode_with_the_v8_reader() -> None:
+    body = m.StateTransitioned("Charge", "Task", "failed", "Fan[2]", b"null", "Boom", "x", "Undo")
+    event = m.Event("w", 7, "r", 5, body)
+    assert codec.decode_event(codec.encode_event(event)) == event
+    v2 = fastavro.parse_schema(json.loads((REPO_SCHEMAS / "event.v2.avsc").read_text()))
+    buffer = io.BytesIO()
+    buffer.write(bytes([codec.MAGIC, codec.KIND_EVENT, 2]))
+    datum = {"workflow_id": "w", "seq": 1, "run_id": "r", "recorded_at_ms": 5}
+    datum["body"] = ("sagaflow.TimerFired", {"timer_seq": 3})
+    fastavro.schemaless_writer(buffer, v2, datum)
+    assert codec.decode_event(buffer.getvalue()).body == m.TimerFired(3)
+
+
 def test_a_v1_task_decodes_without_heartbeat_settings() -> None:
     v1 = fastavro.parse_schema(json.loads((REPO_SCHEMAS / "task.v1.avsc").read_text()))
     task = m.ActivityTask("w", "r", "t", 1, 2, "a", "q", b"1", "w/1", 0, 0)
@@ -91,7 +104,7 @@ def _sample(hint: object) -> object:
 
 def test_writers_use_the_newest_schema_version() -> None:
     event = m.Event("w", 1, "r", 0, m.TimerFired(1))
-    assert codec.encode_event(event)[:3] == bytes((codec.MAGIC, codec.KIND_EVENT, 7))
+    assert codec.encode_event(event)[:3] == bytes((codec.MAGIC, codec.KIND_EVENT, 8))
     command = m.CancelWorkflow("w")
     assert codec.encode_command(command)[:3] == bytes((codec.MAGIC, codec.KIND_COMMAND, 5))
 
@@ -150,7 +163,7 @@ def test_every_v4_event_body_still_decodes(cls: type) -> None:
     ("schema_file", "types"),
     [
         ("command.v5.avsc", typing.get_args(m.Command)),
-        ("event.v7.avsc", (*typing.get_args(m.EventBody), m.Event, m.RetryPolicy)),
+        ("event.v8.avsc", (*typing.get_args(m.EventBody), m.Event, m.RetryPolicy)),
         ("task.v2.avsc", (m.ActivityTask,)),
         ("closed.v1.avsc", (m.ClosedWorkflow,)),
         ("reply.v1.avsc", (m.ReplyToCaller,)),

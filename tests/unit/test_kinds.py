@@ -36,6 +36,9 @@ SAMPLES: dict[type, m.EventBody] = {
     m.SignalWaitStarted: m.SignalWaitStarted("approve", 4, 9_000),
     m.CancelRequested: m.CancelRequested("changed mind"),
     m.MarkerRecorded: m.MarkerRecorded("fix-1"),
+    m.StateTransitioned: m.StateTransitioned(
+        "Charge", "Task", "succeeded", "", b"{}", "", "", "Ship"
+    ),
     m.UpdateAccepted: m.UpdateAccepted("u1", "add_item", b"{}", "req-1"),
     m.UpdateCompleted: m.UpdateCompleted("u1", b"1"),
     m.WorkflowCompleted: m.WorkflowCompleted(b"1"),

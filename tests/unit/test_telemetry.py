@@ -42,6 +42,7 @@ from sagaflow.core.messages import (
     SignalReceived,
     SignalWorkflow,
     StartWorkflow,
+    StateTransitioned,
     StepView,
     WorkflowFailed,
     WorkflowStarted,
@@ -316,6 +317,28 @@ def run_compensated_checkout(saga: Saga) -> list[list[tuple[str, bytes]]]:
     )
     events, _ = saga.decide(complete, saga.message(commands, complete, released), d)
     return recorded + events
+
+
+def test_a_state_left_is_a_span_in_the_runs_trace(saga: Saga) -> None:
+    start = StartWorkflow(WID, "machine", b"{}")
+    d = Decision(
+        (
+            saga.event(WorkflowStarted("machine", 1, b"{}", 7), 1_000),
+            saga.event(StateTransitioned("Init", "Pass", "entered"), 1_000),
+            saga.event(StateTransitioned("Init", "Pass", "succeeded", next_state="Go"), 1_000),
+            saga.event(StateTransitioned("Go", "Fail", "entered"), 1_000),
+            saga.event(StateTransitioned("Go", "Fail", "failed", error="E", cause="c"), 1_000),
+            saga.event(WorkflowFailed("E", "c", b"null"), 1_000),
+        )
+    )
+    saga.decide(start, None, d)
+    spans = saga.spans()
+    assert "state Init" in spans and "state Go" in spans
+    assert len([name for name in spans if name.startswith("state ")]) == 2  # none for entering
+    init, go = spans["state Init"], spans["state Go"]
+    assert init.attributes is not None and init.attributes["sagaflow.state.next"] == "Go"
+    assert init.context.trace_id == spans["start machine"].context.trace_id
+    assert go.status.status_code is StatusCode.ERROR and go.status.description == "E: c"
 
 
 def test_compensated_saga_is_one_trace_across_the_hops(saga: Saga) -> None:

@@ -40,6 +40,49 @@ def base_registry() -> Registry:
     return registry
 
 
+def test_gather_with_cancel_siblings_stops_the_others_and_raises_the_first_failure() -> None:
+    registry = base_registry()
+    seen: list[str] = []
+
+    @registry.workflow(name="stop", version=1)
+    async def stop(ctx: WorkflowContext, arg: Any) -> Any:
+        async def sleeper() -> None:
+            try:
+                await ctx.sleep(100)
+            except CancelledError as err:
+                seen.append(f"sleeper: {err.reason}")
+                raise
+            await ctx.execute_activity("echo", "never")
+
+        async def waiter() -> None:
+            try:
+                await ctx.wait_for_signal("go", timeout=500)
+            except CancelledError:
+                seen.append("waiter")
+                raise
+
+        async def not_started() -> None:
+            seen.append("not started ran")  # cancelled before its first step: never runs
+
+        async def failing() -> None:
+            raise ApplicationError("at once", type="Now")
+
+        try:
+            await ctx.gather(sleeper(), waiter(), failing(), not_started(), cancel_siblings=True)
+        except ApplicationError as err:
+            return {"failed": err.error_type}
+        return "not reached"
+
+    with WorkflowEnvironment(registry) as env:
+        env.start("stop", None, workflow_id="s")
+        env.run()
+        assert env.result("s") == {"failed": "Now"}
+        bodies = [e.body for e in env.history("s")]
+    assert len([b for b in bodies if isinstance(b, m.TimerCancelled)]) == 2
+    assert [b for b in bodies if isinstance(b, m.ActivityScheduled)] == []
+    assert seen == ["sleeper: another branch of the gather failed", "waiter"]
+
+
 def test_gather_runs_activities_and_coroutines_concurrently() -> None:
     registry = base_registry()
 

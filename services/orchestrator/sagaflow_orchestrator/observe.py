@@ -16,7 +16,8 @@ a decision is a child of the span of what caused it:
                             └─ workflow failed
 
 Timers ("timer started" -> "timer fired"), signals ("signal <name>") and cancellations
-("cancel requested") hang off the run's start span; the sender's own span is linked.
+("cancel requested") hang off the run's start span; the sender's own span is linked. A state
+machine's state left ("state <name>", ERROR when it failed) is a child of what caused it.
 
 Spans are opened while a batch is decided and ended when its transaction commits, so a span
 covers decide + commit, and the spans of an aborted transaction are never exported.
@@ -69,6 +70,7 @@ from sagaflow.core.messages import (
     ReplyToCaller,
     SignalReceived,
     SignalWaitStarted,
+    StateTransitioned,
     StepView,
     TimerCancelled,
     TimerFired,
@@ -519,6 +521,26 @@ class Observer(Hooks):
                 linked=sender,
             )
             return _context(span), True
+        if isinstance(body, StateTransitioned):
+            if body.transition == "entered":
+                return None, False  # the state's span is made when it is left
+            span = self._span(
+                _name(body),
+                event,
+                run,
+                cause or run.context,
+                SpanKind.INTERNAL,
+                {
+                    "sagaflow.state.name": body.state,
+                    "sagaflow.state.type": body.state_type,
+                    "sagaflow.state.transition": body.transition,
+                    "sagaflow.state.scope": body.scope,
+                    "sagaflow.state.next": body.next_state,
+                },
+            )
+            if body.transition == "failed":
+                _error(span, body.error, body.cause)
+            return _context(span), False
         if isinstance(body, WorkflowParked):
             span = self._span(
                 _name(body),
