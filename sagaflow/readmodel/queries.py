@@ -17,26 +17,10 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from sagaflow.db import Target, connection
+from sagaflow.readmodel import columns
 
-_SUMMARY = ("workflow_id", "run_id", "type", "version", "status", "created_at", "updated_at")
-_DETAIL = (
-    *_SUMMARY,
-    "input",
-    "result",
-    "error",
-    "current_step",
-    "pending_activities",
-    "pending_timers",
-    "received_signals",
-    "signal_waits",
-    "updates",
-    "cancel_requested",
-    "parked",
-    "parent",
-    "pending_children",
-    "state_path",
-    "last_seq",
-)
+_SUMMARY = columns.SUMMARY
+_DETAIL = columns.ROW
 
 
 class CursorError(ValueError):

@@ -15,49 +15,11 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from sagaflow.core.messages import CommandRejected, Event
+from sagaflow.readmodel import columns
 from sagaflow.readmodel.fold import WorkflowRow, apply_event, body_json, event_time
 
-_ROW_COLUMNS = (
-    "workflow_id",
-    "run_id",
-    "type",
-    "version",
-    "status",
-    "created_at",
-    "updated_at",
-    "last_seq",
-    "input",
-    "result",
-    "error",
-    "current_step",
-    "pending_activities",
-    "pending_timers",
-    "received_signals",
-    "signal_waits",
-    "updates",
-    "cancel_requested",
-    "parked",
-    "parent",
-    "pending_children",
-    "state_path",
-)
-_JSON_COLUMNS = frozenset(
-    {
-        "input",
-        "result",
-        "error",
-        "current_step",
-        "pending_activities",
-        "pending_timers",
-        "received_signals",
-        "signal_waits",
-        "updates",
-        "parked",
-        "parent",
-        "pending_children",
-        "state_path",
-    }
-)
+_ROW_COLUMNS = columns.ROW
+_JSON_COLUMNS = columns.JSON_COLUMNS
 
 _UPSERT = (
     f"INSERT INTO sagaflow_workflows ({', '.join(_ROW_COLUMNS)})"
