@@ -33,6 +33,7 @@ from sagaflow.workflow import (
     Registry,
     RetryPolicy,
     WorkflowContext,
+    WorkflowView,
 )
 
 DEFAULT_APPROVAL_THRESHOLD_CENTS = 100_000
@@ -149,11 +150,13 @@ async def checkout(ctx: WorkflowContext, order: Order) -> dict[str, Any]:
     """Reserve, charge, (approve), ship, email; compensate in reverse on failure or cancel."""
     order_id = order["order_id"]
     threshold = order.get("approval_threshold_cents", DEFAULT_APPROVAL_THRESHOLD_CENTS)
+    ctx.state["stage"] = "reserving"  # what the query "progress" answers
     async with ctx.saga() as saga:
         reservation = await ctx.execute_activity(
             reserve_inventory,
             {"order_id": order_id, "sku": order["sku"], "quantity": order["quantity"]},
         )
+        ctx.state["stage"] = "charging"
         saga.add_compensation(
             release_inventory,
             {"order_id": order_id, "reservation_id": reservation["reservation_id"]},
@@ -166,7 +169,9 @@ async def checkout(ctx: WorkflowContext, order: Order) -> dict[str, Any]:
             refund_payment, {"order_id": order_id, "charge_id": charge["charge_id"]}
         )
         approved_by: Any = None
+        ctx.state["stage"] = "charged"
         if order["amount_cents"] >= threshold:
+            ctx.state["stage"] = "awaiting approval"
             timeout = order.get("approval_timeout_s", DEFAULT_APPROVAL_TIMEOUT_S)
             approved_by = await ctx.wait_for_signal(APPROVAL_SIGNAL, timeout=float(timeout))
             if not _approved(approved_by):
@@ -175,12 +180,14 @@ async def checkout(ctx: WorkflowContext, order: Order) -> dict[str, Any]:
                     type="OrderRefused",
                     details=approved_by,
                 )
+        ctx.state["stage"] = "shipping"
         shipment = await ctx.execute_activity(
             create_shipment, {"order_id": order_id, "address": order["address"]}
         )
         saga.add_compensation(
             cancel_shipment, {"order_id": order_id, "shipment_id": shipment["shipment_id"]}
         )
+    ctx.state["stage"] = "emailing the receipt"
     receipt = await ctx.execute_activity(
         send_receipt_email, {"order_id": order_id, "email": order["email"]}
     )
@@ -194,6 +201,12 @@ async def checkout(ctx: WorkflowContext, order: Order) -> dict[str, Any]:
         "approval": approved_by,
         "completed_at": ctx.now().isoformat(),
     }
+
+
+@registry.query(workflow="checkout", name="progress")
+def progress(view: WorkflowView, args: Any) -> dict[str, Any]:
+    """Where the order is: its stage (kept in ctx.state) and the workflow's status."""
+    return {"stage": view.state.get("stage", "started"), "workflow": view.status}
 
 
 # --------------------------------------------------------------------------- child workflows

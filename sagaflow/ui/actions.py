@@ -1,6 +1,6 @@
-"""A workflow's actions (signal, cancel, terminate): sent through the client as the API sends
-them, then back to the workflow's page, which shows the event that records the action or its
-refusal."""
+"""A workflow's actions (signal, cancel, terminate, query): sent through the client as the API
+sends them, then back to the workflow's page, which shows the event that records the action or
+its refusal (a query records nothing: the page shows its answer)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from urllib.parse import quote, urlencode
 
 from aiohttp import web
 
-from sagaflow.client import DeliveryError
+from sagaflow.client import DeliveryError, ReplyError, ReplyTimeoutError, reply_value
 from sagaflow.core.messages import CancelRequested, SignalReceived, WorkflowTerminated
 from sagaflow.readmodel import queries
 from sagaflow.ui import logview
@@ -106,3 +106,52 @@ async def terminate_action(request: web.Request) -> web.Response:
     except DeliveryError as exc:
         raise BadInput(str(exc)) from exc
     return _back(request, workflow_id, "terminate", command_id, after)
+
+
+QUERY_TIMEOUT_S = 10.0
+ANSWER_SHOWN = 4_000
+"""Characters of a query's answer carried back to the page (the CLI and API give all of it)."""
+
+
+def _json_field(fields: dict[str, Any], name: str, example: str) -> Any:
+    raw = str(fields.get(name, "")).strip() or "null"
+    try:
+        return json.loads(raw)
+    except ValueError as exc:
+        raise BadInput(f"the {name} are not JSON ({exc}); e.g. {example}") from exc
+
+
+async def query_action(request: web.Request) -> web.Response:
+    """Ask the orchestrator that owns the workflow; the page shows the answer or why none came."""
+    workflow_id = request.match_info["workflow_id"]
+    fields = await form(request)
+    name = str(fields.get("name", "")).strip()
+    if not name:
+        raise BadInput("a query needs a name: one the workflow type registers")
+    args = _json_field(fields, "args", '{"verbose": true}')
+    client = request.app[CLIENT]
+    outcome: dict[str, str]
+    try:
+        reply = await asyncio.to_thread(
+            client.query, workflow_id, name, args, timeout_s=QUERY_TIMEOUT_S
+        )
+        answer = json.dumps(reply_value(reply), indent=2, default=str)
+        outcome = {"answer": answer[:ANSWER_SHOWN]}
+    except (ReplyError, ReplyTimeoutError) as exc:
+        outcome = {"query_error": str(exc)}
+    except DeliveryError as exc:
+        raise BadInput(str(exc)) from exc
+    query = urlencode({"queried": name, **outcome})
+    return see_other(f"{request.app[PREFIX]}/workflows/{quote(workflow_id)}?{query}#query-h")
+
+
+def query_result(request: web.Request) -> dict[str, str] | None:
+    """The answer of the query just asked (carried in the query string by `query_action`)."""
+    name = request.query.get("queried", "")
+    if not name:
+        return None
+    return {
+        "name": name,
+        "answer": request.query.get("answer", ""),
+        "error": request.query.get("query_error", ""),
+    }

@@ -110,6 +110,7 @@ def make_ui_app(
     app.router.add_post("/workflows/{workflow_id}/signal", actions.signal_action)
     app.router.add_post("/workflows/{workflow_id}/cancel", actions.cancel_action)
     app.router.add_post("/workflows/{workflow_id}/terminate", actions.terminate_action)
+    app.router.add_post("/workflows/{workflow_id}/query", actions.query_action)
     app.router.add_get("/health", health_page)
     app.router.add_get("/dlq", dlqpages.dlq_page)
     app.router.add_get("/dlq/{partition:\\d+}/{offset:\\d+}", dlqpages.dlq_item_page)
@@ -287,7 +288,17 @@ async def workflow_page(request: web.Request) -> web.Response:
         closed=workflow is not None and workflow["status"] in CLOSED_STATUSES,
         flash=request.query.get("sent", ""),
         action=actions.action_result(request, view, rejections),
+        queried=actions.query_result(request),
+        query_names=_query_names(request, workflow),
     )
+
+
+def _query_names(request: web.Request, workflow: dict[str, Any] | None) -> list[str]:
+    """The queries the workflow's type registers, when the UI runs with the registry."""
+    registry = request.app.get(REGISTRY)
+    if registry is None or workflow is None:
+        return []
+    return registry.query_names(str(workflow["type"]))
 
 
 async def _state_machine(

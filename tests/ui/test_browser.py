@@ -226,6 +226,39 @@ def _wait_trace(page: Any, check: Callable[[], Any]) -> Any:
     return check()
 
 
+def _ask(page: Any, name: str) -> str:
+    page.get_by_label("Query name").fill(name)
+    page.get_by_role("button", name="Ask").click()
+    page.locator("#query-h").wait_for(timeout=30_000)
+    return str(page.locator("section.query").inner_text())
+
+
+def test_a_query_from_the_ui_is_answered_live_and_from_a_closed_workflows_final_state(
+    demo: Demo, page: Any
+) -> None:
+    live, closed = demo.ids["approval"], demo.ids["declined"]
+    _poll(
+        page,
+        f"{demo.ui}/workflows/{live}",
+        lambda: page.locator('li[data-wait="signal"][data-signal="approve"]').count() == 1,
+        f"{live} waits for its approval",
+    )
+    # The workflow type's queries are offered by name.
+    assert page.locator('#query-names option[value="progress"]').count() == 1
+    before = page.locator("tr[data-event]").count()
+    answer = _ask(page, "progress")
+    assert '"stage": "awaiting approval"' in answer and '"workflow": "running"' in answer, answer
+    _shot(page, "query-answered")
+    # A query records nothing.
+    page.goto(f"{demo.ui}/workflows/{live}")
+    assert page.locator("tr[data-event]").count() == before
+    assert "was not answered" in _ask(page, "no_such_query")
+
+    _poll(page, f"{demo.ui}/workflows/{closed}", lambda: _status(page) == "failed", "declined")
+    answer = _ask(page, "progress")
+    assert '"stage": "charging"' in answer and '"workflow": "failed"' in answer, answer
+
+
 def test_approve_from_the_ui_completes_the_waiting_saga(demo: Demo, page: Any) -> None:
     wid = demo.ids["approval"]
     url = f"{demo.ui}/workflows/{wid}"
