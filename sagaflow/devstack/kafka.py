@@ -126,6 +126,10 @@ def broker_settings(
         "group.consumer.session.timeout.ms": "1500",
         "group.consumer.min.heartbeat.interval.ms": "100",
         "group.consumer.heartbeat.interval.ms": "300",
+        # A killed orchestrator's open transaction holds back its partitions' last stable
+        # offset until the broker aborts it: its timeout is 1 s (SAGAFLOW_TRANSACTION_TIMEOUT_MS)
+        # but the broker looks for timed-out transactions only every 10 s by default.
+        "transaction.abort.timed.out.transaction.cleanup.interval.ms": "1000",
         # Topics are created by the project's admin command, never by a typo.
         "auto.create.topics.enable": "false",
         "transaction.max.timeout.ms": "3600000",
