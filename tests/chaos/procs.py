@@ -65,6 +65,8 @@ class Supervised:
     expect_exit: bool = False
     restart_at: float | None = None
     """When a dead process is started again (a second later: a crash loop must not spin)."""
+    thawed: bool = False
+    """Frozen past its session and thawed (the zombie fault): fencing may end it, as designed."""
 
 
 @dataclass
@@ -75,6 +77,9 @@ class Supervisor:
     restart_dead: bool = True
     members: dict[str, Supervised] = field(default_factory=dict)
     deaths: list[Death] = field(default_factory=list)
+    fenced_zombies: list[str] = field(default_factory=list)
+    """Thawed zombies that found themselves fenced and exited 3: Kafka's zombie fencing doing its
+    job (the new owner fenced the frozen member's transactional id), restarted, not deaths."""
     faults: list[tuple[str, float, float | None]] = field(default_factory=list)
     """(kind, monotonic start, monotonic end or None while under way)."""
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -101,6 +106,11 @@ class Supervisor:
                     if m.expect_exit or m.restart_at or proc is None or proc.poll() is None:
                         continue
                     tail = m.service.tail(40)
+                    if m.thawed and proc.returncode == 3 and "fenced" in tail:
+                        m.thawed = False
+                        self.fenced_zombies.append(m.service.name)
+                        m.restart_at = time.monotonic() + 1.0
+                        continue
                     self.deaths.append(
                         Death(
                             m.service.name,
@@ -166,6 +176,7 @@ class Supervisor:
             proc = self.members[name].service.proc
             if proc is not None and proc.poll() is None:
                 proc.send_signal(signal.SIGCONT)
+                self.members[name].thawed = True
 
     def stop_all(self) -> None:
         self._stop.set()

@@ -96,6 +96,7 @@ class Report:
     prefix: str
     sagas_by_kind: dict[str, int] = field(default_factory=dict)
     poison: list[Poison] = field(default_factory=list)
+    fenced_zombies: list[str] = field(default_factory=list)
 
     @property
     def dlq(self) -> DlqFigures:
@@ -117,6 +118,7 @@ class Report:
             f"wrong_status={len(f.wrong_status)} ledger_mismatch={len(f.ledger_mismatch)} "
             f"seq_errors={len(f.seq_errors)} readmodel_mismatch={len(f.readmodel_mismatch)} "
             f"{self.dlq.line()} "
+            f"zombies_fenced={len(self.fenced_zombies)} "
             f"service_deaths={len(self.deaths)} "
             f"(near_dependency_fault={len(self.dependency_deaths())}) "
             f"duration={self.duration_s:.0f}s"
@@ -134,6 +136,7 @@ class Report:
             "faults": [asdict(x) for x in self.faults],
             "findings": asdict(self.findings),
             "service_deaths": [asdict(d) for d in self.deaths],
+            "fenced_zombies": self.fenced_zombies,
             "dlq": self.dlq.as_dict(),
             "poison": [asdict(p) for p in self.poison],
         }
@@ -319,6 +322,7 @@ class Chaos:
             self.deployment.config.topics.prefix,
             dict(Counter(s.kind for s in sagas)),
             poison,
+            list(self.supervisor.fenced_zombies),
         )
 
     def _start_all(self, starter: Starter, sagas: list[Saga], t0: float) -> None:
